@@ -1,0 +1,645 @@
+//! The binary wire format of `protocol/SPEC.md`: frames multiplexed with console text on one
+//! serial line. Each frame is `FF 00` + COBS(body) + `00`, body = header, payload, CRC-32.
+//!
+//! - [`Frame`] and its payloads, [`encode_frame`] / [`decode_body`].
+//! - [`demux`]: splits a byte stream into console text and frames, resynchronising after garbage.
+//! - [`session`]: turns frames into full snapshots (applies deltas to their base).
+
+pub mod codec;
+pub mod demux;
+pub mod session;
+
+use codec::{cobs_encode, crc32, DecodeError, Reader, Writer};
+
+use crate::model::{GcFigures, MemStats, Reported, StackFigures, SystemHeap};
+
+/// Version byte of every frame body.
+pub const VERSION: u8 = 1;
+/// Bytes that start a frame on the line: 0xFF never occurs in UTF-8 text.
+pub const FRAME_START: [u8; 2] = [0xFF, 0x00];
+/// Byte that ends a frame: COBS leaves no zero inside.
+pub const FRAME_END: u8 = 0x00;
+/// Header: version, type, sequence (u16), device milliseconds (u32).
+pub const HEADER_LEN: usize = 8;
+pub const CRC_LEN: usize = 4;
+/// Largest body a decoder accepts (a keyframe of an 8 MB heap fits with room to spare).
+pub const MAX_BODY: usize = 4 << 20;
+/// Type codes are 4-bit nibbles.
+pub const MAX_TYPE_CODES: usize = 16;
+
+/// Frame type byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum FrameType {
+    Hello = 1,
+    Keyframe = 2,
+    Delta = 3,
+    Event = 4,
+}
+
+/// One decoded frame.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Frame {
+    /// Counts every frame the device sends, wrapping; a gap means frames were lost.
+    pub seq: u16,
+    /// Device clock (`ticks_ms`), wrapping.
+    pub device_ms: u32,
+    pub body: Body,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Body {
+    Hello(Hello),
+    Keyframe(Keyframe),
+    Delta(Delta),
+    Event(Event),
+}
+
+impl Body {
+    pub fn frame_type(&self) -> FrameType {
+        match self {
+            Body::Hello(_) => FrameType::Hello,
+            Body::Keyframe(_) => FrameType::Keyframe,
+            Body::Delta(_) => FrameType::Delta,
+            Body::Event(_) => FrameType::Event,
+        }
+    }
+}
+
+/// Where an area lies and how many blocks it has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AreaExtent {
+    pub pool_start: u64,
+    pub blocks: usize,
+}
+
+/// Sent when streaming starts: what the device is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hello {
+    pub block_size: u32,
+    /// e.g. `MicroPython v1.29.0 on 2026-07-05; ESP32 module with ESP32`.
+    pub interpreter: String,
+    /// `sys.platform`: `esp32`, `rp2`, `linux`.
+    pub platform: String,
+    pub areas: Vec<AreaExtent>,
+    /// Name of each type code the device emits: entry `i` names code `i`.
+    pub type_names: Vec<String>,
+}
+
+/// One area as sent: its allocation table verbatim and one type code per head block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WireArea {
+    pub pool_start: u64,
+    pub blocks: usize,
+    /// `ceil(blocks / 4)` bytes in the device's ATB layout.
+    pub atb: Vec<u8>,
+    /// One device type code (0..=15) per head (HEAD or MARK) block, in block order.
+    pub codes: Vec<u8>,
+}
+
+/// A complete snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Keyframe {
+    pub block_size: u32,
+    pub areas: Vec<WireArea>,
+    pub figures: Reported,
+}
+
+/// A snapshot as the chunks that changed since the snapshot sent in frame `base_seq`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delta {
+    pub base_seq: u16,
+    /// Blocks per chunk, a multiple of 4.
+    pub chunk_blocks: usize,
+    /// Every area of the new snapshot; areas absent here are gone.
+    pub areas: Vec<DeltaArea>,
+    pub figures: Reported,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeltaArea {
+    pub pool_start: u64,
+    pub blocks: usize,
+    /// Changed chunks in increasing index order. An area not in the base (new pool start or
+    /// new size) must list all its chunks.
+    pub chunks: Vec<Chunk>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chunk {
+    pub index: usize,
+    /// The chunk's ATB bytes.
+    pub atb: Vec<u8>,
+    /// Type codes of the chunk's head blocks.
+    pub codes: Vec<u8>,
+}
+
+/// Something that happened on the device, for the host's timeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    ImportBegin { depth: u32, name: String },
+    ImportEnd { depth: u32, name: String, ok: bool, elapsed_us: u64 },
+    Mark { label: String },
+    AreaAdded(AreaExtent),
+    AreaRemoved { pool_start: u64 },
+    StreamStart { period_ms: u32 },
+    StreamStop,
+}
+
+mod event_kind {
+    pub const IMPORT_BEGIN: u8 = 1;
+    pub const IMPORT_END: u8 = 2;
+    pub const MARK: u8 = 3;
+    pub const AREA_ADDED: u8 = 4;
+    pub const AREA_REMOVED: u8 = 5;
+    pub const STREAM_START: u8 = 6;
+    pub const STREAM_STOP: u8 = 7;
+}
+
+mod figure_tag {
+    pub const GC: u8 = 1;
+    pub const MAX_NEW_SPLIT: u8 = 2;
+    pub const STACK: u8 = 3;
+    pub const MEM: u8 = 4;
+    pub const SYSTEM_HEAP: u8 = 5;
+}
+
+/// ATB run-length tokens: a varint `(count - 1) << 2 | op`.
+mod atb_op {
+    /// `count` bytes of 0x00: four free blocks each.
+    pub const FREE: u64 = 0;
+    /// `count` bytes of 0xAA: four tail blocks each.
+    pub const TAIL: u64 = 1;
+    /// `count` literal bytes follow.
+    pub const LITERAL: u64 = 2;
+    /// One byte follows, repeated `count` times.
+    pub const REPEAT: u64 = 3;
+}
+
+/// Runs shorter than this are cheaper as literals.
+const MIN_REPEAT: usize = 3;
+
+/// Number of head blocks (HEAD or MARK: bit 0 set) in ATB bytes.
+pub fn heads_in(atb: &[u8]) -> usize {
+    atb.iter().map(|b| (b & 0x55).count_ones() as usize).sum()
+}
+
+fn write_atb(w: &mut Writer, atb: &[u8]) {
+    let mut i = 0;
+    let mut literal_start = 0;
+    let flush_literal = |w: &mut Writer, from: usize, to: usize| {
+        if to > from {
+            w.varint(((to - from - 1) as u64) << 2 | atb_op::LITERAL);
+            w.bytes(&atb[from..to]);
+        }
+    };
+    while i < atb.len() {
+        let b = atb[i];
+        let run = atb[i..].iter().take_while(|&&x| x == b).count();
+        let special = b == 0x00 || b == 0xAA;
+        if run >= MIN_REPEAT || (special && run >= 1 && (run >= 2 || literal_start == i)) {
+            flush_literal(w, literal_start, i);
+            let op = match b {
+                0x00 => atb_op::FREE,
+                0xAA => atb_op::TAIL,
+                _ => atb_op::REPEAT,
+            };
+            w.varint(((run - 1) as u64) << 2 | op);
+            if op == atb_op::REPEAT {
+                w.u8(b);
+            }
+            i += run;
+            literal_start = i;
+        } else {
+            i += run;
+        }
+    }
+    flush_literal(w, literal_start, atb.len());
+}
+
+fn read_atb(r: &mut Reader<'_>, len: usize) -> Result<Vec<u8>, DecodeError> {
+    let mut atb = Vec::with_capacity(len);
+    while atb.len() < len {
+        let at = r.offset();
+        let token = r.varint("ATB run")?;
+        let count = (token >> 2) as usize + 1;
+        if count > len - atb.len() {
+            return Err(DecodeError::new(at, format!("ATB run of {count} bytes overruns the table ({} left)", len - atb.len())));
+        }
+        match token & 3 {
+            atb_op::FREE => atb.resize(atb.len() + count, 0x00),
+            atb_op::TAIL => atb.resize(atb.len() + count, 0xAA),
+            atb_op::LITERAL => atb.extend_from_slice(r.take(count, "ATB literal")?),
+            _ => {
+                let b = r.u8("ATB repeated byte")?;
+                atb.resize(atb.len() + count, b);
+            }
+        }
+    }
+    Ok(atb)
+}
+
+fn write_codes(w: &mut Writer, codes: &[u8]) {
+    for pair in codes.chunks(2) {
+        w.u8((pair[0] & 0x0F) | (pair.get(1).copied().unwrap_or(0) & 0x0F) << 4);
+    }
+}
+
+fn read_codes(r: &mut Reader<'_>, heads: usize) -> Result<Vec<u8>, DecodeError> {
+    let bytes = r.take(heads.div_ceil(2), "type codes")?;
+    Ok((0..heads).map(|i| (bytes[i / 2] >> (4 * (i & 1))) & 0x0F).collect())
+}
+
+/// Clears the bits of blocks past `blocks` in the last ATB byte.
+fn mask_tail(atb: &mut [u8], blocks: usize) {
+    if blocks % 4 != 0 {
+        if let Some(last) = atb.last_mut() {
+            *last &= (1u8 << (2 * (blocks % 4))) - 1;
+        }
+    }
+}
+
+fn write_figures(w: &mut Writer, f: &Reported) {
+    let mut tlv = |tag: u8, values: &[u64]| {
+        let mut inner = Writer::default();
+        for &v in values {
+            inner.varint(v);
+        }
+        w.u8(tag);
+        w.varint(inner.buf.len() as u64);
+        w.bytes(&inner.buf);
+    };
+    if let Some(g) = f.gc {
+        tlv(figure_tag::GC, &[g.total, g.used, g.free, g.one_blocks, g.two_blocks, g.max_block, g.max_free]);
+    }
+    if let Some(s) = f.max_new_split {
+        tlv(figure_tag::MAX_NEW_SPLIT, &[s]);
+    }
+    if let Some(s) = f.stack {
+        match s.limit {
+            Some(limit) => tlv(figure_tag::STACK, &[s.used, limit]),
+            None => tlv(figure_tag::STACK, &[s.used]),
+        }
+    }
+    if let Some(m) = f.mem {
+        tlv(figure_tag::MEM, &[m.total, m.current, m.peak]);
+    }
+    for h in &f.system_heaps {
+        tlv(figure_tag::SYSTEM_HEAP, &[u64::from(h.caps), h.total, h.free, h.largest_free, h.min_free]);
+    }
+}
+
+fn read_figures(r: &mut Reader<'_>) -> Result<Reported, DecodeError> {
+    let mut f = Reported::default();
+    while !r.is_empty() {
+        let tag = r.u8("figure tag")?;
+        let len = r.count("figure length", r.remaining() as u64)?;
+        let base = r.offset();
+        let value = r.take(len, "figure value")?;
+        let mut v = Reader::with_base(value, base);
+        let mut next = |what: &str| v.varint(what);
+        match tag {
+            figure_tag::GC => {
+                f.gc = Some(GcFigures {
+                    total: next("GC total")?,
+                    used: next("GC used")?,
+                    free: next("GC free")?,
+                    one_blocks: next("1-blocks")?,
+                    two_blocks: next("2-blocks")?,
+                    max_block: next("max block")?,
+                    max_free: next("max free")?,
+                })
+            }
+            figure_tag::MAX_NEW_SPLIT => f.max_new_split = Some(next("max new split")?),
+            figure_tag::STACK => {
+                let used = next("stack used")?;
+                let limit = if v.is_empty() { None } else { Some(v.varint("stack limit")?) };
+                f.stack = Some(StackFigures { used, limit });
+            }
+            figure_tag::MEM => {
+                f.mem = Some(MemStats { total: next("mem total")?, current: next("mem current")?, peak: next("mem peak")? })
+            }
+            figure_tag::SYSTEM_HEAP => {
+                let caps = next("heap caps")?;
+                f.system_heaps.push(SystemHeap {
+                    caps: u32::try_from(caps).map_err(|_| DecodeError::new(base, "heap caps wider than 32 bits"))?,
+                    total: next("heap total")?,
+                    free: next("heap free")?,
+                    largest_free: next("heap largest free")?,
+                    min_free: next("heap min free")?,
+                });
+            }
+            // Unknown figures are skipped: newer firmware may send more.
+            _ => {}
+        }
+    }
+    Ok(f)
+}
+
+/// Most blocks an area may claim: a 1 GiB heap of 4-byte blocks.
+const MAX_BLOCKS: u64 = 1 << 28;
+const MAX_AREAS: u64 = 64;
+
+fn write_payload(w: &mut Writer, body: &Body) {
+    match body {
+        Body::Hello(h) => {
+            w.varint(u64::from(h.block_size));
+            w.str(&h.interpreter);
+            w.str(&h.platform);
+            w.varint(h.areas.len() as u64);
+            for a in &h.areas {
+                w.varint(a.pool_start);
+                w.varint(a.blocks as u64);
+            }
+            w.u8(h.type_names.len() as u8);
+            for name in &h.type_names {
+                w.str(name);
+            }
+        }
+        Body::Keyframe(k) => {
+            w.varint(u64::from(k.block_size));
+            w.varint(k.areas.len() as u64);
+            for a in &k.areas {
+                w.varint(a.pool_start);
+                w.varint(a.blocks as u64);
+                write_atb(w, &a.atb);
+                write_codes(w, &a.codes);
+            }
+            write_figures(w, &k.figures);
+        }
+        Body::Delta(d) => {
+            w.u16(d.base_seq);
+            w.varint(d.chunk_blocks as u64);
+            w.varint(d.areas.len() as u64);
+            for a in &d.areas {
+                w.varint(a.pool_start);
+                w.varint(a.blocks as u64);
+                w.varint(a.chunks.len() as u64);
+                let mut next_index = 0;
+                for c in &a.chunks {
+                    w.varint((c.index - next_index) as u64);
+                    next_index = c.index + 1;
+                    write_atb(w, &c.atb);
+                    write_codes(w, &c.codes);
+                }
+            }
+            write_figures(w, &d.figures);
+        }
+        Body::Event(e) => match e {
+            Event::ImportBegin { depth, name } => {
+                w.u8(event_kind::IMPORT_BEGIN);
+                w.varint(u64::from(*depth));
+                w.str(name);
+            }
+            Event::ImportEnd { depth, name, ok, elapsed_us } => {
+                w.u8(event_kind::IMPORT_END);
+                w.varint(u64::from(*depth));
+                w.str(name);
+                w.u8(u8::from(*ok));
+                w.varint(*elapsed_us);
+            }
+            Event::Mark { label } => {
+                w.u8(event_kind::MARK);
+                w.str(label);
+            }
+            Event::AreaAdded(a) => {
+                w.u8(event_kind::AREA_ADDED);
+                w.varint(a.pool_start);
+                w.varint(a.blocks as u64);
+            }
+            Event::AreaRemoved { pool_start } => {
+                w.u8(event_kind::AREA_REMOVED);
+                w.varint(*pool_start);
+            }
+            Event::StreamStart { period_ms } => {
+                w.u8(event_kind::STREAM_START);
+                w.varint(u64::from(*period_ms));
+            }
+            Event::StreamStop => w.u8(event_kind::STREAM_STOP),
+        },
+    }
+}
+
+fn read_area_head(r: &mut Reader<'_>) -> Result<(u64, usize), DecodeError> {
+    Ok((r.varint("pool start")?, r.count("area blocks", MAX_BLOCKS)?))
+}
+
+fn read_payload(r: &mut Reader<'_>, frame_type: u8) -> Result<Body, DecodeError> {
+    Ok(match frame_type {
+        t if t == FrameType::Hello as u8 => {
+            let block_size = r.count("block size", 1 << 16)? as u32;
+            let interpreter = r.str("interpreter")?;
+            let platform = r.str("platform")?;
+            let n = r.count("area count", MAX_AREAS)?;
+            let mut areas = Vec::with_capacity(n);
+            for _ in 0..n {
+                let (pool_start, blocks) = read_area_head(r)?;
+                areas.push(AreaExtent { pool_start, blocks });
+            }
+            let types = r.u8("type count")? as usize;
+            if types > MAX_TYPE_CODES {
+                return Err(r.error(format!("{types} type names, at most {MAX_TYPE_CODES}")));
+            }
+            let type_names = (0..types).map(|_| r.str("type name")).collect::<Result<_, _>>()?;
+            Body::Hello(Hello { block_size, interpreter, platform, areas, type_names })
+        }
+        t if t == FrameType::Keyframe as u8 => {
+            let block_size = r.count("block size", 1 << 16)? as u32;
+            let n = r.count("area count", MAX_AREAS)?;
+            let mut areas = Vec::with_capacity(n);
+            for _ in 0..n {
+                let (pool_start, blocks) = read_area_head(r)?;
+                let mut atb = read_atb(r, blocks.div_ceil(4))?;
+                mask_tail(&mut atb, blocks);
+                let codes = read_codes(r, heads_in(&atb))?;
+                areas.push(WireArea { pool_start, blocks, atb, codes });
+            }
+            let figures = read_figures(r)?;
+            Body::Keyframe(Keyframe { block_size, areas, figures })
+        }
+        t if t == FrameType::Delta as u8 => {
+            let base_seq = r.u16("base sequence")?;
+            let at = r.offset();
+            let chunk_blocks = r.count("chunk blocks", MAX_BLOCKS)?;
+            if chunk_blocks == 0 || chunk_blocks % 4 != 0 {
+                return Err(DecodeError::new(at, format!("chunk of {chunk_blocks} blocks is not a positive multiple of 4")));
+            }
+            let n = r.count("area count", MAX_AREAS)?;
+            let mut areas = Vec::with_capacity(n);
+            for _ in 0..n {
+                let (pool_start, blocks) = read_area_head(r)?;
+                let chunk_count = blocks.div_ceil(chunk_blocks);
+                let changed = r.count("changed chunks", chunk_count as u64)?;
+                let mut chunks = Vec::with_capacity(changed);
+                let mut next_index = 0usize;
+                for _ in 0..changed {
+                    let at = r.offset();
+                    let index = next_index + r.count("chunk index gap", MAX_BLOCKS)?;
+                    if index >= chunk_count {
+                        return Err(DecodeError::new(at, format!("chunk {index} past the area's {chunk_count} chunks")));
+                    }
+                    let first = index * chunk_blocks;
+                    let end = (first + chunk_blocks).min(blocks);
+                    let mut atb = read_atb(r, end.div_ceil(4) - first / 4)?;
+                    mask_tail(&mut atb, end - first);
+                    let codes = read_codes(r, heads_in(&atb))?;
+                    chunks.push(Chunk { index, atb, codes });
+                    next_index = index + 1;
+                }
+                areas.push(DeltaArea { pool_start, blocks, chunks });
+            }
+            let figures = read_figures(r)?;
+            Body::Delta(Delta { base_seq, chunk_blocks, areas, figures })
+        }
+        t if t == FrameType::Event as u8 => {
+            let kind = r.u8("event kind")?;
+            let depth = |r: &mut Reader<'_>| r.count("import depth", u64::from(u32::MAX)).map(|d| d as u32);
+            Body::Event(match kind {
+                event_kind::IMPORT_BEGIN => Event::ImportBegin { depth: depth(r)?, name: r.str("module name")? },
+                event_kind::IMPORT_END => Event::ImportEnd {
+                    depth: depth(r)?,
+                    name: r.str("module name")?,
+                    ok: r.u8("import status")? != 0,
+                    elapsed_us: r.varint("import time")?,
+                },
+                event_kind::MARK => Event::Mark { label: r.str("mark label")? },
+                event_kind::AREA_ADDED => {
+                    let (pool_start, blocks) = read_area_head(r)?;
+                    Event::AreaAdded(AreaExtent { pool_start, blocks })
+                }
+                event_kind::AREA_REMOVED => Event::AreaRemoved { pool_start: r.varint("pool start")? },
+                event_kind::STREAM_START => {
+                    Event::StreamStart { period_ms: r.count("period", u64::from(u32::MAX))? as u32 }
+                }
+                event_kind::STREAM_STOP => Event::StreamStop,
+                other => return Err(r.error(format!("unknown event kind {other}"))),
+            })
+        }
+        other => return Err(DecodeError::new(1, format!("unknown frame type {other}"))),
+    })
+}
+
+/// The frame body before COBS: header, payload, CRC-32.
+pub fn encode_body(frame: &Frame) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.u8(VERSION);
+    w.u8(frame.body.frame_type() as u8);
+    w.u16(frame.seq);
+    w.u32(frame.device_ms);
+    write_payload(&mut w, &frame.body);
+    let crc = crc32(&w.buf);
+    w.u32(crc);
+    w.buf
+}
+
+/// The frame as sent on the line: `FF 00` + COBS(body) + `00`.
+pub fn encode_frame(frame: &Frame) -> Vec<u8> {
+    let body = encode_body(frame);
+    let mut out = Vec::with_capacity(body.len() + body.len() / 254 + 4);
+    out.extend_from_slice(&FRAME_START);
+    cobs_encode(&body, &mut out);
+    out.push(FRAME_END);
+    out
+}
+
+/// Decodes a body (COBS already undone). The CRC is checked before anything else is read, so a
+/// damaged frame is rejected, never decoded into wrong data.
+pub fn decode_body(body: &[u8]) -> Result<Frame, DecodeError> {
+    if body.len() < HEADER_LEN + CRC_LEN {
+        return Err(DecodeError::new(0, format!("frame of {} bytes is shorter than header and CRC", body.len())));
+    }
+    let (data, crc_bytes) = body.split_at(body.len() - CRC_LEN);
+    let sent = u32::from_le_bytes([crc_bytes[0], crc_bytes[1], crc_bytes[2], crc_bytes[3]]);
+    let computed = crc32(data);
+    if sent != computed {
+        return Err(DecodeError::new(data.len(), format!("CRC mismatch: frame says {sent:08x}, content gives {computed:08x}")));
+    }
+    let mut r = Reader::new(data);
+    let version = r.u8("version")?;
+    if version != VERSION {
+        return Err(DecodeError::new(0, format!("protocol version {version}, this decoder reads {VERSION}")));
+    }
+    let frame_type = r.u8("frame type")?;
+    let seq = r.u16("sequence")?;
+    let device_ms = r.u32("device time")?;
+    let body = read_payload(&mut r, frame_type)?;
+    if !r.is_empty() {
+        return Err(r.error(format!("{} bytes left over after the payload", r.remaining())));
+    }
+    Ok(Frame { seq, device_ms, body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(body: Body) {
+        let frame = Frame { seq: 0xBEEF, device_ms: 123_456, body };
+        let encoded = encode_frame(&frame);
+        assert_eq!(&encoded[..2], &FRAME_START);
+        assert_eq!(*encoded.last().unwrap(), FRAME_END);
+        assert!(!encoded[2..encoded.len() - 1].contains(&0));
+        let mut body = Vec::new();
+        codec::cobs_decode(&encoded[2..encoded.len() - 1], &mut body).unwrap();
+        assert_eq!(decode_body(&body).unwrap(), frame);
+    }
+
+    #[test]
+    fn every_event_round_trips() {
+        for e in [
+            Event::ImportBegin { depth: 2, name: "umqtt.simple".into() },
+            Event::ImportEnd { depth: 0, name: "json".into(), ok: false, elapsed_us: 15_000 },
+            Event::Mark { label: "after wifi".into() },
+            Event::AreaAdded(AreaExtent { pool_start: 0x3FFB_0000, blocks: 4096 }),
+            Event::AreaRemoved { pool_start: 0x3FFB_0000 },
+            Event::StreamStart { period_ms: 250 },
+            Event::StreamStop,
+        ] {
+            roundtrip(Body::Event(e));
+        }
+    }
+
+    #[test]
+    fn hello_and_figures_round_trip() {
+        roundtrip(Body::Hello(Hello {
+            block_size: 16,
+            interpreter: "MicroPython v1.29.0".into(),
+            platform: "esp32".into(),
+            areas: vec![AreaExtent { pool_start: 0x3FFC_2DB0, blocks: 7460 }],
+            type_names: vec!["unknown".into(), "other".into()],
+        }));
+        roundtrip(Body::Keyframe(Keyframe {
+            block_size: 16,
+            areas: vec![WireArea { pool_start: 0x1000, blocks: 6, atb: vec![0x99, 0x01], codes: vec![4, 5, 15] }],
+            figures: Reported {
+                gc: Some(GcFigures { total: 96, used: 32, free: 64, one_blocks: 2, two_blocks: 0, max_block: 1, max_free: 3 }),
+                max_new_split: Some(262_144),
+                stack: Some(StackFigures { used: 640, limit: None }),
+                mem: Some(MemStats { total: 1, current: 2, peak: 3 }),
+                system_heaps: vec![SystemHeap { caps: 0x1804, total: 10, free: 5, largest_free: 4, min_free: 3 }],
+            },
+        }));
+    }
+
+    #[test]
+    fn atb_runs_compress_and_round_trip() {
+        let mut atb = vec![0u8; 1000];
+        atb.extend([0xAA; 500]);
+        atb.extend([0x55, 0x59, 0x00, 0x99, 0x99, 0x99, 0x99, 0xAA, 0x01]);
+        let mut w = Writer::default();
+        write_atb(&mut w, &atb);
+        assert!(w.buf.len() < 20, "{} bytes", w.buf.len());
+        let mut r = Reader::new(&w.buf);
+        assert_eq!(read_atb(&mut r, atb.len()).unwrap(), atb);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn a_flipped_bit_is_caught_by_the_crc() {
+        let frame = Frame { seq: 1, device_ms: 2, body: Body::Event(Event::Mark { label: "x".into() }) };
+        let mut body = encode_body(&frame);
+        body[9] ^= 0x10;
+        let err = decode_body(&body).unwrap_err();
+        assert!(err.message.contains("CRC"), "{err}");
+    }
+}
