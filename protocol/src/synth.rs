@@ -36,15 +36,16 @@ pub fn area(rng: &mut Rng, pool_start: u64, block_size: u32, blocks: usize, fill
             // Allocation sizes: mostly 1-4 blocks, sometimes tens, rarely hundreds.
             let len = match rng.below(100) {
                 0..=69 => 1 + rng.below(4),
-                70..=96 => 1 + rng.below(40),
-                _ => 1 + rng.below(600),
+                70..=98 => 1 + rng.below(40),
+                _ => 1 + rng.below(300),
             } as usize;
             let len = len.min(left);
             kinds.push(BlockKind::Head);
             kinds.push_run(BlockKind::Tail, len - 1);
             types.push(ObjType::ALL[rng.below(ObjType::ALL.len() as u64) as usize]);
         } else {
-            let longest = if rng.below(10) == 0 { 2000 } else { 12 };
+            // Holes: mostly crumbs between objects, now and then a long free stretch.
+            let longest = if rng.below(50) == 0 { 500 } else { 8 };
             let len = (1 + rng.below(longest) as usize).min(left);
             kinds.push_run(BlockKind::Free, len);
         }
