@@ -1,0 +1,109 @@
+//! Text a person reads: figures with thousands separators, aligned tables.
+
+use std::fmt::Write;
+
+use crate::report::SnapshotReport;
+
+/// `1234567` as `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn percent(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        "-".into()
+    } else {
+        format!("{:.1}%", 100.0 * part as f64 / whole as f64)
+    }
+}
+
+/// A snapshot report as a few readable lines.
+pub fn snapshot(r: &SnapshotReport) -> String {
+    let mut s = String::new();
+    let m = &r.metrics;
+    let total = r.reported.total.unwrap_or(0);
+    match r.block_size {
+        Some(bs) => {
+            let blocks: usize = r.areas.iter().map(|a| a.blocks).sum();
+            let areas = if r.areas.len() == 1 { "1 area".to_string() } else { format!("{} areas", r.areas.len()) };
+            let _ = writeln!(s, "  GC heap        {:>11} B   {areas}, {} blocks of {bs} B", thousands(total), thousands(blocks as u64));
+        }
+        None => {
+            let _ = writeln!(s, "  GC heap        {:>11} B   (summary only: no layout in this dump)", thousands(total));
+        }
+    }
+    if let (Some(used), Some(free)) = (m.used_bytes, m.free_bytes) {
+        let _ = writeln!(s, "  used           {:>11} B   {}", thousands(used), percent(used, used + free));
+        let _ = writeln!(s, "  free           {:>11} B   {}", thousands(free), percent(free, used + free));
+    }
+    if let Some(largest) = m.largest_free_bytes {
+        let _ = writeln!(s, "  largest free   {:>11} B   the largest allocation that can succeed now", thousands(largest));
+    }
+    if let Some(f) = m.fragmentation {
+        let _ = writeln!(s, "  fragmentation  {:>11.1}%   1 - largest free / free", 100.0 * f);
+    }
+    if let Some(split) = r.reported.max_new_split {
+        let _ = writeln!(s, "  max new split  {:>11} B   the largest new area the heap could grow by", thousands(split));
+    }
+    if let Some(used) = r.reported.stack_used {
+        let limit = r.reported.stack_limit.map_or(String::new(), |l| format!(" of {} B", thousands(l)));
+        let _ = writeln!(s, "  stack          {:>11} B{limit}", thousands(used));
+    }
+    if !m.free_runs.is_empty() {
+        let runs: Vec<String> = m
+            .free_runs
+            .iter()
+            .filter(|b| b[1] > 0)
+            .map(|b| {
+                let range = if b[0] == 1 { "1".to_string() } else { format!("{}-{}", b[0], 2 * b[0] - 1) };
+                format!("{range}: {}", b[1])
+            })
+            .collect();
+        let _ = writeln!(s, "  free runs      {}  (blocks: count)", runs.join("  "));
+    }
+    if !m.types.is_empty() {
+        let mut types: Vec<_> = m.types.iter().collect();
+        types.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let _ = writeln!(s, "  by type        {:>11}   {:>6}", "bytes", "allocs");
+        for (name, bytes) in types {
+            let _ = writeln!(s, "    {name:<12} {:>11}   {:>6}", thousands(*bytes), m.type_counts[name]);
+        }
+    }
+    for a in &r.areas {
+        let _ = writeln!(
+            s,
+            "  area {}   {} blocks: {} free, {} head, {} tail, largest free run {}",
+            a.pool_start,
+            thousands(a.blocks as u64),
+            thousands(a.free_blocks as u64),
+            thousands(a.head_blocks as u64),
+            thousands(a.tail_blocks as u64),
+            thousands(a.largest_free_blocks as u64)
+        );
+    }
+    for w in &r.warnings {
+        let _ = writeln!(s, "  warning: line {}: {}", w.line, w.message);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(2072832), "2,072,832");
+    }
+}

@@ -1,0 +1,19 @@
+//! heapscope, the tool: command line, capture, recordings and the terminal UI.
+//!
+//! The binary is a thin `main` over [`run`]; tests drive the same code.
+
+pub mod cli;
+pub mod exit;
+pub mod human;
+pub mod inspect;
+pub mod report;
+
+use clap::Parser;
+
+/// Parses the command line and runs the command.
+pub fn run() -> Result<(), exit::CliError> {
+    let cli = cli::Cli::parse();
+    match cli.command {
+        cli::Command::Inspect(args) => inspect::run(&args),
+    }
+}
