@@ -178,26 +178,9 @@ pub fn gc_figures(areas: &[Area]) -> GcFigures {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::KindTable;
 
-    fn area(kinds: &str) -> Area {
-        let mut t = KindTable::default();
-        let mut types = Vec::new();
-        for c in kinds.chars() {
-            t.push(match c {
-                '.' => BlockKind::Free,
-                '=' => BlockKind::Tail,
-                'm' => BlockKind::Mark,
-                _ => BlockKind::Head,
-            });
-            match c {
-                'D' => types.push(ObjType::Dict),
-                'h' => types.push(ObjType::Other),
-                'm' => types.push(ObjType::Unknown),
-                _ => {}
-            }
-        }
-        Area::new(0, 16, t, types).unwrap()
+    fn area(pattern: &str) -> Area {
+        crate::synth::pattern_area(0, 16, pattern)
     }
 
     #[test]

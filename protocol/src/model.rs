@@ -509,16 +509,7 @@ mod tests {
     use super::*;
 
     fn table(kinds: &str) -> KindTable {
-        let mut t = KindTable::default();
-        for c in kinds.chars() {
-            t.push(match c {
-                '.' => BlockKind::Free,
-                'h' => BlockKind::Head,
-                '=' => BlockKind::Tail,
-                _ => BlockKind::Mark,
-            });
-        }
-        t
+        crate::synth::pattern_area(0, 16, kinds).kinds().clone()
     }
 
     #[test]
@@ -563,9 +554,7 @@ mod tests {
 
     #[test]
     fn allocations_split_runs_of_heads_and_own_their_tails() {
-        let kinds = table("=hh===..m=h");
-        let types = vec![ObjType::Dict, ObjType::Str, ObjType::Unknown, ObjType::List];
-        let area = Area::new(0x1000, 16, kinds, types).unwrap();
+        let area = crate::synth::pattern_area(0x1000, 16, "=DS===..m=L");
         let allocs: Vec<_> = area.allocations().map(|a| (a.start, a.blocks, a.obj_type, a.marked)).collect();
         assert_eq!(
             allocs,

@@ -3,6 +3,19 @@
 //! dependencies.
 
 use crate::model::{Area, BlockKind, KindTable, ObjType, Snapshot};
+use crate::text::cell;
+
+/// An area written as a `mem_info(1)` row: `D===..h=S`. Panics on other characters.
+pub fn pattern_area(pool_start: u64, block_size: u32, pattern: &str) -> Area {
+    let mut kinds = KindTable::with_capacity(pattern.len());
+    let mut types = Vec::new();
+    for c in pattern.chars() {
+        let (kind, obj_type) = cell(c).unwrap_or_else(|| panic!("{c:?} is not a mem_info layout character"));
+        kinds.push(kind);
+        types.extend(obj_type);
+    }
+    Area::new(pool_start, block_size, kinds, types).expect("a pattern has one type per head")
+}
 
 /// xorshift64*: small, fast, good enough for shaping test heaps.
 #[derive(Clone, Debug)]

@@ -164,9 +164,28 @@ fn header_line(i: &str) -> IResult<&str, Line<'_>> {
     Ok((i, Line::LayoutHeader(addr)))
 }
 
-/// Head letters and the other cell characters a layout row may hold.
+/// What one character of a layout row means: the block's kind and, for a head, its type.
+/// `=` is a tail (`t` before v1.8.1), `m` a marked head, letters are heads by type.
+pub fn cell(c: char) -> Option<(BlockKind, Option<ObjType>)> {
+    Some(match c {
+        '.' => (BlockKind::Free, None),
+        '=' | 't' => (BlockKind::Tail, None),
+        'm' => (BlockKind::Mark, Some(ObjType::Unknown)),
+        'T' => (BlockKind::Head, Some(ObjType::Tuple)),
+        'L' => (BlockKind::Head, Some(ObjType::List)),
+        'D' => (BlockKind::Head, Some(ObjType::Dict)),
+        'S' => (BlockKind::Head, Some(ObjType::Str)),
+        'A' => (BlockKind::Head, Some(ObjType::ByteArray)),
+        'F' => (BlockKind::Head, Some(ObjType::Float)),
+        'B' => (BlockKind::Head, Some(ObjType::Function)),
+        'M' => (BlockKind::Head, Some(ObjType::Module)),
+        'h' => (BlockKind::Head, Some(ObjType::Other)),
+        _ => return None,
+    })
+}
+
 fn is_cell(c: char) -> bool {
-    matches!(c, '.' | '=' | 't' | 'm' | 'h' | 'T' | 'L' | 'D' | 'S' | 'A' | 'F' | 'B' | 'M')
+    cell(c).is_some()
 }
 
 fn row_line(i: &str) -> IResult<&str, Line<'_>> {
@@ -317,20 +336,7 @@ impl DumpBuilder {
         }
         self.rows.push(RowRecord { line, area: area_index, block: area.kinds.len(), offset, digits });
         for c in cells.chars() {
-            let (kind, obj_type) = match c {
-                '.' => (BlockKind::Free, None),
-                '=' | 't' => (BlockKind::Tail, None),
-                'm' => (BlockKind::Mark, Some(ObjType::Unknown)),
-                'T' => (BlockKind::Head, Some(ObjType::Tuple)),
-                'L' => (BlockKind::Head, Some(ObjType::List)),
-                'D' => (BlockKind::Head, Some(ObjType::Dict)),
-                'S' => (BlockKind::Head, Some(ObjType::Str)),
-                'A' => (BlockKind::Head, Some(ObjType::ByteArray)),
-                'F' => (BlockKind::Head, Some(ObjType::Float)),
-                'B' => (BlockKind::Head, Some(ObjType::Function)),
-                'M' => (BlockKind::Head, Some(ObjType::Module)),
-                _ => (BlockKind::Head, Some(ObjType::Other)),
-            };
+            let (kind, obj_type) = cell(c).expect("row_line accepts only cell characters");
             area.kinds.push(kind);
             area.types.extend(obj_type);
         }
@@ -657,7 +663,7 @@ impl Scanner {
                 self.layout_step(b, events)
             }
             (State::Layout(_), Line::Other) if looks_like_row(text) => {
-                let column = text.find(|c: char| c == ':').map(|colon| {
+                let column = text.find(':').map(|colon| {
                     let cells = text[colon + 1..].trim_start();
                     let bad = cells.find(|c: char| !is_cell(c)).unwrap_or(0);
                     text.len() - cells.len() + bad + 1

@@ -2,29 +2,14 @@
 //! decode back to their inputs. `SPEC_PRINT=1 cargo test --test spec_vectors -- --nocapture`
 //! prints the vectors in the spec's layout.
 
-use heapscope_protocol::model::{Area, BlockKind, GcFigures, KindTable, ObjType, Reported, Snapshot, StackFigures};
+use heapscope_protocol::model::{GcFigures, Reported, Snapshot, StackFigures};
+use heapscope_protocol::synth;
 use heapscope_protocol::wire::codec::cobs_decode;
 use heapscope_protocol::wire::session::{self, standard_type_names};
 use heapscope_protocol::wire::{decode_body, encode_frame, AreaExtent, Body, Event, Frame, Hello};
 
 fn tiny_heap(pattern: &str) -> Snapshot {
-    let mut kinds = KindTable::default();
-    let mut types = Vec::new();
-    for c in pattern.chars() {
-        kinds.push(match c {
-            '.' => BlockKind::Free,
-            '=' => BlockKind::Tail,
-            _ => BlockKind::Head,
-        });
-        match c {
-            'D' => types.push(ObjType::Dict),
-            'S' => types.push(ObjType::Str),
-            'h' => types.push(ObjType::Other),
-            _ => {}
-        }
-    }
-    let area = Area::new(0x3FFC_2DB0, 16, kinds, types).unwrap();
-    Snapshot { areas: vec![area], reported: Reported::default() }
+    Snapshot { areas: vec![synth::pattern_area(0x3FFC_2DB0, 16, pattern)], reported: Reported::default() }
 }
 
 /// The spec's examples: name and frame.

@@ -221,24 +221,9 @@ pub fn extents(snapshot: &Snapshot) -> Vec<AreaExtent> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::BlockKind;
 
     fn area(pool_start: u64, pattern: &str) -> Area {
-        let mut kinds = KindTable::default();
-        let mut types = Vec::new();
-        for c in pattern.chars() {
-            kinds.push(match c {
-                '.' => BlockKind::Free,
-                '=' => BlockKind::Tail,
-                _ => BlockKind::Head,
-            });
-            if c == 'D' {
-                types.push(ObjType::Dict);
-            } else if c == 'S' {
-                types.push(ObjType::Str);
-            }
-        }
-        Area::new(pool_start, 16, kinds, types).unwrap()
+        crate::synth::pattern_area(pool_start, 16, pattern)
     }
 
     fn frame(seq: u16, body: Body) -> Frame {
