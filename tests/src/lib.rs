@@ -1,1 +1,5 @@
-//! Integration tests live in `tests/`.
+//! Support for the workspace integration tests: the firmware's C core behind a safe wrapper,
+//! and the worked examples of `protocol/SPEC.md`.
+
+pub mod c_core;
+pub mod spec;

@@ -1,0 +1,514 @@
+/*
+ * heapscope encoding core. See hs_core.h and protocol/SPEC.md.
+ */
+#include "hs_core.h"
+
+const char *const hs_type_names[HS_TYPE_COUNT] = {
+    "unknown", "other", "tuple", "list", "dict", "str", "bytearray", "float",
+    "function", "module", "set", "int", "closure", "bound_method", "instance", "type",
+};
+
+/* ---- CRC-32/ISO-HDLC, four bits at a time: a 64-byte table instead of 1 KiB. ---- */
+
+static const uint32_t crc_nibble[16] = {
+    0x00000000u, 0x1DB71064u, 0x3B6E20C8u, 0x26D930ACu, 0x76DC4190u, 0x6B6B51F4u, 0x4DB26158u, 0x5005713Cu,
+    0xEDB88320u, 0xF00F9344u, 0xD6D6A3E8u, 0xCB61B38Cu, 0x9B64C2B0u, 0x86D3D2D4u, 0xA00AE278u, 0xBDBDF21Cu,
+};
+
+static uint32_t crc_byte(uint32_t c, uint8_t b) {
+    c ^= b;
+    c = (c >> 4) ^ crc_nibble[c & 15];
+    c = (c >> 4) ^ crc_nibble[c & 15];
+    return c;
+}
+
+uint32_t hs_crc32(uint32_t crc, const uint8_t *data, size_t len) {
+    uint32_t c = ~crc;
+    for (size_t i = 0; i < len; i++) {
+        c = crc_byte(c, data[i]);
+    }
+    return ~c;
+}
+
+/* ---- Frame writer: body bytes go through the CRC and the COBS block. ---- */
+
+void hs_writer_init(hs_writer_t *w, hs_sink_fn sink, void *sink_ctx) {
+    w->sink = sink;
+    w->sink_ctx = sink_ctx;
+    w->seq = 0;
+    w->crc = 0;
+    w->fill = 0;
+}
+
+static void cobs_flush(hs_writer_t *w) {
+    w->block[0] = (uint8_t)(w->fill + 1);
+    w->sink(w->sink_ctx, w->block, (size_t)w->fill + 1);
+    w->fill = 0;
+}
+
+/* One body byte, already counted in the CRC. */
+static void cobs_put(hs_writer_t *w, uint8_t b) {
+    if (b == 0) {
+        cobs_flush(w);
+        return;
+    }
+    w->block[++w->fill] = b;
+    if (w->fill == 254) {
+        cobs_flush(w);
+    }
+}
+
+static void put_u8(hs_writer_t *w, uint8_t b) {
+    w->crc = crc_byte(w->crc, b);
+    cobs_put(w, b);
+}
+
+static void put_bytes(hs_writer_t *w, const uint8_t *data, size_t len) {
+    for (size_t i = 0; i < len; i++) {
+        put_u8(w, data[i]);
+    }
+}
+
+static void put_u16(hs_writer_t *w, uint16_t v) {
+    put_u8(w, (uint8_t)v);
+    put_u8(w, (uint8_t)(v >> 8));
+}
+
+static void put_u32(hs_writer_t *w, uint32_t v) {
+    put_u16(w, (uint16_t)v);
+    put_u16(w, (uint16_t)(v >> 16));
+}
+
+static void put_varint(hs_writer_t *w, uint64_t v) {
+    while (v >= 0x80) {
+        put_u8(w, (uint8_t)(v | 0x80));
+        v >>= 7;
+    }
+    put_u8(w, (uint8_t)v);
+}
+
+static size_t varint_len(uint64_t v) {
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static void put_str(hs_writer_t *w, const char *s, size_t len) {
+    put_varint(w, len);
+    put_bytes(w, (const uint8_t *)s, len);
+}
+
+static void frame_begin(hs_writer_t *w, uint8_t type, uint32_t ms) {
+    static const uint8_t start[2] = {0xFF, 0x00};
+    w->sink(w->sink_ctx, start, 2);
+    /* The CRC register is kept inverted while the frame is written. */
+    w->crc = 0xFFFFFFFFu;
+    w->fill = 0;
+    put_u8(w, HS_PROTOCOL_VERSION);
+    put_u8(w, type);
+    put_u16(w, w->seq);
+    put_u32(w, ms);
+}
+
+static void frame_end(hs_writer_t *w) {
+    static const uint8_t end[1] = {0x00};
+    put_u32(w, ~w->crc);
+    cobs_flush(w);
+    w->sink(w->sink_ctx, end, 1);
+    w->seq++;
+}
+
+/* ---- Allocation table ---- */
+
+/* Table byte i of an area, with the bits of blocks past its end cleared. */
+static uint8_t atb_byte(const hs_area_t *a, size_t i) {
+    uint8_t b = a->atb[i];
+    size_t first_block = i * 4;
+    if (first_block + 4 > a->blocks) {
+        b &= (uint8_t)((1u << (2 * (a->blocks - first_block))) - 1);
+    }
+    return b;
+}
+
+static size_t atb_len(size_t blocks) {
+    return (blocks + 3) / 4;
+}
+
+static void put_literal(hs_writer_t *w, const hs_area_t *a, size_t from, size_t to) {
+    if (to > from) {
+        put_varint(w, ((uint64_t)(to - from - 1) << 2) | 2u);
+        for (size_t i = from; i < to; i++) {
+            put_u8(w, atb_byte(a, i));
+        }
+    }
+}
+
+/* Table bytes [from, to) as the canonical run list (SPEC 3.4). */
+static void put_atb(hs_writer_t *w, const hs_area_t *a, size_t from, size_t to) {
+    size_t i = from, literal = from;
+    while (i < to) {
+        uint8_t b = atb_byte(a, i);
+        size_t run = 1;
+        while (i + run < to && atb_byte(a, i + run) == b) {
+            run++;
+        }
+        int special = (b == 0x00 || b == 0xAA);
+        if (run >= 3 || (special && (run >= 2 || literal == i))) {
+            put_literal(w, a, literal, i);
+            unsigned op = b == 0x00 ? 0u : b == 0xAA ? 1u : 3u;
+            put_varint(w, ((uint64_t)(run - 1) << 2) | op);
+            if (op == 3u) {
+                put_u8(w, b);
+            }
+            i += run;
+            literal = i;
+        } else {
+            i += run;
+        }
+    }
+    put_literal(w, a, literal, to);
+}
+
+/* Type codes of the heads in table bytes [from, to), two per byte, first in the low nibble. */
+static void put_codes(hs_writer_t *w, const hs_area_t *a, size_t area_index, size_t from, size_t to,
+    hs_classify_fn classify, void *ctx) {
+    int half = 0;
+    uint8_t pending = 0;
+    for (size_t i = from; i < to; i++) {
+        uint8_t b = atb_byte(a, i);
+        for (unsigned k = 0; k < 4; k++) {
+            if ((b >> (2 * k)) & 1u) { /* HEAD (1) or MARK (3) */
+                uint8_t code = (uint8_t)(classify(ctx, area_index, i * 4 + k) & 0x0Fu);
+                if (half) {
+                    put_u8(w, (uint8_t)(pending | (code << 4)));
+                } else {
+                    pending = code;
+                }
+                half = !half;
+            }
+        }
+    }
+    if (half) {
+        put_u8(w, pending);
+    }
+}
+
+/* ---- Figures (SPEC 3.5) ---- */
+
+static void put_tlv(hs_writer_t *w, uint8_t tag, const uint64_t *values, size_t n) {
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        len += varint_len(values[i]);
+    }
+    put_u8(w, tag);
+    put_varint(w, len);
+    for (size_t i = 0; i < n; i++) {
+        put_varint(w, values[i]);
+    }
+}
+
+static void put_figures(hs_writer_t *w, const hs_figures_t *f) {
+    if (f == NULL) {
+        return;
+    }
+    if (f->has_gc) {
+        uint64_t v[7] = {f->gc_total, f->gc_used, f->gc_free, f->gc_one_blocks, f->gc_two_blocks, f->gc_max_block, f->gc_max_free};
+        put_tlv(w, 1, v, 7);
+    }
+    if (f->has_max_new_split) {
+        put_tlv(w, 2, &f->max_new_split, 1);
+    }
+    if (f->has_stack) {
+        uint64_t v[2] = {f->stack_used, f->stack_limit};
+        put_tlv(w, 3, v, f->has_stack_limit ? 2 : 1);
+    }
+    if (f->has_mem) {
+        uint64_t v[3] = {f->mem_total, f->mem_current, f->mem_peak};
+        put_tlv(w, 4, v, 3);
+    }
+    for (size_t i = 0; i < f->system_heap_count; i++) {
+        const hs_system_heap_t *h = &f->system_heaps[i];
+        uint64_t v[5] = {h->caps, h->total, h->free, h->largest_free, h->min_free};
+        put_tlv(w, 5, v, 5);
+    }
+}
+
+/* ---- Frames ---- */
+
+void hs_send_hello(hs_writer_t *w, uint32_t ms, uint32_t block_size,
+    const char *interpreter, size_t interpreter_len, const char *platform, size_t platform_len,
+    const hs_area_t *areas, size_t area_count) {
+    frame_begin(w, HS_FRAME_HELLO, ms);
+    put_varint(w, block_size);
+    put_str(w, interpreter, interpreter_len);
+    put_str(w, platform, platform_len);
+    put_varint(w, area_count);
+    for (size_t i = 0; i < area_count; i++) {
+        put_varint(w, areas[i].pool_start);
+        put_varint(w, areas[i].blocks);
+    }
+    put_u8(w, HS_TYPE_COUNT);
+    for (size_t i = 0; i < HS_TYPE_COUNT; i++) {
+        const char *name = hs_type_names[i];
+        size_t len = 0;
+        while (name[len] != '\0') {
+            len++;
+        }
+        put_str(w, name, len);
+    }
+    frame_end(w);
+}
+
+void hs_send_keyframe(hs_writer_t *w, uint32_t ms, uint32_t block_size,
+    const hs_area_t *areas, size_t area_count,
+    hs_classify_fn classify, void *classify_ctx, const hs_figures_t *figures) {
+    frame_begin(w, HS_FRAME_KEYFRAME, ms);
+    put_varint(w, block_size);
+    put_varint(w, area_count);
+    for (size_t i = 0; i < area_count; i++) {
+        const hs_area_t *a = &areas[i];
+        put_varint(w, a->pool_start);
+        put_varint(w, a->blocks);
+        put_atb(w, a, 0, atb_len(a->blocks));
+        put_codes(w, a, i, 0, atb_len(a->blocks), classify, classify_ctx);
+    }
+    put_figures(w, figures);
+    frame_end(w);
+}
+
+static size_t chunk_count(size_t blocks, uint32_t chunk_blocks) {
+    return (blocks + chunk_blocks - 1) / chunk_blocks;
+}
+
+/* Table bytes of chunk k: [first, end). */
+static void chunk_bytes(const hs_area_t *a, uint32_t chunk_blocks, size_t k, size_t *first, size_t *end) {
+    size_t first_block = k * chunk_blocks;
+    size_t end_block = first_block + chunk_blocks;
+    if (end_block > a->blocks) {
+        end_block = a->blocks;
+    }
+    *first = first_block / 4;
+    *end = atb_len(end_block);
+}
+
+void hs_send_delta(hs_writer_t *w, uint32_t ms, uint16_t base_seq, uint32_t chunk_blocks,
+    const hs_area_t *areas, size_t area_count,
+    hs_classify_fn classify, void *classify_ctx,
+    hs_changed_fn changed, void *changed_ctx, const hs_figures_t *figures) {
+    frame_begin(w, HS_FRAME_DELTA, ms);
+    put_u16(w, base_seq);
+    put_varint(w, chunk_blocks);
+    put_varint(w, area_count);
+    for (size_t i = 0; i < area_count; i++) {
+        const hs_area_t *a = &areas[i];
+        size_t chunks = chunk_count(a->blocks, chunk_blocks);
+        size_t n_changed = 0;
+        for (size_t k = 0; k < chunks; k++) {
+            n_changed += changed(changed_ctx, i, k) != 0;
+        }
+        put_varint(w, a->pool_start);
+        put_varint(w, a->blocks);
+        put_varint(w, n_changed);
+        size_t next = 0;
+        for (size_t k = 0; k < chunks; k++) {
+            if (!changed(changed_ctx, i, k)) {
+                continue;
+            }
+            size_t first, end;
+            chunk_bytes(a, chunk_blocks, k, &first, &end);
+            put_varint(w, k - next);
+            next = k + 1;
+            put_atb(w, a, first, end);
+            put_codes(w, a, i, first, end, classify, classify_ctx);
+        }
+    }
+    put_figures(w, figures);
+    frame_end(w);
+}
+
+/* ---- Delta tracking ---- */
+
+void hs_tracker_reset(hs_tracker_t *t) {
+    t->valid = 0;
+    t->since_keyframe = 0;
+}
+
+/* FNV-1a over a chunk's table bytes and its heads' type codes. */
+static uint32_t chunk_hash(const hs_area_t *a, size_t area_index, uint32_t chunk_blocks, size_t k,
+    hs_classify_fn classify, void *ctx) {
+    size_t first, end;
+    chunk_bytes(a, chunk_blocks, k, &first, &end);
+    uint32_t h = 2166136261u;
+    for (size_t i = first; i < end; i++) {
+        uint8_t b = atb_byte(a, i);
+        h = (h ^ b) * 16777619u;
+        for (unsigned bit = 0; bit < 4; bit++) {
+            if ((b >> (2 * bit)) & 1u) {
+                h = (h ^ classify(ctx, area_index, i * 4 + bit)) * 16777619u;
+            }
+        }
+    }
+    return h;
+}
+
+typedef struct {
+    const hs_tracker_t *t;
+    const hs_area_t *areas;
+    hs_classify_fn classify;
+    void *classify_ctx;
+    size_t offset[HS_MAX_AREAS]; /* index of each area's first chunk in t->hash */
+} tracker_view_t;
+
+static int tracker_changed(void *ctx, size_t area, size_t chunk) {
+    const tracker_view_t *v = (const tracker_view_t *)ctx;
+    uint32_t h = chunk_hash(&v->areas[area], area, v->t->chunk_blocks, chunk, v->classify, v->classify_ctx);
+    return h != v->t->hash[v->offset[area] + chunk];
+}
+
+/* Smallest chunk size (a power of two, at least 256 blocks) whose chunks fit the tracker. */
+static uint32_t tracker_chunk_blocks(const hs_area_t *areas, size_t area_count) {
+    uint32_t cb = HS_MIN_CHUNK_BLOCKS;
+    for (;;) {
+        size_t total = 0;
+        for (size_t i = 0; i < area_count; i++) {
+            total += chunk_count(areas[i].blocks, cb);
+        }
+        if (total <= HS_MAX_CHUNKS || cb >= (1u << 30)) {
+            return cb;
+        }
+        cb *= 2;
+    }
+}
+
+static int same_areas(const hs_tracker_t *t, const hs_area_t *areas, size_t area_count) {
+    if (t->area_count != area_count) {
+        return 0;
+    }
+    for (size_t i = 0; i < area_count; i++) {
+        if (t->area_start[i] != areas[i].pool_start || t->area_blocks[i] != areas[i].blocks) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+int hs_send_snapshot(hs_writer_t *w, hs_tracker_t *t, uint32_t ms, uint32_t block_size,
+    const hs_area_t *areas, size_t area_count,
+    hs_classify_fn classify, void *classify_ctx, const hs_figures_t *figures) {
+    int trackable = area_count <= HS_MAX_AREAS;
+    uint32_t cb = tracker_chunk_blocks(areas, trackable ? area_count : 0);
+    tracker_view_t view;
+    view.t = t;
+    view.areas = areas;
+    view.classify = classify;
+    view.classify_ctx = classify_ctx;
+    size_t total_chunks = 0;
+    if (trackable) {
+        for (size_t i = 0; i < area_count; i++) {
+            view.offset[i] = total_chunks;
+            total_chunks += chunk_count(areas[i].blocks, cb);
+        }
+        trackable = total_chunks <= HS_MAX_CHUNKS;
+    }
+
+    int delta = trackable && t->valid && t->since_keyframe + 1 < HS_KEYFRAME_EVERY
+        && t->chunk_blocks == cb && same_areas(t, areas, area_count);
+    if (delta) {
+        /* A delta of more than half the chunks is no smaller than a keyframe. */
+        size_t n_changed = 0;
+        for (size_t i = 0; i < area_count; i++) {
+            for (size_t k = 0; k < chunk_count(areas[i].blocks, cb); k++) {
+                n_changed += tracker_changed(&view, i, k) != 0;
+            }
+        }
+        delta = n_changed * 2 <= total_chunks;
+    }
+
+    uint16_t seq = w->seq;
+    int sent;
+    if (delta) {
+        hs_send_delta(w, ms, t->base_seq, cb, areas, area_count, classify, classify_ctx,
+            tracker_changed, &view, figures);
+        t->since_keyframe++;
+        sent = HS_FRAME_DELTA;
+    } else {
+        hs_send_keyframe(w, ms, block_size, areas, area_count, classify, classify_ctx, figures);
+        t->since_keyframe = 0;
+        sent = HS_FRAME_KEYFRAME;
+    }
+
+    /* Remember what was sent. */
+    t->valid = trackable;
+    if (trackable) {
+        t->base_seq = seq;
+        t->chunk_blocks = cb;
+        t->area_count = area_count;
+        for (size_t i = 0; i < area_count; i++) {
+            t->area_start[i] = areas[i].pool_start;
+            t->area_blocks[i] = areas[i].blocks;
+            for (size_t k = 0; k < chunk_count(areas[i].blocks, cb); k++) {
+                t->hash[view.offset[i] + k] = chunk_hash(&areas[i], i, cb, k, classify, classify_ctx);
+            }
+        }
+    }
+    return sent;
+}
+
+/* ---- Events (SPEC 3.6) ---- */
+
+void hs_send_import_begin(hs_writer_t *w, uint32_t ms, uint32_t depth, const char *name, size_t name_len) {
+    frame_begin(w, HS_FRAME_EVENT, ms);
+    put_u8(w, 1);
+    put_varint(w, depth);
+    put_str(w, name, name_len);
+    frame_end(w);
+}
+
+void hs_send_import_end(hs_writer_t *w, uint32_t ms, uint32_t depth, const char *name, size_t name_len,
+    int ok, uint64_t elapsed_us) {
+    frame_begin(w, HS_FRAME_EVENT, ms);
+    put_u8(w, 2);
+    put_varint(w, depth);
+    put_str(w, name, name_len);
+    put_u8(w, ok ? 1 : 0);
+    put_varint(w, elapsed_us);
+    frame_end(w);
+}
+
+void hs_send_mark(hs_writer_t *w, uint32_t ms, const char *label, size_t label_len) {
+    frame_begin(w, HS_FRAME_EVENT, ms);
+    put_u8(w, 3);
+    put_str(w, label, label_len);
+    frame_end(w);
+}
+
+void hs_send_area_added(hs_writer_t *w, uint32_t ms, uint64_t pool_start, size_t blocks) {
+    frame_begin(w, HS_FRAME_EVENT, ms);
+    put_u8(w, 4);
+    put_varint(w, pool_start);
+    put_varint(w, blocks);
+    frame_end(w);
+}
+
+void hs_send_area_removed(hs_writer_t *w, uint32_t ms, uint64_t pool_start) {
+    frame_begin(w, HS_FRAME_EVENT, ms);
+    put_u8(w, 5);
+    put_varint(w, pool_start);
+    frame_end(w);
+}
+
+void hs_send_stream_start(hs_writer_t *w, uint32_t ms, uint32_t period_ms) {
+    frame_begin(w, HS_FRAME_EVENT, ms);
+    put_u8(w, 6);
+    put_varint(w, period_ms);
+    frame_end(w);
+}
+
+void hs_send_stream_stop(hs_writer_t *w, uint32_t ms) {
+    frame_begin(w, HS_FRAME_EVENT, ms);
+    put_u8(w, 7);
+    frame_end(w);
+}

@@ -1,0 +1,163 @@
+/*
+ * heapscope encoding core: the wire format of protocol/SPEC.md, version 1.
+ *
+ * Portable C99: no MicroPython headers, no malloc, no stdio. Frames are streamed through a
+ * caller's sink as they are encoded; the only buffer is one COBS block (255 bytes) in the
+ * writer. Delta tracking keeps one 32-bit hash per chunk of the allocation table.
+ */
+#ifndef HEAPSCOPE_HS_CORE_H
+#define HEAPSCOPE_HS_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HS_PROTOCOL_VERSION 1
+
+enum {
+    HS_FRAME_HELLO = 1,
+    HS_FRAME_KEYFRAME = 2,
+    HS_FRAME_DELTA = 3,
+    HS_FRAME_EVENT = 4,
+};
+
+/* The standard type table (SPEC 3.1): code i is hs_type_names[i]. */
+enum {
+    HS_TYPE_UNKNOWN = 0,
+    HS_TYPE_OTHER,
+    HS_TYPE_TUPLE,
+    HS_TYPE_LIST,
+    HS_TYPE_DICT,
+    HS_TYPE_STR,
+    HS_TYPE_BYTEARRAY,
+    HS_TYPE_FLOAT,
+    HS_TYPE_FUNCTION,
+    HS_TYPE_MODULE,
+    HS_TYPE_SET,
+    HS_TYPE_INT,
+    HS_TYPE_CLOSURE,
+    HS_TYPE_BOUND_METHOD,
+    HS_TYPE_INSTANCE,
+    HS_TYPE_TYPE,
+    HS_TYPE_COUNT
+};
+
+extern const char *const hs_type_names[HS_TYPE_COUNT];
+
+/* Receives encoded bytes, in order. Called with at most 255 bytes at a time. */
+typedef void (*hs_sink_fn)(void *ctx, const uint8_t *data, size_t len);
+
+/* Type code (0..15) of the allocation whose head is `block` of area `area`. */
+typedef uint8_t (*hs_classify_fn)(void *ctx, size_t area, size_t block);
+
+/* Frame writer: header, CRC and COBS, streamed. */
+typedef struct {
+    hs_sink_fn sink;
+    void *sink_ctx;
+    uint16_t seq;      /* sequence number of the next frame */
+    uint32_t crc;      /* running CRC of the frame being written */
+    uint8_t block[255]; /* COBS block being filled: block[0] is its code byte */
+    uint8_t fill;      /* data bytes in block[1..] */
+} hs_writer_t;
+
+/* One heap area as the device holds it. */
+typedef struct {
+    uint64_t pool_start;
+    const uint8_t *atb; /* ceil(blocks / 4) bytes, the device's allocation table */
+    size_t blocks;
+} hs_area_t;
+
+typedef struct {
+    uint32_t caps;
+    uint64_t total, free, largest_free, min_free;
+} hs_system_heap_t;
+
+/* Figures the device reports beside the layout (SPEC 3.5); absent ones are left out. */
+typedef struct {
+    int has_gc;
+    uint64_t gc_total, gc_used, gc_free, gc_one_blocks, gc_two_blocks, gc_max_block, gc_max_free;
+    int has_max_new_split;
+    uint64_t max_new_split;
+    int has_stack, has_stack_limit;
+    uint64_t stack_used, stack_limit;
+    int has_mem;
+    uint64_t mem_total, mem_current, mem_peak;
+    size_t system_heap_count;
+    const hs_system_heap_t *system_heaps;
+} hs_figures_t;
+
+/* Delta tracking: what the last snapshot looked like, one hash per chunk. */
+#ifndef HS_MAX_AREAS
+#define HS_MAX_AREAS 16
+#endif
+#ifndef HS_MAX_CHUNKS
+#define HS_MAX_CHUNKS 1024
+#endif
+#ifndef HS_KEYFRAME_EVERY
+#define HS_KEYFRAME_EVERY 16
+#endif
+#define HS_MIN_CHUNK_BLOCKS 256
+
+typedef struct {
+    int valid;                   /* a snapshot was sent and the hashes describe it */
+    uint16_t base_seq;           /* seq of the frame that carried it */
+    uint16_t since_keyframe;     /* snapshots sent since the last keyframe */
+    uint32_t chunk_blocks;       /* chunk size the hashes were taken with */
+    size_t area_count;
+    uint64_t area_start[HS_MAX_AREAS];
+    size_t area_blocks[HS_MAX_AREAS];
+    uint32_t hash[HS_MAX_CHUNKS];
+} hs_tracker_t;
+
+/* Bytes of memory delta tracking takes. */
+#define HS_TRACKER_BYTES (sizeof(hs_tracker_t))
+
+void hs_writer_init(hs_writer_t *w, hs_sink_fn sink, void *sink_ctx);
+
+/* CRC-32/ISO-HDLC, continued from `crc` (0 to start). */
+uint32_t hs_crc32(uint32_t crc, const uint8_t *data, size_t len);
+
+/* Frames. `ms` is the device clock. Strings are bytes with a length (not NUL-terminated). */
+void hs_send_hello(hs_writer_t *w, uint32_t ms, uint32_t block_size,
+    const char *interpreter, size_t interpreter_len, const char *platform, size_t platform_len,
+    const hs_area_t *areas, size_t area_count);
+
+void hs_send_keyframe(hs_writer_t *w, uint32_t ms, uint32_t block_size,
+    const hs_area_t *areas, size_t area_count,
+    hs_classify_fn classify, void *classify_ctx, const hs_figures_t *figures);
+
+/* Delta against the snapshot of frame `base_seq`, chunks of `chunk_blocks` (multiple of 4).
+ * `changed` lists, per area, whether each chunk is sent: changed(ctx, area, chunk) != 0.
+ * Areas the base lacks must have all their chunks marked changed. */
+typedef int (*hs_changed_fn)(void *ctx, size_t area, size_t chunk);
+void hs_send_delta(hs_writer_t *w, uint32_t ms, uint16_t base_seq, uint32_t chunk_blocks,
+    const hs_area_t *areas, size_t area_count,
+    hs_classify_fn classify, void *classify_ctx,
+    hs_changed_fn changed, void *changed_ctx, const hs_figures_t *figures);
+
+/* A snapshot as a keyframe or a delta, whichever the tracker allows and is smaller; updates
+ * the tracker. Returns the frame type sent. */
+int hs_send_snapshot(hs_writer_t *w, hs_tracker_t *t, uint32_t ms, uint32_t block_size,
+    const hs_area_t *areas, size_t area_count,
+    hs_classify_fn classify, void *classify_ctx, const hs_figures_t *figures);
+
+/* Forget the last snapshot: the next one is a keyframe. */
+void hs_tracker_reset(hs_tracker_t *t);
+
+void hs_send_import_begin(hs_writer_t *w, uint32_t ms, uint32_t depth, const char *name, size_t name_len);
+void hs_send_import_end(hs_writer_t *w, uint32_t ms, uint32_t depth, const char *name, size_t name_len,
+    int ok, uint64_t elapsed_us);
+void hs_send_mark(hs_writer_t *w, uint32_t ms, const char *label, size_t label_len);
+void hs_send_area_added(hs_writer_t *w, uint32_t ms, uint64_t pool_start, size_t blocks);
+void hs_send_area_removed(hs_writer_t *w, uint32_t ms, uint64_t pool_start);
+void hs_send_stream_start(hs_writer_t *w, uint32_t ms, uint32_t period_ms);
+void hs_send_stream_stop(hs_writer_t *w, uint32_t ms);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HEAPSCOPE_HS_CORE_H */

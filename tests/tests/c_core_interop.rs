@@ -1,0 +1,161 @@
+//! The firmware's C core and the Rust protocol crate agree: C-encoded frames of random
+//! allocation tables decode in Rust to exactly the input, and both encoders write the same
+//! bytes for the same snapshot.
+
+use heapscope_protocol::model::{GcFigures, MemStats, Reported, StackFigures, SystemHeap};
+use heapscope_protocol::synth;
+use heapscope_protocol::wire::demux::{Demux, Item};
+use heapscope_protocol::wire::session::{self, Session, Update};
+use heapscope_protocol::wire::{encode_frame, Body, Event, Frame};
+use heapscope_protocol::Snapshot;
+use heapscope_tests::c_core::{self, CWriter};
+use proptest::prelude::*;
+
+/// Frames and snapshots a stream decodes to.
+fn decode(stream: &[u8]) -> (Vec<Frame>, Vec<Snapshot>) {
+    let mut demux = Demux::new();
+    let mut session = Session::new();
+    let (mut frames, mut snapshots) = (Vec::new(), Vec::new());
+    for item in demux.push(stream) {
+        match item {
+            Item::Frame(f) => {
+                if let Ok(Update::Snapshot(s)) = session.apply(&f) {
+                    snapshots.push(s);
+                }
+                frames.push(f);
+            }
+            Item::Corrupt(c) => panic!("{c}"),
+            Item::Text(t) => panic!("unexpected text {t:?}"),
+        }
+    }
+    (frames, snapshots)
+}
+
+fn blocks() -> impl Strategy<Value = usize> {
+    prop_oneof![6 => 1usize..2_000, 3 => 2_000usize..70_000, 1 => 70_000usize..=524_288]
+}
+
+fn with_figures(mut s: Snapshot, seed: u64) -> Snapshot {
+    s.reported = Reported {
+        gc: Some(GcFigures { total: seed % 1000, used: 1, free: 2, one_blocks: 3, two_blocks: 4, max_block: 5, max_free: 6 }),
+        max_new_split: (seed % 2 == 0).then_some(262_144),
+        stack: Some(StackFigures { used: 640, limit: (seed % 3 != 0).then_some(40_000) }),
+        mem: (seed % 5 == 0).then_some(MemStats { total: 1, current: 2, peak: u64::MAX }),
+        system_heaps: (0..seed % 3).map(|i| SystemHeap { caps: 0x1800 + i as u32, total: 300_000, free: 100_000, largest_free: 65_536, min_free: 9 }).collect(),
+    };
+    s
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+
+    #[test]
+    fn c_keyframes_decode_to_their_input_and_match_rust(seed in any::<u64>(), total in blocks(), areas in 1usize..=4, wide in any::<bool>()) {
+        let snapshot = with_figures(synth::snapshot(seed, if wide { 32 } else { 16 }, areas, total), seed);
+        let mut c = CWriter::new(7);
+        c.keyframe(1234, &snapshot);
+        let c_bytes = c.take();
+        let (_, decoded) = decode(&c_bytes);
+        prop_assert_eq!(decoded.len(), 1);
+        prop_assert!(decoded[0] == snapshot, "C keyframe decodes to the input");
+        let rust = encode_frame(&Frame { seq: 7, device_ms: 1234, body: Body::Keyframe(session::keyframe(&snapshot)) });
+        prop_assert!(c_bytes == rust, "C and Rust keyframes are byte-identical");
+    }
+
+    #[test]
+    fn c_tracker_deltas_rebuild_each_snapshot(seed in any::<u64>(), total in blocks(), areas in 1usize..=4, steps in 2usize..6) {
+        let mut c = CWriter::new(0);
+        let mut heap = synth::snapshot(seed, 16, areas, total);
+        let mut expected = Vec::new();
+        let mut kinds = Vec::new();
+        for step in 0..steps {
+            kinds.push(c.snapshot(step as u32 * 100, &heap));
+            expected.push(heap.clone());
+            heap = synth::mutate(&heap, seed ^ step as u64, 1 + step * 3);
+        }
+        let (_, decoded) = decode(&c.take());
+        prop_assert_eq!(kinds[0], 2, "the first snapshot is a keyframe");
+        prop_assert_eq!(decoded.len(), expected.len());
+        for (i, (got, want)) in decoded.iter().zip(&expected).enumerate() {
+            prop_assert!(got == want, "snapshot {} ({}) differs", i, if kinds[i] == 2 { "keyframe" } else { "delta" });
+        }
+    }
+}
+
+#[test]
+fn small_changes_go_as_deltas_and_a_keyframe_comes_every_16() {
+    let mut c = CWriter::new(0);
+    let mut heap = synth::snapshot(3, 16, 2, 65_536);
+    let mut kinds = Vec::new();
+    let mut sizes = Vec::new();
+    for step in 0..20u64 {
+        kinds.push(c.snapshot(step as u32, &heap));
+        sizes.push(c.take().len());
+        heap = synth::mutate(&heap, step, 10);
+    }
+    let keyframes: Vec<usize> = kinds.iter().enumerate().filter(|(_, k)| **k == 2).map(|(i, _)| i).collect();
+    assert_eq!(keyframes, [0, 16]);
+    assert!(sizes[1] * 4 < sizes[0], "a delta of 10 changes ({} B) is far smaller than a keyframe ({} B)", sizes[1], sizes[0]);
+}
+
+#[test]
+fn a_new_area_forces_a_keyframe_that_carries_it() {
+    let mut c = CWriter::new(0);
+    let one = synth::snapshot(9, 16, 1, 4096);
+    let mut two = one.clone();
+    two.areas.push(synth::snapshot(10, 16, 1, 2048).areas.remove(0));
+    let mut rebased = two.areas[1].clone();
+    // Give the second area its own address, as a heap grown from the IDF heap would have.
+    rebased = heapscope_protocol::Area::new(0x3F80_0000, 16, rebased.kinds().clone(), rebased.types().to_vec()).unwrap();
+    two.areas[1] = rebased;
+    assert_eq!(c.snapshot(0, &one), 2);
+    assert_eq!(c.snapshot(1, &two), 2, "a changed area list is sent whole");
+    assert_eq!(c.snapshot(2, &two), 3);
+    let (_, decoded) = decode(&c.take());
+    assert!(decoded[1] == two && decoded[2] == two);
+}
+
+#[test]
+fn c_events_decode() {
+    let mut c = CWriter::new(100);
+    c.import_begin(1, 0, "umqtt.simple");
+    c.import_end(2, 0, "umqtt.simple", false, 15_000);
+    c.mark(3, "after wifi");
+    c.area_added(4, 0x3F80_0000, 4096);
+    c.area_removed(5, 0x3F80_0000);
+    c.stream_start(6, 250);
+    c.stream_stop(7);
+    let (frames, _) = decode(&c.take());
+    let events: Vec<_> = frames.iter().map(|f| (f.seq, f.device_ms, f.body.clone())).collect();
+    let expected = [
+        Event::ImportBegin { depth: 0, name: "umqtt.simple".into() },
+        Event::ImportEnd { depth: 0, name: "umqtt.simple".into(), ok: false, elapsed_us: 15_000 },
+        Event::Mark { label: "after wifi".into() },
+        Event::AreaAdded(heapscope_protocol::wire::AreaExtent { pool_start: 0x3F80_0000, blocks: 4096 }),
+        Event::AreaRemoved { pool_start: 0x3F80_0000 },
+        Event::StreamStart { period_ms: 250 },
+        Event::StreamStop,
+    ];
+    assert_eq!(events.len(), expected.len());
+    for (i, ((seq, ms, body), want)) in events.into_iter().zip(expected).enumerate() {
+        assert_eq!(seq, 100 + i as u16);
+        assert_eq!(ms, 1 + i as u32);
+        assert_eq!(body, Body::Event(want));
+    }
+}
+
+#[test]
+fn c_crc_matches_the_check_value() {
+    assert_eq!(c_core::crc32(b"123456789"), 0xCBF4_3926);
+    assert_eq!(c_core::crc32(b""), 0);
+}
+
+#[test]
+fn delta_tracking_memory_is_well_under_the_table_it_tracks() {
+    // 1024 chunks of at least 256 blocks: a 4 MB heap of 16-byte blocks (262,144 blocks) has a
+    // 64 KiB allocation table.
+    let bytes = c_core::tracker_bytes();
+    let atb_of_4mb_heap = 262_144 / 4;
+    eprintln!("tracker {bytes} B vs 4 MB heap ATB {atb_of_4mb_heap} B");
+    assert!(bytes * 8 < atb_of_4mb_heap, "{bytes} B");
+}

@@ -1,0 +1,51 @@
+//! The worked examples in `protocol/SPEC.md` are what both encoders write, byte for byte: the
+//! Rust one in `heapscope-protocol` and the C one in `firmware/heapscope/hs_core.c`.
+//! `SPEC_PRINT=1 cargo test -p heapscope-tests --test spec_vectors -- --nocapture` prints the
+//! Rust encoder's vectors in the spec's layout.
+
+use heapscope_protocol::wire::codec::cobs_decode;
+use heapscope_protocol::wire::{decode_body, encode_frame, Body, Event};
+use heapscope_tests::c_core::{self, CWriter};
+use heapscope_tests::spec::{example_heaps, hex_lines, vector_bytes, vectors, POOL_START};
+
+#[test]
+fn rust_encoder_writes_the_spec_examples() {
+    let print = std::env::var_os("SPEC_PRINT").is_some();
+    for (name, frame) in vectors() {
+        let encoded = encode_frame(&frame);
+        if print {
+            println!("<!-- vector: {name} -->\n```text\n{}\n```\n", hex_lines(&encoded));
+            continue;
+        }
+        assert_eq!(hex_lines(&vector_bytes(name)), hex_lines(&encoded), "vector {name}");
+        let mut body = Vec::new();
+        cobs_decode(&encoded[2..encoded.len() - 1], &mut body).unwrap();
+        assert_eq!(decode_body(&body).unwrap(), frame, "vector {name} decodes to its input");
+    }
+}
+
+#[test]
+fn c_encoder_writes_the_spec_examples() {
+    let (first, second) = example_heaps();
+    for (name, frame) in vectors() {
+        let mut w = CWriter::new(frame.seq);
+        let ms = frame.device_ms;
+        match &frame.body {
+            Body::Event(Event::Mark { label }) => w.mark(ms, label),
+            Body::Event(Event::ImportEnd { depth, name, ok, elapsed_us }) => w.import_end(ms, *depth, name, *ok, *elapsed_us),
+            Body::Hello(h) => {
+                assert_eq!(h.areas[0].pool_start, POOL_START);
+                w.hello(ms, h.block_size, &h.interpreter, &h.platform, &first.areas)
+            }
+            Body::Keyframe(_) => w.keyframe(ms, &first),
+            Body::Delta(d) => w.delta_against(ms, d.base_seq, d.chunk_blocks as u32, &first, &second),
+            other => panic!("no C call for {other:?}"),
+        }
+        assert_eq!(hex_lines(&w.take()), hex_lines(&vector_bytes(name)), "C encoder, vector {name}");
+    }
+}
+
+#[test]
+fn c_struct_layouts_match_the_rust_declarations() {
+    c_core::check_layouts();
+}
