@@ -1,0 +1,567 @@
+/*
+ * heapscope: stream GC heap snapshots and events to the heapscope host tool.
+ *
+ *   import heapscope
+ *   heapscope.snapshot()              # one snapshot now
+ *   heapscope.start(period_ms=1000)   # periodic snapshots while the program runs
+ *   heapscope.stop()
+ *   heapscope.mark("after wifi")      # a labelled point on the host's timeline
+ *   heapscope.trace_imports(True, collect=True)   # cost of every import
+ *
+ * Frames (protocol/SPEC.md) go to stdout raw, between the console text. Taking a snapshot
+ * allocates nothing on the GC heap: all state is static, encoding streams through a 255-byte
+ * buffer (hs_core.c).
+ */
+#include <string.h>
+
+#include "py/builtin.h"
+#include "py/gc.h"
+#include "py/mphal.h"
+#include "py/mperrno.h"
+#include "py/mpstate.h"
+#include "py/runtime.h"
+#include "py/stackctrl.h"
+#include "genhdr/mpversion.h"
+#include "extmod/modplatform.h"
+
+#include "hs_core.h"
+
+#if defined(ESP_PLATFORM)
+#include "esp_heap_caps.h"
+#include "esp_timer.h"
+#define HEAPSCOPE_TIMER_ESP 1
+#elif defined(PICO_RP2040) || defined(PICO_RP2350)
+#include "pico/time.h"
+#define HEAPSCOPE_TIMER_PICO 1
+#elif (defined(__unix__) || defined(__APPLE__)) && MICROPY_PY_THREAD
+#include <pthread.h>
+#include <time.h>
+#define HEAPSCOPE_TIMER_PTHREAD 1
+#endif
+
+#define HS_BLOCK_BYTES (MICROPY_BYTES_PER_GC_BLOCK)
+/* Areas walked; the tracker follows up to HS_MAX_AREAS of them, more go as keyframes. */
+#define HS_WALK_AREAS (HS_MAX_AREAS * 2)
+
+#if MICROPY_GC_SPLIT_HEAP
+#define HS_NEXT_AREA(a) ((a)->next)
+#else
+#define HS_NEXT_AREA(a) (NULL)
+#endif
+
+/* The bound method and closure types are not in py/obj.h but are plain globals. */
+extern const mp_obj_type_t mp_type_closure;
+
+static hs_writer_t hs_writer;
+static hs_tracker_t hs_tracker;
+static hs_area_t hs_areas[HS_WALK_AREAS];
+static size_t hs_area_count;
+/* The areas of the previous snapshot, to report areas added and removed. */
+static uint64_t hs_prev_start[HS_WALK_AREAS];
+static size_t hs_prev_blocks[HS_WALK_AREAS];
+static size_t hs_prev_count;
+static bool hs_started; /* writer initialised and hello sent */
+static bool hs_streaming;
+static uint32_t hs_period_ms;
+static uint32_t hs_import_depth;
+static bool hs_import_collect;
+/* Set by the timer when it schedules a snapshot, cleared when it runs: one at a time. */
+static volatile bool hs_tick_pending;
+
+/* ---- Output ---- */
+
+/* ESP32's mp_hal_stdout_tx_strn releases the GIL for writes over 20 bytes, which would let
+ * other threads change the heap in the middle of a snapshot: write in pieces that keep it. */
+#if defined(ESP_PLATFORM)
+#define HS_WRITE_PIECE 20
+#else
+#define HS_WRITE_PIECE 255
+#endif
+
+static void hs_stdout_sink(void *ctx, const uint8_t *data, size_t len) {
+    (void)ctx;
+    while (len > 0) {
+        size_t n = len < HS_WRITE_PIECE ? len : HS_WRITE_PIECE;
+        mp_hal_stdout_tx_strn((const char *)data, n);
+        data += n;
+        len -= n;
+    }
+}
+
+/* Other threads must not change the heap while it is read. With a GIL, holding it is enough;
+ * without (unix), take the GC's own mutex. */
+#if MICROPY_PY_THREAD && !MICROPY_PY_THREAD_GIL
+#define HS_LOCK() mp_thread_recursive_mutex_lock(&MP_STATE_MEM(gc_mutex), 1)
+#define HS_UNLOCK() mp_thread_recursive_mutex_unlock(&MP_STATE_MEM(gc_mutex))
+#else
+#define HS_LOCK()
+#define HS_UNLOCK()
+#endif
+
+/* ---- Heap walk ---- */
+
+static void hs_collect_areas(void) {
+    size_t n = 0;
+    for (mp_state_mem_area_t *a = &MP_STATE_MEM(area); a != NULL && n < HS_WALK_AREAS; a = HS_NEXT_AREA(a)) {
+        hs_areas[n].pool_start = (uint64_t)(uintptr_t)a->gc_pool_start;
+        hs_areas[n].atb = a->gc_alloc_table_start;
+        hs_areas[n].blocks = a->gc_alloc_table_byte_len * 4;
+        n++;
+    }
+    hs_area_count = n;
+}
+
+/* Whether `p` is the first byte of a head block in one of the walked areas. */
+static bool hs_is_heap_head(const void *p) {
+    uintptr_t addr = (uintptr_t)p;
+    for (size_t i = 0; i < hs_area_count; i++) {
+        const hs_area_t *a = &hs_areas[i];
+        uintptr_t start = (uintptr_t)a->pool_start;
+        if (addr >= start && addr < start + a->blocks * HS_BLOCK_BYTES && (addr - start) % HS_BLOCK_BYTES == 0) {
+            size_t block = (addr - start) / HS_BLOCK_BYTES;
+            return ((a->atb[block / 4] >> (2 * (block & 3))) & 3) == 1;
+        }
+    }
+    return false;
+}
+
+/* The object type of an allocation, from its first word: objects start with their type. Only
+ * pointer comparisons, and reads inside the heap, so raw data is never dereferenced. */
+static uint8_t hs_classify(void *ctx, size_t area, size_t block) {
+    (void)ctx;
+    const hs_area_t *a = &hs_areas[area];
+    const void *type = *(const void *const *)(uintptr_t)(a->pool_start + (uint64_t)block * HS_BLOCK_BYTES);
+    if (type == &mp_type_tuple) {
+        return HS_TYPE_TUPLE;
+    } else if (type == &mp_type_list) {
+        return HS_TYPE_LIST;
+    } else if (type == &mp_type_dict) {
+        return HS_TYPE_DICT;
+    } else if (type == &mp_type_str || type == &mp_type_bytes) {
+        return HS_TYPE_STR;
+    #if MICROPY_PY_BUILTINS_BYTEARRAY
+    } else if (type == &mp_type_bytearray) {
+        return HS_TYPE_BYTEARRAY;
+    #endif
+    #if MICROPY_PY_ARRAY
+    } else if (type == &mp_type_array) {
+        return HS_TYPE_BYTEARRAY;
+    #endif
+    #if MICROPY_PY_BUILTINS_FLOAT
+    } else if (type == &mp_type_float) {
+        return HS_TYPE_FLOAT;
+    #endif
+    } else if (type == &mp_type_fun_bc) {
+        return HS_TYPE_FUNCTION;
+    } else if (type == &mp_type_module) {
+        return HS_TYPE_MODULE;
+    #if MICROPY_PY_BUILTINS_SET
+    } else if (type == &mp_type_set) {
+        return HS_TYPE_SET;
+    #endif
+    #if MICROPY_PY_BUILTINS_FROZENSET
+    } else if (type == &mp_type_frozenset) {
+        return HS_TYPE_SET;
+    #endif
+    #if MICROPY_LONGINT_IMPL != MICROPY_LONGINT_IMPL_NONE
+    } else if (type == &mp_type_int) {
+        return HS_TYPE_INT;
+    #endif
+    } else if (type == &mp_type_closure) {
+        return HS_TYPE_CLOSURE;
+    } else if (type == &mp_type_bound_meth) {
+        return HS_TYPE_BOUND_METHOD;
+    } else if (type == &mp_type_type) {
+        return HS_TYPE_TYPE; /* a class defined at run time */
+    } else if (hs_is_heap_head(type) && *(const void *const *)type == &mp_type_type) {
+        return HS_TYPE_INSTANCE; /* its type is a class on the heap */
+    }
+    return HS_TYPE_OTHER;
+}
+
+static void hs_fill_figures(hs_figures_t *f) {
+    memset(f, 0, sizeof(*f));
+    gc_info_t info;
+    gc_info(&info);
+    f->has_gc = 1;
+    f->gc_total = info.total;
+    f->gc_used = info.used;
+    f->gc_free = info.free;
+    f->gc_one_blocks = info.num_1block;
+    f->gc_two_blocks = info.num_2block;
+    f->gc_max_block = info.max_block;
+    f->gc_max_free = info.max_free;
+    #if MICROPY_GC_SPLIT_HEAP_AUTO
+    f->has_max_new_split = 1;
+    f->max_new_split = info.max_new_split;
+    #endif
+    f->has_stack = 1;
+    f->stack_used = mp_stack_usage();
+    #if MICROPY_STACK_CHECK
+    f->has_stack_limit = 1;
+    f->stack_limit = MP_STATE_THREAD(stack_limit);
+    #endif
+    #if MICROPY_MEM_STATS
+    f->has_mem = 1;
+    f->mem_total = m_get_total_bytes_allocated();
+    f->mem_current = m_get_current_bytes_allocated();
+    f->mem_peak = m_get_peak_bytes_allocated();
+    #endif
+    #if defined(ESP_PLATFORM)
+    /* The GC heap grows out of the IDF heap: both belong in one view. */
+    static hs_system_heap_t heaps[2];
+    static const uint32_t caps[2] = {MALLOC_CAP_INTERNAL | MALLOC_CAP_8BIT, MALLOC_CAP_SPIRAM};
+    size_t n = 0;
+    for (size_t i = 0; i < 2; i++) {
+        multi_heap_info_t hi;
+        heap_caps_get_info(&hi, caps[i]);
+        size_t total = heap_caps_get_total_size(caps[i]);
+        if (total == 0) {
+            continue;
+        }
+        heaps[n].caps = caps[i];
+        heaps[n].total = total;
+        heaps[n].free = hi.total_free_bytes;
+        heaps[n].largest_free = hi.largest_free_block;
+        heaps[n].min_free = hi.minimum_free_bytes;
+        n++;
+    }
+    f->system_heap_count = n;
+    f->system_heaps = heaps;
+    #endif
+}
+
+/* ---- Frames ---- */
+
+static void hs_send_hello_now(void) {
+    static const char interpreter[] = MICROPY_BANNER_NAME_AND_VERSION "; " MICROPY_BANNER_MACHINE;
+    static const char platform[] = MICROPY_PY_SYS_PLATFORM;
+    hs_collect_areas();
+    hs_send_hello(&hs_writer, mp_hal_ticks_ms(), HS_BLOCK_BYTES, interpreter, sizeof(interpreter) - 1,
+        platform, sizeof(platform) - 1, hs_areas, hs_area_count);
+    hs_tracker_reset(&hs_tracker);
+    hs_prev_count = hs_area_count;
+    for (size_t i = 0; i < hs_area_count; i++) {
+        hs_prev_start[i] = hs_areas[i].pool_start;
+        hs_prev_blocks[i] = hs_areas[i].blocks;
+    }
+}
+
+/* Starts a new segment on the host: a hello, then a keyframe at the next snapshot. */
+static void hs_begin_session(void) {
+    hs_writer_init(&hs_writer, hs_stdout_sink, NULL);
+    hs_started = true;
+    hs_send_hello_now();
+}
+
+static void hs_ensure_started(void) {
+    if (!hs_started) {
+        hs_begin_session();
+    }
+}
+
+/* Area events for areas that came or went since the last snapshot (split heaps). */
+static void hs_report_area_changes(uint32_t ms) {
+    for (size_t i = 0; i < hs_prev_count; i++) {
+        bool kept = false;
+        for (size_t j = 0; j < hs_area_count && !kept; j++) {
+            kept = hs_areas[j].pool_start == hs_prev_start[i] && hs_areas[j].blocks == hs_prev_blocks[i];
+        }
+        if (!kept) {
+            hs_send_area_removed(&hs_writer, ms, hs_prev_start[i]);
+        }
+    }
+    for (size_t j = 0; j < hs_area_count; j++) {
+        bool known = false;
+        for (size_t i = 0; i < hs_prev_count && !known; i++) {
+            known = hs_areas[j].pool_start == hs_prev_start[i] && hs_areas[j].blocks == hs_prev_blocks[i];
+        }
+        if (!known) {
+            hs_send_area_added(&hs_writer, ms, hs_areas[j].pool_start, hs_areas[j].blocks);
+        }
+    }
+    hs_prev_count = hs_area_count;
+    for (size_t i = 0; i < hs_area_count; i++) {
+        hs_prev_start[i] = hs_areas[i].pool_start;
+        hs_prev_blocks[i] = hs_areas[i].blocks;
+    }
+}
+
+static void hs_take_snapshot(void) {
+    HS_LOCK();
+    hs_ensure_started();
+    uint32_t ms = mp_hal_ticks_ms();
+    hs_collect_areas();
+    hs_report_area_changes(ms);
+    hs_figures_t figures;
+    hs_fill_figures(&figures);
+    hs_send_snapshot(&hs_writer, &hs_tracker, ms, HS_BLOCK_BYTES, hs_areas, hs_area_count, hs_classify, NULL, &figures);
+    HS_UNLOCK();
+}
+
+/* ---- Python API ---- */
+
+static mp_obj_t heapscope_snapshot(void) {
+    hs_take_snapshot();
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_0(heapscope_snapshot_obj, heapscope_snapshot);
+
+static mp_obj_t heapscope_hello(void) {
+    hs_begin_session();
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_0(heapscope_hello_obj, heapscope_hello);
+
+static mp_obj_t heapscope_mark(mp_obj_t label_in) {
+    size_t len;
+    const char *label = mp_obj_str_get_data(label_in, &len);
+    hs_ensure_started();
+    hs_send_mark(&hs_writer, mp_hal_ticks_ms(), label, len > 255 ? 255 : len);
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_1(heapscope_mark_obj, heapscope_mark);
+
+/* Periodic snapshots: a timer schedules a callback that runs between bytecodes, in the VM's
+ * own thread, so snapshots never race the program. */
+static mp_obj_t heapscope_tick(mp_obj_t arg) {
+    (void)arg;
+    hs_tick_pending = false;
+    if (hs_streaming) {
+        hs_take_snapshot();
+    }
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_1(heapscope_tick_obj, heapscope_tick);
+
+/* Called from the timer (interrupt, timer task or thread): queue one snapshot. The scheduler
+ * queue is a fixed array, so this allocates nothing. */
+static void hs_schedule_tick(void) {
+    if (!hs_tick_pending) {
+        hs_tick_pending = mp_sched_schedule(MP_OBJ_FROM_PTR(&heapscope_tick_obj), mp_const_none);
+    }
+}
+
+static uint32_t hs_last_poll_ms;
+
+#if HEAPSCOPE_TIMER_ESP
+static esp_timer_handle_t hs_timer;
+static void hs_timer_cb(void *arg) {
+    (void)arg;
+    hs_schedule_tick();
+}
+static bool hs_timer_start(uint32_t period_ms) {
+    if (hs_timer == NULL) {
+        const esp_timer_create_args_t args = {.callback = hs_timer_cb, .name = "heapscope"};
+        if (esp_timer_create(&args, &hs_timer) != ESP_OK) {
+            return false;
+        }
+    }
+    esp_timer_stop(hs_timer);
+    return esp_timer_start_periodic(hs_timer, (uint64_t)period_ms * 1000) == ESP_OK;
+}
+static void hs_timer_stop(void) {
+    if (hs_timer != NULL) {
+        esp_timer_stop(hs_timer);
+    }
+}
+#elif HEAPSCOPE_TIMER_PICO
+static repeating_timer_t hs_timer;
+static bool hs_timer_running;
+static bool hs_timer_cb(repeating_timer_t *t) {
+    (void)t;
+    hs_schedule_tick();
+    return true;
+}
+static bool hs_timer_start(uint32_t period_ms) {
+    if (hs_timer_running) {
+        cancel_repeating_timer(&hs_timer);
+    }
+    hs_timer_running = add_repeating_timer_ms(-(int32_t)period_ms, hs_timer_cb, NULL, &hs_timer);
+    return hs_timer_running;
+}
+static void hs_timer_stop(void) {
+    if (hs_timer_running) {
+        cancel_repeating_timer(&hs_timer);
+        hs_timer_running = false;
+    }
+}
+#elif HEAPSCOPE_TIMER_PTHREAD
+/* The unix port has no hardware timer: a plain POSIX thread (not a Python thread) wakes up each
+ * period and schedules the callback, which the VM runs between bytecodes or while sleeping. */
+static pthread_t hs_thread;
+static volatile bool hs_thread_run;
+static bool hs_thread_alive;
+static void *hs_thread_main(void *arg) {
+    (void)arg;
+    while (hs_thread_run) {
+        struct timespec ts = {hs_period_ms / 1000, (long)(hs_period_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        if (hs_thread_run) {
+            hs_schedule_tick();
+        }
+    }
+    return NULL;
+}
+static bool hs_timer_start(uint32_t period_ms) {
+    (void)period_ms;
+    if (hs_thread_alive) {
+        return true; /* it reads hs_period_ms each round */
+    }
+    hs_thread_run = true;
+    hs_thread_alive = pthread_create(&hs_thread, NULL, hs_thread_main, NULL) == 0;
+    return hs_thread_alive;
+}
+static void hs_timer_stop(void) {
+    if (hs_thread_alive) {
+        hs_thread_run = false;
+        pthread_join(hs_thread, NULL);
+        hs_thread_alive = false;
+    }
+}
+#else
+/* No timer on this port: the program calls heapscope.poll() in its loop. */
+static bool hs_timer_start(uint32_t period_ms) {
+    (void)period_ms;
+    return true;
+}
+static void hs_timer_stop(void) {
+}
+#endif
+
+static mp_obj_t heapscope_start(size_t n_args, const mp_obj_t *pos_args, mp_map_t *kw_args) {
+    enum { ARG_period_ms };
+    static const mp_arg_t allowed_args[] = {
+        { MP_QSTR_period_ms, MP_ARG_INT, {.u_int = 1000} },
+    };
+    mp_arg_val_t args[MP_ARRAY_SIZE(allowed_args)];
+    mp_arg_parse_all(n_args, pos_args, kw_args, MP_ARRAY_SIZE(allowed_args), allowed_args, args);
+    mp_int_t period = args[ARG_period_ms].u_int;
+    if (period < 10) {
+        mp_raise_ValueError(MP_ERROR_TEXT("period_ms must be at least 10"));
+    }
+    hs_timer_stop();
+    hs_period_ms = (uint32_t)period;
+    /* A tick left pending by a soft reset (which empties the queue) would block all others. */
+    hs_tick_pending = false;
+    hs_begin_session();
+    hs_send_stream_start(&hs_writer, mp_hal_ticks_ms(), hs_period_ms);
+    hs_streaming = true;
+    hs_last_poll_ms = mp_hal_ticks_ms();
+    if (!hs_timer_start(hs_period_ms)) {
+        hs_streaming = false;
+        mp_raise_OSError(MP_EIO);
+    }
+    hs_take_snapshot();
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_KW(heapscope_start_obj, 0, heapscope_start);
+
+static mp_obj_t heapscope_stop(void) {
+    hs_timer_stop();
+    if (hs_streaming) {
+        hs_streaming = false;
+        hs_send_stream_stop(&hs_writer, mp_hal_ticks_ms());
+    }
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_0(heapscope_stop_obj, heapscope_stop);
+
+/* For programs on ports without a timer, or that want snapshots at their own points: takes a
+ * snapshot if streaming and a period has passed. Returns whether it did. */
+static mp_obj_t heapscope_poll(void) {
+    uint32_t now = mp_hal_ticks_ms();
+    if (hs_streaming && now - hs_last_poll_ms >= hs_period_ms) {
+        hs_last_poll_ms = now;
+        hs_take_snapshot();
+        return mp_const_true;
+    }
+    return mp_const_false;
+}
+static MP_DEFINE_CONST_FUN_OBJ_0(heapscope_poll_obj, heapscope_poll);
+
+/* ---- Import tracing ---- */
+
+static void hs_import_done(uint32_t depth, const char *name, size_t len, bool ok, uint32_t t0) {
+    uint32_t elapsed = mp_hal_ticks_us() - t0;
+    if (hs_import_collect) {
+        gc_collect();
+    }
+    hs_send_import_end(&hs_writer, mp_hal_ticks_ms(), depth, name, len, ok, elapsed);
+    hs_take_snapshot();
+}
+
+/* Stands in for builtins.__import__: begin event and snapshot, the real import, end event and
+ * snapshot. The heap cost of the import is the difference of the two snapshots. */
+static mp_obj_t heapscope_import(size_t n_args, const mp_obj_t *args) {
+    size_t len;
+    const char *name = mp_obj_str_get_data(args[0], &len);
+    if (len > 255) {
+        len = 255;
+    }
+    hs_ensure_started();
+    uint32_t depth = hs_import_depth++;
+    if (hs_import_collect) {
+        gc_collect();
+    }
+    hs_send_import_begin(&hs_writer, mp_hal_ticks_ms(), depth, name, len);
+    hs_take_snapshot();
+    uint32_t t0 = mp_hal_ticks_us();
+    nlr_buf_t nlr;
+    if (nlr_push(&nlr) == 0) {
+        mp_obj_t module = mp_call_function_n_kw(MP_STATE_VM(heapscope_original_import), n_args, 0, args);
+        nlr_pop();
+        hs_import_depth--;
+        hs_import_done(depth, name, len, true, t0);
+        return module;
+    }
+    hs_import_depth--;
+    hs_import_done(depth, name, len, false, t0);
+    nlr_jump(nlr.ret_val);
+}
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(heapscope_import_obj, 1, 5, heapscope_import);
+
+static mp_obj_t heapscope_trace_imports(size_t n_args, const mp_obj_t *pos_args, mp_map_t *kw_args) {
+    enum { ARG_enable, ARG_collect };
+    static const mp_arg_t allowed_args[] = {
+        { MP_QSTR_enable, MP_ARG_REQUIRED | MP_ARG_BOOL, {.u_bool = true} },
+        { MP_QSTR_collect, MP_ARG_KW_ONLY | MP_ARG_BOOL, {.u_bool = false} },
+    };
+    mp_arg_val_t args[MP_ARRAY_SIZE(allowed_args)];
+    mp_arg_parse_all(n_args, pos_args, kw_args, MP_ARRAY_SIZE(allowed_args), allowed_args, args);
+    mp_obj_t builtins = MP_OBJ_FROM_PTR(&mp_module_builtins);
+    mp_obj_t hook = MP_OBJ_FROM_PTR(&heapscope_import_obj);
+    hs_import_collect = args[ARG_collect].u_bool;
+    bool active = MP_STATE_VM(heapscope_original_import) != MP_OBJ_NULL;
+    if (args[ARG_enable].u_bool && !active) {
+        MP_STATE_VM(heapscope_original_import) = mp_load_attr(builtins, MP_QSTR___import__);
+        hs_import_depth = 0;
+        mp_store_attr(builtins, MP_QSTR___import__, hook);
+    } else if (!args[ARG_enable].u_bool && active) {
+        mp_store_attr(builtins, MP_QSTR___import__, MP_STATE_VM(heapscope_original_import));
+        MP_STATE_VM(heapscope_original_import) = MP_OBJ_NULL;
+    }
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_KW(heapscope_trace_imports_obj, 1, heapscope_trace_imports);
+
+static const mp_rom_map_elem_t heapscope_module_globals_table[] = {
+    { MP_ROM_QSTR(MP_QSTR___name__), MP_ROM_QSTR(MP_QSTR_heapscope) },
+    { MP_ROM_QSTR(MP_QSTR_snapshot), MP_ROM_PTR(&heapscope_snapshot_obj) },
+    { MP_ROM_QSTR(MP_QSTR_start), MP_ROM_PTR(&heapscope_start_obj) },
+    { MP_ROM_QSTR(MP_QSTR_stop), MP_ROM_PTR(&heapscope_stop_obj) },
+    { MP_ROM_QSTR(MP_QSTR_poll), MP_ROM_PTR(&heapscope_poll_obj) },
+    { MP_ROM_QSTR(MP_QSTR_mark), MP_ROM_PTR(&heapscope_mark_obj) },
+    { MP_ROM_QSTR(MP_QSTR_hello), MP_ROM_PTR(&heapscope_hello_obj) },
+    { MP_ROM_QSTR(MP_QSTR_trace_imports), MP_ROM_PTR(&heapscope_trace_imports_obj) },
+    { MP_ROM_QSTR(MP_QSTR_PROTOCOL_VERSION), MP_ROM_INT(HS_PROTOCOL_VERSION) },
+};
+static MP_DEFINE_CONST_DICT(heapscope_module_globals, heapscope_module_globals_table);
+
+const mp_obj_module_t heapscope_user_cmodule = {
+    .base = { &mp_type_module },
+    .globals = (mp_obj_dict_t *)&heapscope_module_globals,
+};
+
+MP_REGISTER_MODULE(MP_QSTR_heapscope, heapscope_user_cmodule);
+MP_REGISTER_ROOT_POINTER(mp_obj_t heapscope_original_import);

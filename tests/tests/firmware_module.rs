@@ -1,0 +1,280 @@
+//! The `heapscope` C module inside a real MicroPython build.
+//!
+//! These need a MicroPython unix build with the module compiled in (firmware/README.md says
+//! how; MicroPython's source is not part of this repository). Point
+//! `HEAPSCOPE_FIRMWARE_MICROPYTHON` at the binary and run
+//! `cargo test -p heapscope-tests --test firmware_module -- --ignored`.
+//! Run without the variable, they fail and say so.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use heapscope_protocol::model::BlockKind;
+use heapscope_protocol::text;
+use heapscope_protocol::wire::demux::{Demux, Item};
+use heapscope_protocol::wire::session::{Session, Update};
+use heapscope_protocol::wire::{Body, Event, Frame};
+use heapscope_protocol::{metrics, Snapshot};
+
+const NEEDS: &str = "needs HEAPSCOPE_FIRMWARE_MICROPYTHON: a MicroPython unix build with the heapscope module";
+
+fn interpreter() -> PathBuf {
+    match std::env::var_os("HEAPSCOPE_FIRMWARE_MICROPYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => panic!("{NEEDS} (see firmware/README.md)"),
+    }
+}
+
+/// What one run printed: console text, frames, and the snapshots and events they make.
+struct Run {
+    text: Vec<u8>,
+    frames: Vec<Frame>,
+    updates: Vec<Update>,
+    corrupt: u64,
+}
+
+impl Run {
+    fn snapshots(&self) -> Vec<&Snapshot> {
+        self.updates.iter().filter_map(|u| if let Update::Snapshot(s) = u { Some(s) } else { None }).collect()
+    }
+
+    fn dumps(&self) -> Vec<text::Dump> {
+        let (dumps, errors) = text::parse(&self.text);
+        assert!(errors.is_empty(), "{errors:?}");
+        dumps
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.text).into_owned()
+    }
+}
+
+fn run(script: &str, heapsize: &str, files: &[(&str, &str)]) -> Run {
+    let dir = std::env::temp_dir().join(format!("heapscope-fw-{}-{}", std::process::id(), fastrand_name(script)));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, body) in files {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, body).unwrap();
+    }
+    let main = dir.join("main.py");
+    std::fs::write(&main, script).unwrap();
+    let out = Command::new(interpreter())
+        .arg("-X")
+        .arg(format!("heapsize={heapsize}"))
+        .arg(&main)
+        .current_dir(&dir)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", interpreter().display()));
+    assert!(out.status.success(), "script failed: {}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+    let mut demux = Demux::new();
+    let mut session = Session::new();
+    let mut run = Run { text: Vec::new(), frames: Vec::new(), updates: Vec::new(), corrupt: 0 };
+    for item in demux.push(&out.stdout) {
+        match item {
+            Item::Text(t) => run.text.extend(t),
+            Item::Frame(f) => {
+                run.updates.push(session.apply(&f).unwrap_or_else(|e| panic!("frame {}: {e}", f.seq)));
+                run.frames.push(f);
+            }
+            Item::Corrupt(c) => panic!("{c}"),
+        }
+    }
+    run.corrupt = demux.stats().corrupt_frames;
+    let _ = std::fs::remove_dir_all(&dir);
+    run
+}
+
+/// A directory name per script, so parallel tests do not share files.
+fn fastrand_name(s: &str) -> u64 {
+    s.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3))
+}
+
+/// The snapshot and the dump agree block for block: kinds exactly, head types as mem_info
+/// letters (mem_info knows fewer types: the rest print as `h`).
+fn assert_same_heap(snapshot: &Snapshot, dump: &text::Dump, what: &str) {
+    let d = &dump.snapshot;
+    assert!(dump.warnings.is_empty(), "{what}: {:?}", dump.warnings);
+    assert_eq!(snapshot.areas.len(), d.areas.len(), "{what}: areas");
+    for (a, b) in snapshot.areas.iter().zip(&d.areas) {
+        assert_eq!(a.pool_start(), b.pool_start(), "{what}: pool start");
+        assert_eq!(a.block_size(), b.block_size(), "{what}: block size");
+        assert_eq!(a.blocks(), b.blocks(), "{what}: blocks");
+        if let Some(block) = (0..a.blocks()).find(|&i| a.kinds().get(i) != b.kinds().get(i)) {
+            panic!("{what}: block {block} is {:?} in the stream, {:?} in mem_info", a.kinds().get(block), b.kinds().get(block));
+        }
+        let letters = |area: &heapscope_protocol::Area| -> String { area.types().iter().map(|t| t.mem_info_letter()).collect() };
+        assert_eq!(letters(a), letters(b), "{what}: head types");
+    }
+    assert_eq!(snapshot.reported.gc, d.reported.gc, "{what}: the module's gc_info figures equal mem_info's");
+    assert_eq!(metrics::gc_figures(&snapshot.areas), d.reported.gc.unwrap(), "{what}: figures recomputed from the stream");
+}
+
+#[test]
+#[ignore = "needs HEAPSCOPE_FIRMWARE_MICROPYTHON: a MicroPython unix build with the heapscope module"]
+fn stream_matches_mem_info_block_for_block() {
+    let script = r#"
+import heapscope, micropython, gc
+class Point:
+    def __init__(self, x, y):
+        self.x = x; self.y = y
+keep = []
+for round in range(6):
+    junk = [bytearray(17 * (i % 9 + 1)) for i in range(40)]
+    keep.append({"round": round, "pts": [Point(i, 1.5 * i) for i in range(round * 5)], "s": "x" * (round * 30)})
+    keep.append(junk[::3])
+    del junk
+    if round == 3:
+        gc.collect()
+    heapscope.snapshot()
+    micropython.mem_info(1)
+"#;
+    let run = run(script, "122160", &[]);
+    let snapshots = run.snapshots();
+    let dumps = run.dumps();
+    assert_eq!(run.corrupt, 0);
+    assert_eq!(snapshots.len(), 6, "{}", run.text());
+    assert_eq!(dumps.len(), 6);
+    assert_eq!(dumps[0].snapshot.reported.gc.unwrap().total, 119_360, "the NodeMCU-32S heap size");
+    let keyframes = run.frames.iter().filter(|f| matches!(f.body, Body::Keyframe(_))).count();
+    let deltas = run.frames.iter().filter(|f| matches!(f.body, Body::Delta(_))).count();
+    assert_eq!((keyframes, deltas), (1, 5), "one keyframe, then deltas");
+    for (i, (s, d)) in snapshots.iter().zip(&dumps).enumerate() {
+        assert_same_heap(s, d, &format!("round {i}"));
+    }
+    // The module classifies more than mem_info: user instances and floats are in there.
+    let last = metrics::compute(snapshots[5]);
+    let names: Vec<_> = last.types.iter().map(|t| t.obj_type.name()).collect();
+    for t in ["instance", "float", "dict", "bytearray", "list", "str"] {
+        assert!(names.contains(&t), "{t} in {names:?}");
+    }
+    match &run.updates[0] {
+        Update::Hello(h) => {
+            assert_eq!(h.block_size, 16, "a 32-bit build has ESP32's 16-byte blocks");
+            assert_eq!(h.platform, "linux");
+            assert!(h.interpreter.starts_with("MicroPython v1."), "{}", h.interpreter);
+        }
+        other => panic!("first frame is {other:?}, not a hello"),
+    }
+}
+
+#[test]
+#[ignore = "needs HEAPSCOPE_FIRMWARE_MICROPYTHON: a MicroPython unix build with the heapscope module"]
+fn snapshot_allocates_nothing() {
+    let script = r#"
+import heapscope, micropython
+data = [bytearray(100) for i in range(50)]
+heapscope.mark("before lock")
+micropython.heap_lock()
+heapscope.snapshot()
+heapscope.mark("locked")
+heapscope.snapshot()
+micropython.heap_unlock()
+print("survived heap_lock")
+"#;
+    let run = run(script, "122160", &[]);
+    assert!(run.text().contains("survived heap_lock"), "{}", run.text());
+    assert_eq!(run.snapshots().len(), 2);
+    let marks: Vec<_> = run
+        .updates
+        .iter()
+        .filter_map(|u| if let Update::Event(Event::Mark { label }) = u { Some(label.as_str()) } else { None })
+        .collect();
+    assert_eq!(marks, ["before lock", "locked"]);
+}
+
+#[test]
+#[ignore = "needs HEAPSCOPE_FIRMWARE_MICROPYTHON: a MicroPython unix build with the heapscope module"]
+fn trace_imports_reports_a_package_tree() {
+    let files = [
+        ("pkg/__init__.py", "import pkg.a\n"),
+        ("pkg/a.py", "import pkg.b\nA = [1, 2, 3]\n"),
+        ("pkg/b.py", "BUF = bytearray(10000)\n"),
+    ];
+    let script = r#"
+import sys, heapscope
+sys.path.insert(0, '')
+heapscope.trace_imports(True, collect=True)
+import pkg
+try:
+    import no_such_module
+except ImportError:
+    pass
+heapscope.trace_imports(False)
+import json
+print("done")
+"#;
+    let run = run(script, "122160", &files);
+    assert!(run.text().contains("done"));
+    // Events with the snapshot that follows each.
+    let mut imports = Vec::new();
+    let mut last_used = 0u64;
+    let mut pending: Option<Event> = None;
+    for u in &run.updates {
+        match u {
+            Update::Event(e @ (Event::ImportBegin { .. } | Event::ImportEnd { .. })) => pending = Some(e.clone()),
+            Update::Snapshot(s) => {
+                let used = metrics::compute(s).used_bytes;
+                if let Some(e) = pending.take() {
+                    imports.push((e, used, used as i64 - last_used as i64));
+                }
+                last_used = used;
+            }
+            _ => {}
+        }
+    }
+    let names: Vec<String> = imports
+        .iter()
+        .map(|(e, _, _)| match e {
+            Event::ImportBegin { depth, name } => format!("begin {depth} {name}"),
+            Event::ImportEnd { depth, name, ok, .. } => format!("end {depth} {name} {}", if *ok { "ok" } else { "failed" }),
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "begin 0 pkg",
+            "begin 1 pkg.a",
+            "begin 2 pkg.b",
+            "end 2 pkg.b ok",
+            "end 1 pkg.a ok",
+            "end 0 pkg ok",
+            "begin 0 no_such_module",
+            "end 0 no_such_module failed",
+        ],
+        "json was imported after tracing stopped"
+    );
+    // pkg.b keeps a 10,000-byte bytearray: its end snapshot is that much (and its module
+    // object and globals) above its begin snapshot.
+    let retained_b = imports[3].1 as i64 - imports[2].1 as i64;
+    eprintln!("import trace: {names:?}; pkg.b retained {retained_b} bytes");
+    assert!((10_000..10_000 + 1_024).contains(&retained_b), "pkg.b retained {retained_b} bytes");
+}
+
+#[test]
+#[ignore = "needs HEAPSCOPE_FIRMWARE_MICROPYTHON: a MicroPython unix build with the heapscope module"]
+fn start_streams_periodically_until_stop() {
+    let script = r#"
+import heapscope, time
+heapscope.start(period_ms=50)
+for i in range(40):
+    x = [i] * 20
+    time.sleep_ms(10)
+heapscope.stop()
+time.sleep_ms(120)
+print("stopped")
+"#;
+    let run = run(script, "122160", &[]);
+    let starts = run.updates.iter().filter(|u| matches!(u, Update::Event(Event::StreamStart { period_ms: 50 }))).count();
+    let stops = run.updates.iter().filter(|u| matches!(u, Update::Event(Event::StreamStop))).count();
+    assert_eq!((starts, stops), (1, 1));
+    let n = run.snapshots().len();
+    // 400 ms of program at 50 ms: about 8, plus the one start() takes at once.
+    assert!((4..=12).contains(&n), "{n} snapshots");
+    let last_frame = run.frames.last().unwrap();
+    assert!(matches!(last_frame.body, Body::Event(Event::StreamStop)), "nothing after stop()");
+    for s in run.snapshots() {
+        assert!(s.areas.iter().all(|a| a.kinds().iter().all(|k| k != BlockKind::Mark)), "no torn collection");
+    }
+}
