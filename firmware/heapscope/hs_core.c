@@ -356,16 +356,18 @@ static uint32_t chunk_hash(const hs_area_t *a, size_t area_index, uint32_t chunk
 
 typedef struct {
     const hs_tracker_t *t;
-    const hs_area_t *areas;
-    hs_classify_fn classify;
-    void *classify_ctx;
     size_t offset[HS_MAX_AREAS]; /* index of each area's first chunk in t->hash */
 } tracker_view_t;
 
 static int tracker_changed(void *ctx, size_t area, size_t chunk) {
     const tracker_view_t *v = (const tracker_view_t *)ctx;
-    uint32_t h = chunk_hash(&v->areas[area], area, v->t->chunk_blocks, chunk, v->classify, v->classify_ctx);
-    return h != v->t->hash[v->offset[area] + chunk];
+    size_t i = v->offset[area] + chunk;
+    return (v->t->changed[i / 8] >> (i % 8)) & 1u;
+}
+
+static void count_sink(void *ctx, const uint8_t *data, size_t len) {
+    (void)data;
+    *(size_t *)ctx += len;
 }
 
 /* Smallest chunk size (a power of two, at least 256 blocks) whose chunks fit the tracker. */
@@ -402,9 +404,6 @@ int hs_send_snapshot(hs_writer_t *w, hs_tracker_t *t, uint32_t ms, uint32_t bloc
     uint32_t cb = tracker_chunk_blocks(areas, trackable ? area_count : 0);
     tracker_view_t view;
     view.t = t;
-    view.areas = areas;
-    view.classify = classify;
-    view.classify_ctx = classify_ctx;
     size_t total_chunks = 0;
     if (trackable) {
         for (size_t i = 0; i < area_count; i++) {
@@ -413,21 +412,40 @@ int hs_send_snapshot(hs_writer_t *w, hs_tracker_t *t, uint32_t ms, uint32_t bloc
         }
         trackable = total_chunks <= HS_MAX_CHUNKS;
     }
-
     int delta = trackable && t->valid && t->since_keyframe + 1 < HS_KEYFRAME_EVERY
         && t->chunk_blocks == cb && same_areas(t, areas, area_count);
-    if (delta) {
-        /* A delta of more than half the chunks is no smaller than a keyframe. */
-        size_t n_changed = 0;
+
+    /* One hash pass: note the chunks that changed, and remember the new state. */
+    if (trackable) {
         for (size_t i = 0; i < area_count; i++) {
             for (size_t k = 0; k < chunk_count(areas[i].blocks, cb); k++) {
-                n_changed += tracker_changed(&view, i, k) != 0;
+                size_t c = view.offset[i] + k;
+                uint32_t h = chunk_hash(&areas[i], i, cb, k, classify, classify_ctx);
+                if (h != t->hash[c]) {
+                    t->changed[c / 8] |= (uint8_t)(1u << (c % 8));
+                } else {
+                    t->changed[c / 8] &= (uint8_t)~(1u << (c % 8));
+                }
+                t->hash[c] = h;
             }
         }
-        delta = n_changed * 2 <= total_chunks;
     }
 
     uint16_t seq = w->seq;
+    if (delta) {
+        /* Send the delta only if it is smaller: measure both by encoding into a counter. */
+        size_t key_bytes = 0, delta_bytes = 0;
+        hs_writer_t dry;
+        hs_writer_init(&dry, count_sink, &key_bytes);
+        dry.seq = seq;
+        hs_send_keyframe(&dry, ms, block_size, areas, area_count, classify, classify_ctx, figures);
+        hs_writer_init(&dry, count_sink, &delta_bytes);
+        dry.seq = seq;
+        hs_send_delta(&dry, ms, t->base_seq, cb, areas, area_count, classify, classify_ctx,
+            tracker_changed, &view, figures);
+        delta = delta_bytes < key_bytes;
+    }
+
     int sent;
     if (delta) {
         hs_send_delta(w, ms, t->base_seq, cb, areas, area_count, classify, classify_ctx,
@@ -440,7 +458,6 @@ int hs_send_snapshot(hs_writer_t *w, hs_tracker_t *t, uint32_t ms, uint32_t bloc
         sent = HS_FRAME_KEYFRAME;
     }
 
-    /* Remember what was sent. */
     t->valid = trackable;
     if (trackable) {
         t->base_seq = seq;
@@ -449,9 +466,6 @@ int hs_send_snapshot(hs_writer_t *w, hs_tracker_t *t, uint32_t ms, uint32_t bloc
         for (size_t i = 0; i < area_count; i++) {
             t->area_start[i] = areas[i].pool_start;
             t->area_blocks[i] = areas[i].blocks;
-            for (size_t k = 0; k < chunk_count(areas[i].blocks, cb); k++) {
-                t->hash[view.offset[i] + k] = chunk_hash(&areas[i], i, cb, k, classify, classify_ctx);
-            }
         }
     }
     return sent;

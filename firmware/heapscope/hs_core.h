@@ -110,6 +110,7 @@ typedef struct {
     uint64_t area_start[HS_MAX_AREAS];
     size_t area_blocks[HS_MAX_AREAS];
     uint32_t hash[HS_MAX_CHUNKS];
+    uint8_t changed[HS_MAX_CHUNKS / 8]; /* chunks whose hash changed in this snapshot */
 } hs_tracker_t;
 
 /* Bytes of memory delta tracking takes. */
@@ -138,8 +139,10 @@ void hs_send_delta(hs_writer_t *w, uint32_t ms, uint16_t base_seq, uint32_t chun
     hs_classify_fn classify, void *classify_ctx,
     hs_changed_fn changed, void *changed_ctx, const hs_figures_t *figures);
 
-/* A snapshot as a keyframe or a delta, whichever the tracker allows and is smaller; updates
- * the tracker. Returns the frame type sent. */
+/* A snapshot as a keyframe or a delta: a delta when the tracker has the last snapshot, fewer
+ * than HS_KEYFRAME_EVERY deltas went since the last keyframe, and the delta is smaller (both are
+ * measured exactly, by encoding into a counting sink). Updates the tracker. Returns the frame
+ * type sent. */
 int hs_send_snapshot(hs_writer_t *w, hs_tracker_t *t, uint32_t ms, uint32_t block_size,
     const hs_area_t *areas, size_t area_count,
     hs_classify_fn classify, void *classify_ctx, const hs_figures_t *figures);

@@ -66,6 +66,7 @@ struct HsTracker {
     area_start: [u64; HS_MAX_AREAS],
     area_blocks: [usize; HS_MAX_AREAS],
     hash: [u32; HS_MAX_CHUNKS],
+    changed: [u8; HS_MAX_CHUNKS / 8],
 }
 
 extern "C" {
@@ -234,6 +235,35 @@ fn figures(r: &Reported) -> (HsFigures, Vec<HsSystemHeap>) {
     (f, heaps)
 }
 
+/// A snapshot laid out for the C core: area list, type lookup and figures, prepared once so a
+/// benchmark times only the encoder.
+pub struct Prepared<'a> {
+    areas: Vec<HsArea>,
+    types: Types,
+    figures: HsFigures,
+    _heaps: Vec<HsSystemHeap>,
+    block_size: u32,
+    _snapshot: std::marker::PhantomData<&'a Snapshot>,
+}
+
+impl<'a> Prepared<'a> {
+    pub fn new(snapshot: &'a Snapshot) -> Prepared<'a> {
+        let (figures, heaps) = figures(&snapshot.reported);
+        Prepared {
+            areas: areas(snapshot),
+            types: Types::of(snapshot),
+            figures,
+            _heaps: heaps,
+            block_size: snapshot.block_size().unwrap_or(0),
+            _snapshot: std::marker::PhantomData,
+        }
+    }
+
+    fn classify_ctx(&self) -> *mut c_void {
+        &self.types as *const Types as *mut c_void
+    }
+}
+
 /// A C frame writer collecting what it writes.
 pub struct CWriter {
     writer: Box<HsWriter>,
@@ -258,6 +288,7 @@ impl CWriter {
             area_start: [0; HS_MAX_AREAS],
             area_blocks: [0; HS_MAX_AREAS],
             hash: [0; HS_MAX_CHUNKS],
+            changed: [0; HS_MAX_CHUNKS / 8],
         });
         // SAFETY: a valid tracker.
         unsafe { hs_tracker_reset(&mut *tracker) };
@@ -293,13 +324,13 @@ impl CWriter {
     }
 
     pub fn keyframe(&mut self, ms: u32, snapshot: &Snapshot) {
-        let a = areas(snapshot);
-        let types = Types::of(snapshot);
-        let (f, _heaps) = figures(&snapshot.reported);
-        let bs = snapshot.block_size().unwrap_or(0);
-        // SAFETY: areas point into `snapshot`, types and figures live across the call.
+        self.keyframe_prepared(ms, &Prepared::new(snapshot));
+    }
+
+    pub fn keyframe_prepared(&mut self, ms: u32, p: &Prepared<'_>) {
+        // SAFETY: areas point into the snapshot `p` borrows; types and figures live in `p`.
         unsafe {
-            hs_send_keyframe(self.w(), ms, bs, a.as_ptr(), a.len(), classify, &types as *const Types as *mut c_void, &f)
+            hs_send_keyframe(self.w(), ms, p.block_size, p.areas.as_ptr(), p.areas.len(), classify, p.classify_ctx(), &p.figures)
         }
     }
 
@@ -308,23 +339,21 @@ impl CWriter {
     pub fn delta_against(&mut self, ms: u32, base_seq: u16, chunk_blocks: u32, base: &Snapshot, current: &Snapshot) {
         let rust = session::delta(base, base_seq, current, chunk_blocks as usize);
         let sets = Changed(rust.areas.iter().map(|a| a.chunks.iter().map(|c| c.index).collect()).collect());
-        let a = areas(current);
-        let types = Types::of(current);
-        let (f, _heaps) = figures(&current.reported);
-        // SAFETY: as in `keyframe`; `sets` lives across the call.
+        let p = Prepared::new(current);
+        // SAFETY: as in `keyframe_prepared`; `sets` lives across the call.
         unsafe {
             hs_send_delta(
                 self.w(),
                 ms,
                 base_seq,
                 chunk_blocks,
-                a.as_ptr(),
-                a.len(),
+                p.areas.as_ptr(),
+                p.areas.len(),
                 classify,
-                &types as *const Types as *mut c_void,
+                p.classify_ctx(),
                 changed,
                 &sets as *const Changed as *mut c_void,
-                &f,
+                &p.figures,
             )
         }
     }
@@ -332,15 +361,24 @@ impl CWriter {
     /// A snapshot through the C delta tracker: keyframe or delta, as the core decides.
     /// Returns the frame type (2 keyframe, 3 delta).
     pub fn snapshot(&mut self, ms: u32, snapshot: &Snapshot) -> u8 {
-        let a = areas(snapshot);
-        let types = Types::of(snapshot);
-        let (f, _heaps) = figures(&snapshot.reported);
-        let bs = snapshot.block_size().unwrap_or(0);
+        self.snapshot_prepared(ms, &Prepared::new(snapshot))
+    }
+
+    pub fn snapshot_prepared(&mut self, ms: u32, p: &Prepared<'_>) -> u8 {
         let tracker: *mut HsTracker = &mut *self.tracker;
-        // SAFETY: as in `keyframe`; the tracker box is live.
+        // SAFETY: as in `keyframe_prepared`; the tracker box is live.
         unsafe {
-            hs_send_snapshot(self.w(), tracker, ms, bs, a.as_ptr(), a.len(), classify, &types as *const Types as *mut c_void, &f)
-                as u8
+            hs_send_snapshot(
+                self.w(),
+                tracker,
+                ms,
+                p.block_size,
+                p.areas.as_ptr(),
+                p.areas.len(),
+                classify,
+                p.classify_ctx(),
+                &p.figures,
+            ) as u8
         }
     }
 

@@ -136,9 +136,18 @@ for round in range(6):
     assert_eq!(snapshots.len(), 6, "{}", run.text());
     assert_eq!(dumps.len(), 6);
     assert_eq!(dumps[0].snapshot.reported.gc.unwrap().total, 119_360, "the NodeMCU-32S heap size");
-    let keyframes = run.frames.iter().filter(|f| matches!(f.body, Body::Keyframe(_))).count();
-    let deltas = run.frames.iter().filter(|f| matches!(f.body, Body::Delta(_))).count();
-    assert_eq!((keyframes, deltas), (1, 5), "one keyframe, then deltas");
+    let kinds: Vec<&str> = run
+        .frames
+        .iter()
+        .filter_map(|f| match f.body {
+            Body::Keyframe(_) => Some("key"),
+            Body::Delta(_) => Some("delta"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kinds[0], "key", "{kinds:?}");
+    // Each later snapshot goes as whichever is smaller; most are small changes.
+    assert!(kinds.iter().filter(|k| **k == "delta").count() >= 3, "{kinds:?}");
     for (i, (s, d)) in snapshots.iter().zip(&dumps).enumerate() {
         assert_same_heap(s, d, &format!("round {i}"));
     }
