@@ -70,10 +70,11 @@ static volatile bool hs_tick_pending;
 
 /* ---- Output ---- */
 
-/* ESP32's mp_hal_stdout_tx_strn releases the GIL for writes over 20 bytes, which would let
- * other threads change the heap in the middle of a snapshot: write in pieces that keep it. */
-#if defined(ESP_PLATFORM)
-#define HS_WRITE_PIECE 20
+/* ESP32's mp_hal_stdout_tx_strn releases the GIL for writes longer than
+ * MICROPY_PY_STRING_TX_GIL_THRESHOLD (20) bytes, which would let other threads change the heap
+ * in the middle of a snapshot: write in pieces that keep it. */
+#if defined(MICROPY_PY_STRING_TX_GIL_THRESHOLD)
+#define HS_WRITE_PIECE (MICROPY_PY_STRING_TX_GIL_THRESHOLD)
 #else
 #define HS_WRITE_PIECE 255
 #endif
@@ -88,14 +89,23 @@ static void hs_stdout_sink(void *ctx, const uint8_t *data, size_t len) {
     }
 }
 
-/* Other threads must not change the heap while it is read. With a GIL, holding it is enough;
- * without (unix), take the GC's own mutex. */
+/* While a frame is written nothing else may run that changes the heap or writes a frame:
+ * - other threads: with a GIL, holding it is enough; without (unix), take the GC's mutex;
+ * - scheduled callbacks (our own periodic tick among them): a USB-CDC write that waits for the
+ *   host runs the event hook, which would run them, so the scheduler is locked. */
 #if MICROPY_PY_THREAD && !MICROPY_PY_THREAD_GIL
-#define HS_LOCK() mp_thread_recursive_mutex_lock(&MP_STATE_MEM(gc_mutex), 1)
-#define HS_UNLOCK() mp_thread_recursive_mutex_unlock(&MP_STATE_MEM(gc_mutex))
+#define HS_HEAP_LOCK() mp_thread_recursive_mutex_lock(&MP_STATE_MEM(gc_mutex), 1)
+#define HS_HEAP_UNLOCK() mp_thread_recursive_mutex_unlock(&MP_STATE_MEM(gc_mutex))
 #else
-#define HS_LOCK()
-#define HS_UNLOCK()
+#define HS_HEAP_LOCK()
+#define HS_HEAP_UNLOCK()
+#endif
+#if MICROPY_ENABLE_SCHEDULER
+#define HS_ENTER() do { mp_sched_lock(); HS_HEAP_LOCK(); } while (0)
+#define HS_EXIT() do { HS_HEAP_UNLOCK(); mp_sched_unlock(); } while (0)
+#else
+#define HS_ENTER() HS_HEAP_LOCK()
+#define HS_EXIT() HS_HEAP_UNLOCK()
 #endif
 
 /* ---- Heap walk ---- */
@@ -288,7 +298,7 @@ static void hs_report_area_changes(uint32_t ms) {
 }
 
 static void hs_take_snapshot(void) {
-    HS_LOCK();
+    HS_ENTER();
     hs_ensure_started();
     uint32_t ms = mp_hal_ticks_ms();
     hs_collect_areas();
@@ -296,7 +306,7 @@ static void hs_take_snapshot(void) {
     hs_figures_t figures;
     hs_fill_figures(&figures);
     hs_send_snapshot(&hs_writer, &hs_tracker, ms, HS_BLOCK_BYTES, hs_areas, hs_area_count, hs_classify, NULL, &figures);
-    HS_UNLOCK();
+    HS_EXIT();
 }
 
 /* ---- Python API ---- */
@@ -308,7 +318,9 @@ static mp_obj_t heapscope_snapshot(void) {
 static MP_DEFINE_CONST_FUN_OBJ_0(heapscope_snapshot_obj, heapscope_snapshot);
 
 static mp_obj_t heapscope_hello(void) {
+    HS_ENTER();
     hs_begin_session();
+    HS_EXIT();
     return mp_const_none;
 }
 static MP_DEFINE_CONST_FUN_OBJ_0(heapscope_hello_obj, heapscope_hello);
@@ -316,8 +328,10 @@ static MP_DEFINE_CONST_FUN_OBJ_0(heapscope_hello_obj, heapscope_hello);
 static mp_obj_t heapscope_mark(mp_obj_t label_in) {
     size_t len;
     const char *label = mp_obj_str_get_data(label_in, &len);
+    HS_ENTER();
     hs_ensure_started();
     hs_send_mark(&hs_writer, mp_hal_ticks_ms(), label, len > 255 ? 255 : len);
+    HS_EXIT();
     return mp_const_none;
 }
 static MP_DEFINE_CONST_FUN_OBJ_1(heapscope_mark_obj, heapscope_mark);
@@ -444,8 +458,10 @@ static mp_obj_t heapscope_start(size_t n_args, const mp_obj_t *pos_args, mp_map_
     hs_period_ms = (uint32_t)period;
     /* A tick left pending by a soft reset (which empties the queue) would block all others. */
     hs_tick_pending = false;
+    HS_ENTER();
     hs_begin_session();
     hs_send_stream_start(&hs_writer, mp_hal_ticks_ms(), hs_period_ms);
+    HS_EXIT();
     hs_streaming = true;
     hs_last_poll_ms = mp_hal_ticks_ms();
     if (!hs_timer_start(hs_period_ms)) {
@@ -461,7 +477,9 @@ static mp_obj_t heapscope_stop(void) {
     hs_timer_stop();
     if (hs_streaming) {
         hs_streaming = false;
+        HS_ENTER();
         hs_send_stream_stop(&hs_writer, mp_hal_ticks_ms());
+        HS_EXIT();
     }
     return mp_const_none;
 }
@@ -487,7 +505,9 @@ static void hs_import_done(uint32_t depth, const char *name, size_t len, bool ok
     if (hs_import_collect) {
         gc_collect();
     }
+    HS_ENTER();
     hs_send_import_end(&hs_writer, mp_hal_ticks_ms(), depth, name, len, ok, elapsed);
+    HS_EXIT();
     hs_take_snapshot();
 }
 
@@ -499,12 +519,14 @@ static mp_obj_t heapscope_import(size_t n_args, const mp_obj_t *args) {
     if (len > 255) {
         len = 255;
     }
-    hs_ensure_started();
     uint32_t depth = hs_import_depth++;
     if (hs_import_collect) {
         gc_collect();
     }
+    HS_ENTER();
+    hs_ensure_started();
     hs_send_import_begin(&hs_writer, mp_hal_ticks_ms(), depth, name, len);
+    HS_EXIT();
     hs_take_snapshot();
     uint32_t t0 = mp_hal_ticks_us();
     nlr_buf_t nlr;
