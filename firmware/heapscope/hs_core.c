@@ -234,6 +234,10 @@ static void put_figures(hs_writer_t *w, const hs_figures_t *f) {
         uint64_t v[5] = {h->caps, h->total, h->free, h->largest_free, h->min_free};
         put_tlv(w, 5, v, 5);
     }
+    if (f->has_python) {
+        uint64_t v[2] = {f->python_mem_alloc, f->python_mem_free};
+        put_tlv(w, 6, v, 2);
+    }
 }
 
 /* ---- Frames ---- */

@@ -87,6 +87,8 @@ typedef struct {
     uint64_t mem_total, mem_current, mem_peak;
     size_t system_heap_count;
     const hs_system_heap_t *system_heaps;
+    int has_python;
+    uint64_t python_mem_alloc, python_mem_free;
 } hs_figures_t;
 
 /* Delta tracking: what the last snapshot looked like, one hash per chunk. */

@@ -201,9 +201,14 @@ static void hs_fill_figures(hs_figures_t *f) {
     f->gc_two_blocks = info.num_2block;
     f->gc_max_block = info.max_block;
     f->gc_max_free = info.max_free;
+    /* What gc.mem_alloc() and gc.mem_free() would return now (py/modgc.c). */
+    f->has_python = 1;
+    f->python_mem_alloc = info.used;
+    f->python_mem_free = info.free;
     #if MICROPY_GC_SPLIT_HEAP_AUTO
     f->has_max_new_split = 1;
     f->max_new_split = info.max_new_split;
+    f->python_mem_free += info.max_new_split;
     #endif
     f->has_stack = 1;
     f->stack_used = mp_stack_usage();

@@ -13,4 +13,4 @@ pub mod synth;
 pub mod text;
 pub mod wire;
 
-pub use model::{Allocation, Area, BlockKind, GcFigures, KindTable, ObjType, Reported, Snapshot};
+pub use model::{Allocation, Area, BlockKind, GcFigures, KindTable, ObjType, PythonFigures, Reported, Snapshot};

@@ -479,6 +479,15 @@ pub struct Reported {
     pub stack: Option<StackFigures>,
     pub mem: Option<MemStats>,
     pub system_heaps: Vec<SystemHeap>,
+    /// What `gc.mem_alloc()` and `gc.mem_free()` returned to Python at the same moment.
+    pub python: Option<PythonFigures>,
+}
+
+/// `gc.mem_alloc()` and `gc.mem_free()`. `mem_free` includes `max new split` on split heaps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PythonFigures {
+    pub mem_alloc: u64,
+    pub mem_free: u64,
 }
 
 /// One look at the heap: its areas (empty when only the summary was seen) and the figures the

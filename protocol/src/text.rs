@@ -709,7 +709,7 @@ impl Scanner {
                     max_new_split,
                     stack: stack.map(|(_, s)| s),
                     mem: mem.map(|(_, m)| m),
-                    system_heaps: Vec::new(),
+                    ..Reported::default()
                 };
                 self.state = State::AfterGc(Box::new(DumpBuilder {
                     first_line,

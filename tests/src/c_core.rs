@@ -54,6 +54,8 @@ struct HsFigures {
     mem: [u64; 3],
     system_heap_count: usize,
     system_heaps: *const HsSystemHeap,
+    has_python: c_int,
+    python: [u64; 2],
 }
 
 #[repr(C)]
@@ -231,6 +233,8 @@ fn figures(r: &Reported) -> (HsFigures, Vec<HsSystemHeap>) {
         mem: [mem.total, mem.current, mem.peak],
         system_heap_count: heaps.len(),
         system_heaps: heaps.as_ptr(),
+        has_python: c_int::from(r.python.is_some()),
+        python: r.python.map_or([0, 0], |p| [p.mem_alloc, p.mem_free]),
     };
     (f, heaps)
 }

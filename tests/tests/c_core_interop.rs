@@ -2,7 +2,7 @@
 //! allocation tables decode in Rust to exactly the input, and both encoders write the same
 //! bytes for the same snapshot.
 
-use heapscope_protocol::model::{GcFigures, MemStats, Reported, StackFigures, SystemHeap};
+use heapscope_protocol::model::{GcFigures, MemStats, PythonFigures, Reported, StackFigures, SystemHeap};
 use heapscope_protocol::synth;
 use heapscope_protocol::wire::demux::{Demux, Item};
 use heapscope_protocol::wire::session::{self, Session, Update};
@@ -42,6 +42,7 @@ fn with_figures(mut s: Snapshot, seed: u64) -> Snapshot {
         stack: Some(StackFigures { used: 640, limit: (seed % 3 != 0).then_some(40_000) }),
         mem: (seed % 5 == 0).then_some(MemStats { total: 1, current: 2, peak: u64::MAX }),
         system_heaps: (0..seed % 3).map(|i| SystemHeap { caps: 0x1800 + i as u32, total: 300_000, free: 100_000, largest_free: 65_536, min_free: 9 }).collect(),
+        python: (seed % 7 < 3).then_some(PythonFigures { mem_alloc: seed >> 40, mem_free: seed >> 20 }),
     };
     s
 }

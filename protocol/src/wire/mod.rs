@@ -11,7 +11,7 @@ pub mod session;
 
 use codec::{cobs_encode, crc32, DecodeError, Reader, Writer};
 
-use crate::model::{GcFigures, MemStats, Reported, StackFigures, SystemHeap};
+use crate::model::{GcFigures, MemStats, PythonFigures, Reported, StackFigures, SystemHeap};
 
 /// Version byte of every frame body.
 pub const VERSION: u8 = 1;
@@ -162,6 +162,7 @@ mod figure_tag {
     pub const STACK: u8 = 3;
     pub const MEM: u8 = 4;
     pub const SYSTEM_HEAP: u8 = 5;
+    pub const PYTHON: u8 = 6;
 }
 
 /// ATB run-length tokens: a varint `(count - 1) << 2 | op`.
@@ -287,6 +288,9 @@ fn write_figures(w: &mut Writer, f: &Reported) {
     for h in &f.system_heaps {
         tlv(figure_tag::SYSTEM_HEAP, &[u64::from(h.caps), h.total, h.free, h.largest_free, h.min_free]);
     }
+    if let Some(p) = f.python {
+        tlv(figure_tag::PYTHON, &[p.mem_alloc, p.mem_free]);
+    }
 }
 
 fn read_figures(r: &mut Reader<'_>) -> Result<Reported, DecodeError> {
@@ -328,6 +332,9 @@ fn read_figures(r: &mut Reader<'_>) -> Result<Reported, DecodeError> {
                     largest_free: next("heap largest free")?,
                     min_free: next("heap min free")?,
                 });
+            }
+            figure_tag::PYTHON => {
+                f.python = Some(PythonFigures { mem_alloc: next("gc.mem_alloc()")?, mem_free: next("gc.mem_free()")? })
             }
             // Unknown figures are skipped: newer firmware may send more.
             _ => {}
@@ -617,6 +624,7 @@ mod tests {
                 stack: Some(StackFigures { used: 640, limit: None }),
                 mem: Some(MemStats { total: 1, current: 2, peak: 3 }),
                 system_heaps: vec![SystemHeap { caps: 0x1804, total: 10, free: 5, largest_free: 4, min_free: 3 }],
+                python: Some(PythonFigures { mem_alloc: 32, mem_free: 262_208 }),
             },
         }));
     }

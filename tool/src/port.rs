@@ -1,0 +1,290 @@
+//! Serial ports: finding the board, opening it without resetting it, and errors a user can act
+//! on.
+
+use std::fmt;
+use std::io;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+use serialport::{SerialPort, SerialPortType};
+
+/// USB bridges and chips MicroPython boards use, by vendor:product.
+const KNOWN_BOARDS: &[(u16, Option<u16>, &str)] = &[
+    (0x10c4, Some(0xea60), "Silicon Labs CP210x (ESP32 dev boards)"),
+    (0x1a86, Some(0x7523), "WCH CH340 (ESP32/ESP8266 boards)"),
+    (0x1a86, Some(0x55d4), "WCH CH9102 (ESP32 boards)"),
+    (0x0403, Some(0x6001), "FTDI FT232R"),
+    (0x0403, Some(0x6015), "FTDI FT231X"),
+    (0x303a, Some(0x1001), "Espressif USB-Serial-JTAG (ESP32-C3/C6/S3)"),
+    (0x303a, None, "Espressif native USB (ESP32-S2/S3)"),
+    (0x2e8a, None, "Raspberry Pi (RP2040/RP2350)"),
+    (0xf055, None, "MicroPython (pyboard and others)"),
+];
+
+/// What a USB id says about a port, if it looks like a board.
+pub fn board_kind(vid: u16, pid: u16) -> Option<&'static str> {
+    KNOWN_BOARDS
+        .iter()
+        .find(|(v, p, _)| *v == vid && p.is_none_or(|p| p == pid))
+        .map(|(_, _, name)| *name)
+}
+
+/// A serial port as `heapscope ports` lists it.
+#[derive(Clone, Debug, Serialize)]
+pub struct PortInfo {
+    pub path: String,
+    /// `usb`, `pci`, `bluetooth` or `unknown`.
+    pub kind: &'static str,
+    pub vid: Option<String>,
+    pub pid: Option<String>,
+    pub serial: Option<String>,
+    pub manufacturer: Option<String>,
+    pub product: Option<String>,
+    /// Why this port looks like a MicroPython board, if it does.
+    pub likely_board: Option<&'static str>,
+}
+
+pub fn list() -> Result<Vec<PortInfo>, PortError> {
+    let ports = serialport::available_ports().map_err(|e| PortError::Enumerate(e.to_string()))?;
+    let mut out: Vec<PortInfo> = ports
+        .into_iter()
+        .map(|p| match p.port_type {
+            SerialPortType::UsbPort(u) => PortInfo {
+                path: p.port_name,
+                kind: "usb",
+                vid: Some(format!("{:04x}", u.vid)),
+                pid: Some(format!("{:04x}", u.pid)),
+                likely_board: board_kind(u.vid, u.pid),
+                serial: u.serial_number,
+                manufacturer: u.manufacturer,
+                product: u.product,
+            },
+            other => PortInfo {
+                path: p.port_name,
+                kind: match other {
+                    SerialPortType::PciPort => "pci",
+                    SerialPortType::BluetoothPort => "bluetooth",
+                    _ => "unknown",
+                },
+                vid: None,
+                pid: None,
+                serial: None,
+                manufacturer: None,
+                product: None,
+                likely_board: None,
+            },
+        })
+        .collect();
+    out.sort_by(|a, b| b.likely_board.is_some().cmp(&a.likely_board.is_some()).then(a.path.cmp(&b.path)));
+    Ok(out)
+}
+
+/// `--port`: `auto`, a path, or `id:SERIAL`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PortSpec {
+    Auto,
+    Path(String),
+    Serial(String),
+}
+
+impl std::str::FromStr for PortSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<PortSpec, String> {
+        Ok(match s {
+            "" => return Err("empty port".into()),
+            "auto" => PortSpec::Auto,
+            _ => match s.strip_prefix("id:") {
+                Some(serial) if !serial.is_empty() => PortSpec::Serial(serial.to_string()),
+                Some(_) => return Err("id: needs a serial number, e.g. id:0001A2B3".into()),
+                None => PortSpec::Path(s.to_string()),
+            },
+        })
+    }
+}
+
+impl fmt::Display for PortSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PortSpec::Auto => f.write_str("auto"),
+            PortSpec::Path(p) => f.write_str(p),
+            PortSpec::Serial(s) => write!(f, "id:{s}"),
+        }
+    }
+}
+
+/// The path a spec names: `auto` picks the single likely board.
+pub fn resolve(spec: &PortSpec) -> Result<String, PortError> {
+    match spec {
+        PortSpec::Path(p) => Ok(p.clone()),
+        PortSpec::Auto => {
+            let ports = list()?;
+            let boards: Vec<&PortInfo> = ports.iter().filter(|p| p.likely_board.is_some()).collect();
+            match boards.as_slice() {
+                [one] => Ok(one.path.clone()),
+                [] => Err(PortError::NoBoard { others: ports.iter().map(|p| p.path.clone()).collect() }),
+                many => Err(PortError::SeveralBoards { candidates: many.iter().map(|p| describe(p)).collect() }),
+            }
+        }
+        PortSpec::Serial(serial) => {
+            let ports = list()?;
+            ports
+                .iter()
+                .find(|p| p.serial.as_deref() == Some(serial.as_str()))
+                .map(|p| p.path.clone())
+                .ok_or_else(|| PortError::NoSuchSerial {
+                    serial: serial.clone(),
+                    known: ports.iter().filter_map(|p| p.serial.clone().map(|s| format!("{} ({s})", p.path))).collect(),
+                })
+        }
+    }
+}
+
+fn describe(p: &PortInfo) -> String {
+    let mut s = p.path.clone();
+    if let (Some(v), Some(pid)) = (&p.vid, &p.pid) {
+        s += &format!(" [{v}:{pid}]");
+    }
+    if let Some(b) = p.likely_board {
+        s += &format!(" {b}");
+    }
+    if let Some(serial) = &p.serial {
+        s += &format!(" id:{serial}");
+    }
+    s
+}
+
+/// Opening a port failed, or finding one.
+#[derive(Debug)]
+pub enum PortError {
+    Enumerate(String),
+    NoBoard { others: Vec<String> },
+    SeveralBoards { candidates: Vec<String> },
+    NoSuchSerial { serial: String, known: Vec<String> },
+    NotFound { path: String },
+    Busy { path: String },
+    PermissionDenied { path: String },
+    Other { path: String, message: String },
+}
+
+impl fmt::Display for PortError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PortError::Enumerate(e) => write!(f, "cannot list serial ports: {e}"),
+            PortError::NoBoard { others } if others.is_empty() => {
+                write!(f, "no board found: no serial ports at all. Is the board plugged in (and its USB cable a data cable)?")
+            }
+            PortError::NoBoard { others } => write!(
+                f,
+                "no port looks like a MicroPython board (ports: {}). Name one with --port PATH",
+                others.join(", ")
+            ),
+            PortError::SeveralBoards { candidates } => write!(
+                f,
+                "several ports look like boards; pick one with --port PATH or --port id:SERIAL:\n  {}",
+                candidates.join("\n  ")
+            ),
+            PortError::NoSuchSerial { serial, known } if known.is_empty() => {
+                write!(f, "no port with serial number {serial} (no port reports a serial number)")
+            }
+            PortError::NoSuchSerial { serial, known } => {
+                write!(f, "no port with serial number {serial}; ports with serial numbers: {}", known.join(", "))
+            }
+            PortError::NotFound { path } => write!(f, "{path}: no such port. `heapscope ports` lists the ports there are"),
+            PortError::Busy { path } => write!(
+                f,
+                "{path} is busy: another program has it open (a serial monitor, mpremote, an IDE?). Close it and try again"
+            ),
+            PortError::PermissionDenied { path } => write!(
+                f,
+                "{path}: permission denied. Add yourself to the port's group (usually `dialout`: sudo usermod -aG dialout $USER, then log in again)"
+            ),
+            PortError::Other { path, message } => write!(f, "{path}: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for PortError {}
+
+/// Line settings for opening a port.
+#[derive(Clone, Copy, Debug)]
+pub struct OpenOptions {
+    pub baud: u32,
+    /// Pulse the reset line (EN through RTS, as esptool does) after opening.
+    pub reset: bool,
+}
+
+pub const DEFAULT_BAUD: u32 = 115_200;
+
+fn classify_open_error(path: &str, e: serialport::Error) -> PortError {
+    let path = path.to_string();
+    match e.kind {
+        serialport::ErrorKind::NoDevice => PortError::NotFound { path },
+        serialport::ErrorKind::Io(io::ErrorKind::NotFound) => PortError::NotFound { path },
+        serialport::ErrorKind::Io(io::ErrorKind::PermissionDenied) => PortError::PermissionDenied { path },
+        _ if e.description.contains("Device or resource busy") || e.description.contains("EBUSY") => PortError::Busy { path },
+        _ if e.description.contains("Permission denied") => PortError::PermissionDenied { path },
+        _ if !Path::new(&path).exists() => PortError::NotFound { path },
+        _ => PortError::Other { path, message: e.description },
+    }
+}
+
+/// Opens a port without resetting the board (unless asked).
+///
+/// Opening a tty raises DTR and RTS together. On ESP32 boards those drive EN and IO0 through
+/// two transistors: RTS up with DTR down holds the chip in reset. So RTS is dropped first, then
+/// DTR: the board never sees that combination.
+pub fn open(path: &str, options: OpenOptions) -> Result<Box<dyn SerialPort>, PortError> {
+    if !Path::new(path).exists() {
+        return Err(PortError::NotFound { path: path.to_string() });
+    }
+    let mut port = serialport::new(path, options.baud)
+        .timeout(Duration::from_millis(50))
+        .open()
+        .map_err(|e| classify_open_error(path, e))?;
+    // Pseudo-terminals and some adapters have no modem lines: best effort.
+    let _ = port.write_request_to_send(false);
+    let _ = port.write_data_terminal_ready(false);
+    if options.reset {
+        reset(&mut *port);
+    }
+    Ok(port)
+}
+
+/// A hardware reset through the modem lines: EN low (RTS up, DTR down) for 100 ms.
+pub fn reset(port: &mut dyn SerialPort) {
+    let _ = port.write_data_terminal_ready(false);
+    let _ = port.write_request_to_send(true);
+    std::thread::sleep(Duration::from_millis(100));
+    let _ = port.write_request_to_send(false);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_specs() {
+        assert_eq!("auto".parse(), Ok(PortSpec::Auto));
+        assert_eq!("/dev/ttyUSB0".parse(), Ok(PortSpec::Path("/dev/ttyUSB0".into())));
+        assert_eq!("id:0001".parse(), Ok(PortSpec::Serial("0001".into())));
+        assert!("id:".parse::<PortSpec>().is_err());
+    }
+
+    #[test]
+    fn known_boards_by_usb_id() {
+        assert!(board_kind(0x10c4, 0xea60).unwrap().contains("CP210x"));
+        assert!(board_kind(0x1a86, 0x55d4).is_some());
+        assert!(board_kind(0x303a, 0x1001).unwrap().contains("JTAG"));
+        assert!(board_kind(0x303a, 0x4001).unwrap().contains("native USB"), "any Espressif device");
+        assert_eq!(board_kind(0x046d, 0xc52b), None, "a mouse receiver");
+    }
+
+    #[test]
+    fn missing_port_says_so() {
+        let err = open("/dev/heapscope-no-such-port", OpenOptions { baud: DEFAULT_BAUD, reset: false }).unwrap_err();
+        assert!(matches!(err, PortError::NotFound { .. }));
+        assert!(err.to_string().contains("heapscope ports"));
+    }
+}

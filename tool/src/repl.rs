@@ -1,0 +1,246 @@
+//! The raw REPL of a MicroPython board: enter it, run code, leave it. Uses raw paste (v1.14+)
+//! where the board has it. Everything received passes through the frame demultiplexer first,
+//! so heapscope frames (which may hold any byte) never confuse the REPL protocol.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use heapscope_protocol::wire::demux::{Demux, Item};
+
+use crate::link::{Gone, Link};
+
+/// What the board printed while running code.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub stdout: Vec<u8>,
+    /// A traceback, if the code raised.
+    pub stderr: Vec<u8>,
+}
+
+impl ExecOutput {
+    pub fn failed(&self) -> bool {
+        !self.stderr.is_empty()
+    }
+}
+
+#[derive(Debug)]
+pub enum ReplError {
+    Gone(Gone),
+    /// No raw REPL answered: not a MicroPython REPL, or the program holds the port.
+    NoRawRepl { received: Vec<u8> },
+    /// The board reset while running a command.
+    BoardReset { received: Vec<u8> },
+    Timeout { waiting_for: &'static str, received: Vec<u8> },
+}
+
+fn tail(bytes: &[u8]) -> String {
+    let start = bytes.len().saturating_sub(200);
+    String::from_utf8_lossy(&bytes[start..]).escape_debug().to_string()
+}
+
+impl fmt::Display for ReplError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReplError::Gone(g) => write!(f, "{g}"),
+            ReplError::NoRawRepl { received } if received.is_empty() => write!(
+                f,
+                "not a MicroPython REPL: nothing answered Ctrl-C / Ctrl-A. Is this the board's REPL port, at the right --baud?"
+            ),
+            ReplError::NoRawRepl { received } => write!(
+                f,
+                "not a MicroPython REPL: Ctrl-A did not enter the raw REPL. The port said: \"{}\"",
+                tail(received)
+            ),
+            ReplError::BoardReset { received } => write!(
+                f,
+                "the board reset while running a command (\"{}\"). It may have crashed, or run out of power",
+                tail(received)
+            ),
+            ReplError::Timeout { waiting_for, received } => {
+                write!(f, "the board did not answer in time (waiting for {waiting_for}; last received: \"{}\")", tail(received))
+            }
+        }
+    }
+}
+
+impl std::error::Error for ReplError {}
+
+impl From<Gone> for ReplError {
+    fn from(g: Gone) -> ReplError {
+        ReplError::Gone(g)
+    }
+}
+
+/// Text that shows the board started afresh.
+const RESET_SIGNS: &[&[u8]] = &[b"MPY: soft reboot", b"soft reboot\r\n", b"rst:0x", b"MicroPython v"];
+
+pub const RAW_PROMPT: &[u8] = b"raw REPL; CTRL-B to exit\r\n>";
+
+/// A conversation with the raw REPL over a link. Frames and damaged frames seen meanwhile are
+/// kept in `items` for the caller.
+pub struct RawRepl<'a> {
+    link: &'a mut dyn Link,
+    demux: &'a mut Demux,
+    pub items: Vec<Item>,
+    /// Text received and not yet consumed.
+    pending: Vec<u8>,
+    pub raw_paste: Option<bool>,
+}
+
+impl<'a> RawRepl<'a> {
+    pub fn new(link: &'a mut dyn Link, demux: &'a mut Demux) -> RawRepl<'a> {
+        RawRepl { link, demux, items: Vec::new(), pending: Vec::new(), raw_paste: None }
+    }
+
+    fn receive(&mut self) -> Result<bool, Gone> {
+        let mut buf = [0u8; 4096];
+        let n = self.link.read_some(&mut buf)?;
+        for item in self.demux.push(&buf[..n]) {
+            match item {
+                Item::Text(t) => self.pending.extend(t),
+                other => self.items.push(other),
+            }
+        }
+        Ok(n > 0)
+    }
+
+    /// Consumes text up to and including `pattern`; returns what came before it.
+    fn read_until(&mut self, pattern: &[u8], timeout: Duration, what: &'static str, watch_reset: bool) -> Result<Vec<u8>, ReplError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(at) = find(&self.pending, pattern) {
+                let before = self.pending[..at].to_vec();
+                self.pending.drain(..at + pattern.len());
+                return Ok(before);
+            }
+            if watch_reset && RESET_SIGNS.iter().any(|s| find(&self.pending, s).is_some()) {
+                return Err(ReplError::BoardReset { received: std::mem::take(&mut self.pending) });
+            }
+            if Instant::now() > deadline {
+                return Err(ReplError::Timeout { waiting_for: what, received: std::mem::take(&mut self.pending) });
+            }
+            self.receive()?;
+        }
+    }
+
+    fn read_exact_text(&mut self, n: usize, timeout: Duration, what: &'static str) -> Result<Vec<u8>, ReplError> {
+        let deadline = Instant::now() + timeout;
+        while self.pending.len() < n {
+            if Instant::now() > deadline {
+                return Err(ReplError::Timeout { waiting_for: what, received: std::mem::take(&mut self.pending) });
+            }
+            self.receive()?;
+        }
+        Ok(self.pending.drain(..n).collect())
+    }
+
+    /// Stops the running program (Ctrl-C) and enters the raw REPL (Ctrl-A).
+    pub fn enter(&mut self) -> Result<(), ReplError> {
+        self.link.write_all(b"\r\x03\x03")?;
+        // Let an interrupted program print its traceback, then drop it.
+        let settle = Instant::now() + Duration::from_millis(150);
+        while Instant::now() < settle {
+            self.receive()?;
+        }
+        self.pending.clear();
+        self.link.write_all(b"\x01")?;
+        match self.read_until(RAW_PROMPT, Duration::from_secs(3), "the raw REPL prompt", false) {
+            Ok(_) => Ok(()),
+            Err(ReplError::Timeout { received, .. }) => Err(ReplError::NoRawRepl { received }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs code and returns its output. The board is in the raw REPL before and after.
+    pub fn exec(&mut self, code: &str, timeout: Duration) -> Result<ExecOutput, ReplError> {
+        if self.raw_paste != Some(false) {
+            self.link.write_all(b"\x05A\x01")?;
+            let answer = self.read_exact_text(2, Duration::from_secs(2), "the raw-paste answer")?;
+            match answer.as_slice() {
+                b"R\x01" => {
+                    self.raw_paste = Some(true);
+                    self.paste(code.as_bytes())?;
+                    return self.collect_output(timeout);
+                }
+                b"R\x00" => self.raw_paste = Some(false),
+                _ => {
+                    // Too old for raw paste: it took `\x05A` as code and `\x01` re-entered the
+                    // raw REPL, printing its prompt again.
+                    self.raw_paste = Some(false);
+                    self.pending.splice(0..0, answer);
+                    self.read_until(RAW_PROMPT, Duration::from_secs(2), "the raw REPL prompt", true)?;
+                }
+            }
+        }
+        self.link.write_all(code.as_bytes())?;
+        self.link.write_all(b"\x04")?;
+        let ok = self.read_exact_text(2, Duration::from_secs(2), "OK")?;
+        if ok != b"OK" {
+            return Err(ReplError::NoRawRepl { received: ok });
+        }
+        self.collect_output(timeout)
+    }
+
+    fn paste(&mut self, code: &[u8]) -> Result<(), ReplError> {
+        let window = self.read_exact_text(2, Duration::from_secs(2), "the raw-paste window size")?;
+        let window = u16::from_le_bytes([window[0], window[1]]) as usize;
+        let mut credit = window;
+        let mut sent = 0;
+        while sent < code.len() {
+            while credit == 0 {
+                // Each \x01 grants one more window; \x04 means the board aborted the paste.
+                let b = self.read_exact_text(1, Duration::from_secs(5), "raw-paste flow control")?;
+                match b[0] {
+                    0x01 => credit += window,
+                    0x04 => {
+                        self.link.write_all(b"\x04")?;
+                        return Err(ReplError::NoRawRepl { received: b"raw paste aborted by the board".to_vec() });
+                    }
+                    _ => {}
+                }
+            }
+            let n = credit.min(code.len() - sent);
+            self.link.write_all(&code[sent..sent + n])?;
+            sent += n;
+            credit -= n;
+        }
+        self.link.write_all(b"\x04")?;
+        // The board echoes \x04 when it has all the code (flow-control \x01s may come first).
+        self.read_until(b"\x04", Duration::from_secs(5), "the end of the paste", true)?;
+        Ok(())
+    }
+
+    fn collect_output(&mut self, timeout: Duration) -> Result<ExecOutput, ReplError> {
+        let stdout = self.read_until(b"\x04", timeout, "the program's output", true)?;
+        let stderr = self.read_until(b"\x04", Duration::from_secs(2), "the program's error output", true)?;
+        self.read_until(b">", Duration::from_secs(2), "the raw REPL prompt", true)?;
+        Ok(ExecOutput { stdout, stderr })
+    }
+
+    /// A soft reset from the raw REPL: a clean heap, back in the raw REPL.
+    pub fn soft_reset(&mut self) -> Result<(), ReplError> {
+        self.link.write_all(b"\x04")?;
+        self.read_until(b"soft reboot", Duration::from_secs(5), "the soft reboot", false)?;
+        self.read_until(RAW_PROMPT, Duration::from_secs(10), "the raw REPL after the reboot", false)?;
+        Ok(())
+    }
+
+    /// Back to the friendly REPL (Ctrl-B).
+    pub fn leave(&mut self) -> Result<(), ReplError> {
+        self.link.write_all(b"\x02")?;
+        self.read_until(b">>> ", Duration::from_secs(2), "the normal REPL prompt", false)?;
+        Ok(())
+    }
+
+    /// Text received but not consumed by the conversation.
+    pub fn take_pending(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.pending)
+    }
+}
+
+pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || haystack.len() < needle.len() {
+        return None;
+    }
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
