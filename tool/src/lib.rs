@@ -2,10 +2,16 @@
 //!
 //! The binary is a thin `main` over [`run`]; tests drive the same code.
 
+pub mod capture;
 pub mod cli;
+pub mod entry;
 pub mod exit;
 pub mod human;
 pub mod inspect;
+pub mod link;
+pub mod port;
+pub mod recording;
+pub mod repl;
 pub mod report;
 
 use clap::Parser;

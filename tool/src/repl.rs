@@ -84,12 +84,15 @@ pub struct RawRepl<'a> {
     pub items: Vec<Item>,
     /// Text received and not yet consumed.
     pending: Vec<u8>,
+    /// What the board printed that is not part of the conversation (an interrupted program's
+    /// last output and traceback): console text for the caller.
+    console: Vec<u8>,
     pub raw_paste: Option<bool>,
 }
 
 impl<'a> RawRepl<'a> {
     pub fn new(link: &'a mut dyn Link, demux: &'a mut Demux) -> RawRepl<'a> {
-        RawRepl { link, demux, items: Vec::new(), pending: Vec::new(), raw_paste: None }
+        RawRepl { link, demux, items: Vec::new(), pending: Vec::new(), console: Vec::new(), raw_paste: None }
     }
 
     fn receive(&mut self) -> Result<bool, Gone> {
@@ -142,7 +145,7 @@ impl<'a> RawRepl<'a> {
         while Instant::now() < settle {
             self.receive()?;
         }
-        self.pending.clear();
+        self.console.append(&mut self.pending);
         self.link.write_all(b"\x01")?;
         match self.read_until(RAW_PROMPT, Duration::from_secs(3), "the raw REPL prompt", false) {
             Ok(_) => Ok(()),
@@ -232,9 +235,9 @@ impl<'a> RawRepl<'a> {
         Ok(())
     }
 
-    /// Text received but not consumed by the conversation.
-    pub fn take_pending(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.pending)
+    /// Console text received outside the conversation.
+    pub fn take_console(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.console)
     }
 }
 
