@@ -1,14 +1,19 @@
 //! Command line: every command and option in one place.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+
+use crate::capture::Mode;
+use crate::port::PortSpec;
 
 /// See the GC heap of a MicroPython board: which blocks are used and by what, how the free
 /// space is chopped up, and why a 582-byte allocation fails while 46 KB are free.
 #[derive(Debug, Parser)]
 #[command(name = "heapscope", version)]
-#[command(after_help = "Exit codes: 0 success, 1 a file or device failed, 2 input not understood.")]
+#[command(after_help = "Exit codes: 0 success, 1 a file or device failed, 2 input not understood.\n\n\
+Start with `heapscope demo`, or `heapscope record -o board.hsr` with a board plugged in.")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -16,17 +21,96 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Summarise `micropython.mem_info()` output from a file, a console log or stdin.
+    /// List serial ports, marking the ones that look like MicroPython boards.
+    Ports(PortsArgs),
+    /// Record a board's heap to a file, headless, until Ctrl-C (or --duration).
+    Record(RecordArgs),
+    /// Summarise `micropython.mem_info()` output (a file, a console log, stdin) or a recording.
     ///
-    /// Finds every dump in the text (REPL prompts and other output around them are fine),
+    /// For text, finds every dump (REPL prompts and other output around them are fine),
     /// recomputes the device's figures from the layout and reports fragmentation, the largest
     /// allocation that can succeed, free-run lengths and bytes by object type.
     Inspect(InspectArgs),
+    /// Write a recording's timeline and snapshots as CSV or JSON.
+    Export(ExportArgs),
+    /// Measure what each import costs: bytes kept, blocks, fragmentation, time.
+    Imports(ImportsArgs),
+    /// Write firmware (e.g. MicroPython with the heapscope module) to an ESP32.
+    Flash(FlashArgs),
+    /// Run a real MicroPython interpreter with a demo workload and watch its heap.
+    Demo(DemoArgs),
+}
+
+/// How to reach the board.
+#[derive(Debug, Args)]
+pub struct DeviceArgs {
+    /// `auto` (the one port that looks like a board), a path like /dev/ttyUSB0, or
+    /// `id:SERIAL` (a USB serial number).
+    #[arg(long, short, default_value = "auto")]
+    pub port: PortSpec,
+    #[arg(long, default_value_t = crate::port::DEFAULT_BAUD)]
+    pub baud: u32,
+    /// Reset the board when opening the port (by default it is left running).
+    #[arg(long)]
+    pub reset: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PortsArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// List only the ports that look like boards.
+    #[arg(long)]
+    pub boards: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, scale) = if let Some(ms) = s.strip_suffix("ms") {
+        (ms, 0.001)
+    } else if let Some(sec) = s.strip_suffix('s') {
+        (sec, 1.0)
+    } else if let Some(min) = s.strip_suffix('m') {
+        (min, 60.0)
+    } else {
+        (s, 1.0)
+    };
+    let v: f64 = number.trim().parse().map_err(|_| format!("{s:?} is not a duration (like 500ms, 2s, 1.5m)"))?;
+    if !(v.is_finite() && v > 0.0) {
+        return Err(format!("{s:?}: a duration must be positive"));
+    }
+    Ok(Duration::from_secs_f64(v * scale))
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// The recording file to write.
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// Where snapshots come from; `auto` listens for the firmware module's frames and printed
+    /// dumps, and polls through the raw REPL if neither comes.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub mode: Mode,
+    /// Time between polls in poll mode (e.g. 500ms, 2s).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Stop after this long (default: at Ctrl-C).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Echo the board's console text to stdout.
+    #[arg(long)]
+    pub console: bool,
+    /// Print the closing summary as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// The text to read: a file, or `-` for standard input.
+    /// The text or recording to read: a file, or `-` for standard input.
     pub input: PathBuf,
     /// Print JSON instead of text.
     #[arg(long)]
@@ -34,4 +118,109 @@ pub struct InspectArgs {
     /// Report every dump found, not only the last.
     #[arg(long)]
     pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The recording to read.
+    pub input: PathBuf,
+    /// The timeline as CSV: one row per snapshot, event and segment change.
+    #[arg(long, conflicts_with = "json", required_unless_present = "json")]
+    pub csv: bool,
+    /// The timeline and every snapshot's report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Write here instead of stdout.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportsArgs {
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// Modules to import, in order.
+    #[arg(required_unless_present = "from")]
+    pub modules: Vec<String>,
+    /// Take the modules from the imports at the top of this script.
+    #[arg(long, value_name = "FILE.py")]
+    pub from: Option<PathBuf>,
+    /// Soft-reset the board first, for a clean baseline.
+    #[arg(long)]
+    pub soft_reset: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FlashArgs {
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// The image: a `.bin` (written at --address) or an ESP-IDF `.elf`.
+    pub image: PathBuf,
+    /// Flash address for a `.bin` (0x1000 for ESP32 MicroPython, 0x0 for S3/C3).
+    #[arg(long, value_parser = parse_address)]
+    pub address: Option<u32>,
+    /// Check the image and say what would be written, touching no port.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_address(s: &str) -> Result<u32, String> {
+    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    parsed.map_err(|_| format!("{s:?} is not an address (like 0x1000)"))
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The MicroPython interpreter to run (default: `micropython` on PATH or in ./.venv).
+    #[arg(long)]
+    pub micropython: Option<PathBuf>,
+    /// A status line instead of the full-screen view.
+    #[arg(long)]
+    pub headless: bool,
+    /// Stop after this long.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Also write what is seen to this recording.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Replay the bundled recording even if an interpreter is installed.
+    #[arg(long)]
+    pub replay: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(parse_address("0x1000"), Ok(0x1000));
+        assert_eq!(parse_address("4096"), Ok(4096));
+        assert!(parse_address("x").is_err());
+    }
+
+    #[test]
+    fn the_cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

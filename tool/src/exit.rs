@@ -3,15 +3,19 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success |
-//! | 1 | the system failed us: a file or device could not be read or written |
+//! | 1 | the system failed us: a file or device could not be opened, read or written |
 //! | 2 | the input is not understood: malformed data, nothing to inspect, bad arguments |
 
 use std::fmt;
 use std::process::ExitCode;
 
+use crate::port::PortError;
+use crate::recording::RecordingError;
+use crate::repl::ReplError;
+
 #[derive(Debug)]
 pub enum CliError {
-    /// Reading or writing failed.
+    /// A file or device failed.
     Io(String),
     /// The input was read but is malformed or holds nothing usable.
     BadInput(String),
@@ -32,4 +36,30 @@ impl fmt::Display for CliError {
             CliError::Io(m) | CliError::BadInput(m) => f.write_str(m),
         }
     }
+}
+
+impl From<PortError> for CliError {
+    fn from(e: PortError) -> CliError {
+        CliError::Io(e.to_string())
+    }
+}
+
+impl From<ReplError> for CliError {
+    fn from(e: ReplError) -> CliError {
+        CliError::Io(e.to_string())
+    }
+}
+
+impl From<RecordingError> for CliError {
+    fn from(e: RecordingError) -> CliError {
+        match e {
+            RecordingError::Io(e) => CliError::Io(e.to_string()),
+            other => CliError::BadInput(other.to_string()),
+        }
+    }
+}
+
+/// An I/O error on a named file.
+pub fn file_error(path: &std::path::Path, e: std::io::Error) -> CliError {
+    CliError::Io(format!("{}: {e}", path.display()))
 }

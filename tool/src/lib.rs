@@ -4,15 +4,16 @@
 
 pub mod capture;
 pub mod cli;
+pub mod cmd;
 pub mod entry;
 pub mod exit;
 pub mod human;
-pub mod inspect;
 pub mod link;
 pub mod port;
 pub mod recording;
 pub mod repl;
 pub mod report;
+pub mod tally;
 
 use clap::Parser;
 
@@ -20,6 +21,12 @@ use clap::Parser;
 pub fn run() -> Result<(), exit::CliError> {
     let cli = cli::Cli::parse();
     match cli.command {
-        cli::Command::Inspect(args) => inspect::run(&args),
+        cli::Command::Ports(args) => cmd::ports::run(&args),
+        cli::Command::Record(args) => cmd::record::run(&args),
+        cli::Command::Inspect(args) => cmd::inspect::run(&args),
+        cli::Command::Export(args) => cmd::export::run(&args),
+        cli::Command::Imports(args) => cmd::imports::run(&args),
+        cli::Command::Flash(args) => cmd::flash::run(&args),
+        cli::Command::Demo(args) => cmd::demo::run(&args),
     }
 }

@@ -68,3 +68,26 @@ impl Opener for PathOpener {
         self.path.clone()
     }
 }
+
+/// A link that is already open (a spawned interpreter's pseudo-terminal): it opens once; when
+/// it goes, it stays gone.
+pub struct OnceOpener {
+    link: Option<Box<dyn Link>>,
+    name: String,
+}
+
+impl OnceOpener {
+    pub fn new(link: Box<dyn Link>, name: impl Into<String>) -> OnceOpener {
+        OnceOpener { link: Some(link), name: name.into() }
+    }
+}
+
+impl Opener for OnceOpener {
+    fn open(&mut self) -> Result<Box<dyn Link>, PortError> {
+        self.link.take().ok_or_else(|| PortError::Other { path: self.name.clone(), message: "it has exited".into() })
+    }
+
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+}

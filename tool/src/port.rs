@@ -217,15 +217,18 @@ pub struct OpenOptions {
 
 pub const DEFAULT_BAUD: u32 = 115_200;
 
-fn classify_open_error(path: &str, e: serialport::Error) -> PortError {
+pub(crate) fn classify_open_error(path: &str, e: serialport::Error) -> PortError {
     let path = path.to_string();
+    let exists = Path::new(&path).exists();
     match e.kind {
-        serialport::ErrorKind::NoDevice => PortError::NotFound { path },
-        serialport::ErrorKind::Io(io::ErrorKind::NotFound) => PortError::NotFound { path },
+        // serialport reports a terminal locked by another opener (EBUSY from TIOCEXCL, or a
+        // held flock: "Unable to acquire exclusive lock") as NoDevice.
+        serialport::ErrorKind::NoDevice if exists => PortError::Busy { path },
+        _ if e.description.contains("busy") => PortError::Busy { path },
         serialport::ErrorKind::Io(io::ErrorKind::PermissionDenied) => PortError::PermissionDenied { path },
-        _ if e.description.contains("Device or resource busy") || e.description.contains("EBUSY") => PortError::Busy { path },
         _ if e.description.contains("Permission denied") => PortError::PermissionDenied { path },
-        _ if !Path::new(&path).exists() => PortError::NotFound { path },
+        serialport::ErrorKind::Io(io::ErrorKind::NotFound) => PortError::NotFound { path },
+        _ if !exists => PortError::NotFound { path },
         _ => PortError::Other { path, message: e.description },
     }
 }
@@ -279,6 +282,20 @@ mod tests {
         assert!(board_kind(0x303a, 0x1001).unwrap().contains("JTAG"));
         assert!(board_kind(0x303a, 0x4001).unwrap().contains("native USB"), "any Espressif device");
         assert_eq!(board_kind(0x046d, 0xc52b), None, "a mouse receiver");
+    }
+
+    #[test]
+    fn open_errors_are_named_for_what_the_user_can_do() {
+        use serialport::{Error, ErrorKind};
+        let here = "/dev/null";
+        let busy = classify_open_error(here, Error::new(ErrorKind::NoDevice, "Device or resource busy"));
+        assert!(matches!(busy, PortError::Busy { .. }), "{busy:?}");
+        let locked = classify_open_error(here, Error::new(ErrorKind::NoDevice, "Unable to acquire exclusive lock on serial port"));
+        assert!(locked.to_string().contains("another program has it open"), "{locked}");
+        let denied = classify_open_error(here, Error::new(ErrorKind::Io(io::ErrorKind::PermissionDenied), "Permission denied"));
+        assert!(denied.to_string().contains("dialout"), "{denied}");
+        let gone = classify_open_error("/dev/ttyUSB-gone", Error::new(ErrorKind::NoDevice, "No such device"));
+        assert!(matches!(gone, PortError::NotFound { .. }), "{gone:?}");
     }
 
     #[test]

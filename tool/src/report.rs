@@ -167,3 +167,69 @@ impl MetricsReport {
         }
     }
 }
+
+/// A recording, as `inspect` and `export` describe it.
+#[derive(Debug, Serialize)]
+pub struct RecordingReport {
+    pub file: String,
+    /// Closed cleanly (index written); false after a crash or power loss.
+    pub closed: bool,
+    /// Where the file stops short, if it does: everything before was read.
+    pub truncated: Option<TruncationReport>,
+    pub seconds: f64,
+    pub segments: usize,
+    pub resets: usize,
+    pub gaps: usize,
+    pub snapshots: usize,
+    pub sources: BTreeMap<&'static str, usize>,
+    pub events: usize,
+    pub damaged: usize,
+    pub console_bytes: usize,
+    pub meta: serde_json::Value,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TruncationReport {
+    pub offset: u64,
+    pub reason: String,
+}
+
+impl RecordingReport {
+    pub fn new(file: &str, rec: &crate::recording::Recording) -> RecordingReport {
+        use crate::entry::{Entry, SegmentReason};
+        use crate::recording::Stored;
+        let mut r = RecordingReport {
+            file: file.to_string(),
+            closed: rec.closed,
+            truncated: rec.truncated.as_ref().map(|t| TruncationReport { offset: t.offset, reason: t.reason.clone() }),
+            seconds: rec.entries.last().map_or(0.0, |e| e.at() as f64 / 1e6),
+            segments: 0,
+            resets: 0,
+            gaps: 0,
+            snapshots: 0,
+            sources: BTreeMap::new(),
+            events: 0,
+            damaged: 0,
+            console_bytes: 0,
+            meta: serde_json::from_str(&rec.meta).unwrap_or(serde_json::Value::Null),
+        };
+        for e in &rec.entries {
+            match e {
+                Stored::Snapshot { source, .. } => {
+                    r.snapshots += 1;
+                    *r.sources.entry(source.name()).or_default() += 1;
+                }
+                Stored::Entry(Entry::Segment { reason, .. }) => {
+                    r.segments += 1;
+                    r.resets += usize::from(*reason == SegmentReason::Reset);
+                }
+                Stored::Entry(Entry::Gap { .. }) => r.gaps += 1,
+                Stored::Entry(Entry::Event { .. }) => r.events += 1,
+                Stored::Entry(Entry::Corrupt { .. }) => r.damaged += 1,
+                Stored::Entry(Entry::Console { bytes, .. }) => r.console_bytes += bytes.len(),
+                Stored::Entry(_) => {}
+            }
+        }
+        r
+    }
+}

@@ -1,0 +1,184 @@
+//! The `heapscope` binary against the stock MicroPython interpreter on a pseudo-terminal, and
+//! the errors a user meets, as a user meets them.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use heapscope_protocol::text;
+use heapscope_tests::board::PtyBoard;
+use serialport::{SerialPort, TTYPort};
+
+/// The `heapscope` binary, built fresh once per test run: this crate depends on the library,
+/// so `cargo test -p heapscope-tests` alone would not rebuild the binary.
+fn heapscope() -> Command {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "heapscope", "--bin", "heapscope"])
+            .status()
+            .expect("run cargo to build the heapscope binary");
+        assert!(status.success(), "building the heapscope binary failed");
+    });
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().and_then(|deps| deps.parent()).map(|d| d.join("heapscope")).unwrap();
+    assert!(bin.exists(), "{} was not built", bin.display());
+    Command::new(bin)
+}
+
+fn run(args: &[&str]) -> Output {
+    heapscope().args(args).output().expect("run heapscope")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "exit {:?}: {}", o.status.code(), stderr(o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+#[test]
+fn record_ten_seconds_then_inspect_agrees_with_the_interpreter() {
+    let board = PtyBoard::start(&["-X", "heapsize=120K"]);
+    let file = board.dir().join("ten.hsr");
+    // auto: nothing is printed by itself, so after listening it polls through the raw REPL.
+    let out = run(&["record", "--port", &board.port(), "-o", file.to_str().unwrap(), "--duration", "10s", "--json"]);
+    let summary = json(&out);
+    let snapshots = summary["snapshots"].as_u64().unwrap();
+    assert!(snapshots >= 4, "{summary}\n{}", stderr(&out));
+    assert_eq!(summary["sources"]["poll"].as_u64(), Some(snapshots));
+    assert!(stderr(&out).contains("polling through the raw REPL"), "the switch to polling is announced: {}", stderr(&out));
+
+    let v = json(&run(&["inspect", "--json", file.to_str().unwrap()]));
+    assert_eq!(v["recording"]["closed"], true);
+    assert_eq!(v["recording"]["snapshots"].as_u64(), Some(snapshots));
+    // The interpreter's own last mem_info, read from the bytes it wrote.
+    let (printed, _) = text::parse(board.transcript().as_bytes());
+    let last = printed.last().expect("the interpreter printed dumps").snapshot.reported.gc.unwrap();
+    let r = &v["last"]["reported"];
+    assert_eq!(
+        (r["total"].as_u64(), r["used"].as_u64(), r["free"].as_u64(), r["max_free"].as_u64(), r["one_blocks"].as_u64()),
+        (Some(last.total), Some(last.used), Some(last.free), Some(last.max_free), Some(last.one_blocks))
+    );
+    assert_eq!(v["last"]["metrics"]["used_bytes"].as_u64(), Some(last.used));
+
+    // And the export of the same file.
+    let csv = run(&["export", "--csv", file.to_str().unwrap()]);
+    assert!(csv.status.success(), "{}", stderr(&csv));
+    let text = String::from_utf8(csv.stdout).unwrap();
+    assert!(text.starts_with("time_s,device_ms,kind,source,used,free,largest_free,fragmentation,detail\n"));
+    assert_eq!(text.lines().filter(|l| l.contains(",snapshot,poll,")).count() as u64, snapshots);
+}
+
+#[test]
+fn imports_measures_a_known_allocation_within_a_block() {
+    let board = PtyBoard::start(&["-X", "heapsize=120K"]);
+    std::fs::write(board.dir().join("hs_empty.py"), "").unwrap();
+    std::fs::write(board.dir().join("hs_buf.py"), "BUF = bytearray(10000)\n").unwrap();
+    std::fs::write(board.dir().join("hs_broken.py"), "import hs_missing_dependency\n").unwrap();
+    let out = run(&["imports", "--port", &board.port(), "--json", "hs_empty", "hs_buf", "hs_broken", "json"]);
+    let v = json(&out);
+    assert_eq!(v["method"], "raw-repl");
+    let bs = v["block_size"].as_i64().unwrap();
+    assert_eq!(bs, 32, "the stock 64-bit build");
+    let rows = v["modules"].as_array().unwrap();
+    let row = |name: &str| rows.iter().find(|r| r["module"] == name).unwrap_or_else(|| panic!("{name} in {v}"));
+    // The module's own overhead (module object, globals, sys.modules entry) is what the empty
+    // module costs; the rest is the bytearray: its object block plus 10,000 bytes in blocks.
+    let truth = bs + (10_000 + bs - 1) / bs * bs;
+    let measured = row("hs_buf")["retained_bytes"].as_i64().unwrap() - row("hs_empty")["retained_bytes"].as_i64().unwrap();
+    assert!((measured - truth).abs() <= bs, "bytearray(10000) measured {measured} B, truth {truth} B, block {bs} B\n{v}");
+    let broken = row("hs_broken");
+    assert_eq!(broken["ok"], false);
+    assert!(broken["error"].as_str().unwrap().contains("hs_missing_dependency"), "{broken}");
+    assert_eq!(row("json")["ok"], true, "the run goes on after a failed import");
+    assert!(row("json")["retained_bytes"].as_i64().unwrap() > 0);
+    assert!(row("json")["time_us"].as_u64().is_some());
+
+    // The table a person reads.
+    let table = run(&["imports", "--port", &board.port(), "hs_empty"]);
+    assert!(table.status.success(), "{}", stderr(&table));
+    let text = String::from_utf8(table.stdout).unwrap();
+    assert!(text.contains("module") && text.contains("retained") && text.contains("hs_empty"), "{text}");
+}
+
+#[test]
+fn errors_a_user_meets_read_well() {
+    // No such port.
+    let out = run(&["record", "--port", "/dev/ttyUSB-nope", "-o", "/tmp/x.hsr", "--duration", "1s"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("/dev/ttyUSB-nope: no such port"), "{}", stderr(&out));
+
+    // Busy: another program has it open.
+    let board = PtyBoard::start(&["-X", "heapsize=120K"]);
+    let holder = serialport::new(board.port(), 115_200).open().expect("the first opener gets it");
+    let out = run(&["imports", "--port", &board.port(), "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("is busy: another program has it open"), "{}", stderr(&out));
+    drop(holder);
+
+    // Not a MicroPython REPL: a port where nothing answers.
+    let (_master, silent) = TTYPort::pair().unwrap();
+    let name = silent.name().unwrap();
+    let out = run(&["imports", "--port", &name, "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not a MicroPython REPL"), "{}", stderr(&out));
+
+    // A recording that is not one; a flash image that is not one.
+    let junk = std::env::temp_dir().join(format!("heapscope-junk-{}.bin", std::process::id()));
+    std::fs::write(&junk, b"hello").unwrap();
+    let out = run(&["export", "--json", junk.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("not a heapscope recording"), "{}", stderr(&out));
+    let out = run(&["flash", "--dry-run", junk.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("not an ESP image"), "{}", stderr(&out));
+    let _ = std::fs::remove_file(&junk);
+}
+
+#[test]
+fn a_recording_cut_off_mid_write_still_opens() {
+    let board = PtyBoard::start(&["-X", "heapsize=120K"]);
+    let file = board.dir().join("cut.hsr");
+    let out = run(&["record", "--port", &board.port(), "-o", file.to_str().unwrap(), "--mode", "poll", "--interval", "200ms", "--duration", "3s"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let bytes = std::fs::read(&file).unwrap();
+    // Lose the end as a crash would: the index, the end record and half of the last record.
+    let cut: PathBuf = board.dir().join("cut-short.hsr");
+    std::fs::write(&cut, &bytes[..bytes.len() * 9 / 10]).unwrap();
+    let v = json(&run(&["inspect", "--json", cut.to_str().unwrap()]));
+    assert_eq!(v["recording"]["closed"], false);
+    assert!(v["recording"]["truncated"]["offset"].as_u64().is_some(), "{v}");
+    assert!(v["recording"]["snapshots"].as_u64().unwrap() >= 1);
+    assert!(v["last"]["reported"]["used"].as_u64().is_some());
+}
+
+#[test]
+fn demo_replays_the_bundled_recording_without_an_interpreter() {
+    let out = run(&["demo", "--replay", "--duration", "1s"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("GC heap"), "the last snapshot is shown: {text}");
+}
+
+#[test]
+fn flash_dry_run_touches_no_port() {
+    let dir = std::env::temp_dir().join(format!("heapscope-flash-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let image = dir.join("firmware.bin");
+    let mut bin = vec![0xFFu8; 4096];
+    bin[0] = 0xE9;
+    bin[12] = 9; // ESP32-S3
+    bin[13] = 0;
+    std::fs::write(&image, &bin).unwrap();
+    // --port names a port that does not exist: a dry run never opens it.
+    let v = json(&run(&["flash", "--dry-run", "--json", "--port", "/dev/ttyUSB-nope", image.to_str().unwrap()]));
+    assert_eq!(v["format"], "bin");
+    assert_eq!(v["chip"], "ESP32-S3");
+    assert_eq!(v["address"], "0x0");
+    assert_eq!(v["bytes"], 4096);
+    assert_eq!(v["dry_run"], true);
+    let _ = std::fs::remove_dir_all(&dir);
+}

