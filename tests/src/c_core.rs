@@ -271,6 +271,8 @@ impl<'a> Prepared<'a> {
 /// A C frame writer collecting what it writes.
 pub struct CWriter {
     writer: Box<HsWriter>,
+    // Boxed: the C writer holds a pointer to this Vec, which must not move with the CWriter.
+    #[allow(clippy::box_collection)]
     out: Box<Vec<u8>>,
     tracker: Box<HsTracker>,
 }

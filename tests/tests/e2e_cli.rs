@@ -182,3 +182,21 @@ fn flash_dry_run_touches_no_port() {
     assert_eq!(v["dry_run"], true);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn demo_runs_a_real_interpreter_headless() {
+    let interpreter = heapscope_tests::board::micropython();
+    let out = heapscope()
+        .args(["demo", "--headless", "--duration", "4s", "--micropython"])
+        .arg(&interpreter)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let snapshots: u64 = err
+        .lines()
+        .find_map(|l| l.split_once(" snapshots (").and_then(|(n, _)| n.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("a snapshot count in: {err}"));
+    assert!(snapshots >= 4, "{err}");
+    assert!(err.contains("passive"), "{err}");
+}

@@ -504,14 +504,10 @@ impl Recording {
 
     /// The last snapshot at or before `at`.
     pub fn snapshot_at(&self, at: HostMicros) -> Option<Snapshot> {
-        let ordinal = self
-            .entries
-            .iter()
-            .filter_map(|e| match e {
-                Stored::Snapshot { at: t, ordinal, .. } if *t <= at => Some(*ordinal),
-                _ => None,
-            })
-            .last()?;
+        let ordinal = self.entries.iter().rev().find_map(|e| match e {
+            Stored::Snapshot { at: t, ordinal, .. } if *t <= at => Some(*ordinal),
+            _ => None,
+        })?;
         self.snapshot(ordinal)
     }
 

@@ -152,3 +152,37 @@ fn replay_bundled(args: &DemoArgs) -> Result<(), CliError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::Source;
+
+    #[test]
+    fn the_bundled_recording_shows_the_problem() {
+        let rec = bundled().unwrap();
+        assert!(rec.truncated.is_none() && rec.closed);
+        let meta: serde_json::Value = serde_json::from_str(&rec.meta).unwrap();
+        assert_eq!(meta["tool"], "heapscope", "made by this tool");
+        assert!(meta["port"].as_str().unwrap().contains("micropython"), "from a real interpreter: {meta}");
+        let snapshots: Vec<_> = rec
+            .entries
+            .iter()
+            .filter_map(|e| if let Stored::Snapshot { source, summary, .. } = e { Some((*source, *summary)) } else { None })
+            .collect();
+        assert!(snapshots.len() >= 20);
+        assert!(snapshots.iter().all(|(s, _)| *s == Source::Passive));
+        let console: Vec<u8> = rec
+            .entries
+            .iter()
+            .filter_map(|e| if let Stored::Entry(Entry::Console { bytes, .. }) = e { Some(bytes.clone()) } else { None })
+            .flatten()
+            .collect();
+        let console = String::from_utf8_lossy(&console);
+        assert!(console.contains("MemoryError: memory allocation failed"), "the workload runs out of memory");
+        // At its worst, most of the free memory is in holes too small for the request.
+        let worst = snapshots.iter().map(|(_, s)| s.fragmentation).fold(0.0, f64::max);
+        let free_then = snapshots.iter().find(|(_, s)| s.fragmentation == worst).unwrap().1.free;
+        assert!(worst > 0.9 && free_then > 10_000, "fragmentation {worst}, free {free_then}");
+    }
+}
