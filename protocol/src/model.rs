@@ -173,7 +173,7 @@ impl KindTable {
         if atb.len() != len.div_ceil(4) {
             return None;
         }
-        if len % 4 != 0 {
+        if !len.is_multiple_of(4) {
             let last = atb.len() - 1;
             atb[last] &= (1u8 << (2 * (len % 4))) - 1;
         }
@@ -209,7 +209,7 @@ impl KindTable {
     }
 
     pub fn push(&mut self, kind: BlockKind) {
-        if self.len % 4 == 0 {
+        if self.len.is_multiple_of(4) {
             self.atb.push(0);
         }
         self.len += 1;
@@ -219,7 +219,7 @@ impl KindTable {
     /// Appends `count` blocks of one kind.
     pub fn push_run(&mut self, kind: BlockKind, count: usize) {
         let mut left = count;
-        while left > 0 && self.len % 4 != 0 {
+        while left > 0 && !self.len.is_multiple_of(4) {
             self.push(kind);
             left -= 1;
         }
@@ -247,7 +247,7 @@ impl KindTable {
         // Whole bytes of one kind are skipped four blocks at a time: heaps are mostly long free
         // and tail runs.
         while end < self.len {
-            if end % 4 == 0 && end + 4 <= self.len && self.atb[end / 4] == fill {
+            if end.is_multiple_of(4) && end + 4 <= self.len && self.atb[end / 4] == fill {
                 end += 4;
             } else if self.get(end) == kind {
                 end += 1;

@@ -318,7 +318,7 @@ impl DumpBuilder {
     fn add_row(&mut self, line: usize, offset: u64, digits: usize, cells: &str) -> Result<(), ParseError> {
         let area_index = self.areas.len() - 1;
         let area = self.areas.last_mut().expect("rows only inside a layout section");
-        if area.kinds.len() % BLOCKS_PER_ROW != 0 {
+        if !area.kinds.len().is_multiple_of(BLOCKS_PER_ROW) {
             self.warnings.push(Warning {
                 line,
                 message: format!(
@@ -363,7 +363,7 @@ impl DumpBuilder {
                     let modulus = 1u64 << (4 * row.digits.min(16)).min(63);
                     let bytes = row.offset.wrapping_sub(first.offset) % modulus;
                     let blocks = (row.block - first.block) as u64;
-                    return (bytes % blocks == 0 && (bytes / blocks).is_power_of_two()).then_some(bytes / blocks);
+                    return (bytes.is_multiple_of(blocks) && (bytes / blocks).is_power_of_two()).then_some(bytes / blocks);
                 }
                 Some(first) if first.area == row.area => {}
                 _ => first_of_area = Some(*row),
@@ -402,7 +402,7 @@ impl DumpBuilder {
     fn infer_block_size(&mut self) -> Result<u64, ParseError> {
         let blocks = self.layout_blocks() as u64;
         let total = self.reported.gc.map_or(0, |g| g.total);
-        let from_total = (blocks > 0 && total % blocks == 0 && (total / blocks).is_power_of_two() && total / blocks >= 4)
+        let from_total = (blocks > 0 && total.is_multiple_of(blocks) && (total / blocks).is_power_of_two() && total / blocks >= 4)
             .then(|| total / blocks);
         let from_rows = self.block_size_from_rows();
         match (from_total, from_rows) {

@@ -39,7 +39,7 @@ fn with_figures(mut s: Snapshot, seed: u64) -> Snapshot {
     s.reported = Reported {
         gc: Some(GcFigures { total: seed % 1000, used: 1, free: 2, one_blocks: 3, two_blocks: 4, max_block: 5, max_free: 6 }),
         max_new_split: seed.is_multiple_of(2).then_some(262_144),
-        stack: Some(StackFigures { used: 640, limit: !seed.is_multiple_of(3).then_some(40_000) }),
+        stack: Some(StackFigures { used: 640, limit: (!seed.is_multiple_of(3)).then_some(40_000) }),
         mem: seed.is_multiple_of(5).then_some(MemStats { total: 1, current: 2, peak: u64::MAX }),
         system_heaps: (0..seed % 3).map(|i| SystemHeap { caps: 0x1800 + i as u32, total: 300_000, free: 100_000, largest_free: 65_536, min_free: 9 }).collect(),
         python: (seed % 7 < 3).then_some(PythonFigures { mem_alloc: seed >> 40, mem_free: seed >> 20 }),

@@ -253,7 +253,7 @@ fn read_codes(r: &mut Reader<'_>, heads: usize) -> Result<Vec<u8>, DecodeError> 
 
 /// Clears the bits of blocks past `blocks` in the last ATB byte.
 fn mask_tail(atb: &mut [u8], blocks: usize) {
-    if blocks % 4 != 0 {
+    if !blocks.is_multiple_of(4) {
         if let Some(last) = atb.last_mut() {
             *last &= (1u8 << (2 * (blocks % 4))) - 1;
         }

@@ -34,7 +34,7 @@ pub fn keyframe(snapshot: &Snapshot) -> Keyframe {
 
 /// The chunks of `current` that differ from `base` (all chunks of areas `base` lacks).
 pub fn delta(base: &Snapshot, base_seq: u16, current: &Snapshot, chunk_blocks: usize) -> Delta {
-    assert!(chunk_blocks > 0 && chunk_blocks % 4 == 0, "chunk_blocks must be a positive multiple of 4");
+    assert!(chunk_blocks > 0 && chunk_blocks.is_multiple_of(4), "chunk_blocks must be a positive multiple of 4");
     let areas = current
         .areas
         .iter()
