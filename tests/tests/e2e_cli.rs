@@ -157,7 +157,7 @@ fn a_recording_cut_off_mid_write_still_opens() {
 
 #[test]
 fn demo_replays_the_bundled_recording_without_an_interpreter() {
-    let out = run(&["demo", "--replay", "--duration", "1s"]);
+    let out = run(&["demo", "--replay", "--headless", "--duration", "1s"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("GC heap"), "the last snapshot is shown: {text}");

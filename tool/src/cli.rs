@@ -25,6 +25,10 @@ pub enum Command {
     Ports(PortsArgs),
     /// Record a board's heap to a file, headless, until Ctrl-C (or --duration).
     Record(RecordArgs),
+    /// Watch a board's heap live, full screen (map, fragmentation, timeline, imports, ...).
+    Attach(AttachArgs),
+    /// Open a recording full screen and scrub through it.
+    Replay(ReplayArgs),
     /// Summarise `micropython.mem_info()` output (a file, a console log, stdin) or a recording.
     ///
     /// For text, finds every dump (REPL prompts and other output around them are fine),
@@ -106,6 +110,26 @@ pub struct RecordArgs {
     /// Print the closing summary as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub mode: Mode,
+    /// Time between polls in poll mode.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Also record to this file.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The recording to open.
+    pub input: PathBuf,
 }
 
 #[derive(Debug, Args)]

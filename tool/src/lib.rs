@@ -14,6 +14,7 @@ pub mod recording;
 pub mod repl;
 pub mod report;
 pub mod tally;
+pub mod tui;
 
 use clap::Parser;
 
@@ -28,5 +29,7 @@ pub fn run() -> Result<(), exit::CliError> {
         cli::Command::Imports(args) => cmd::imports::run(&args),
         cli::Command::Flash(args) => cmd::flash::run(&args),
         cli::Command::Demo(args) => cmd::demo::run(&args),
+        cli::Command::Attach(args) => cmd::view::attach(&args),
+        cli::Command::Replay(args) => cmd::view::replay(&args),
     }
 }

@@ -80,6 +80,16 @@ fn live(interpreter: &Path, args: &DemoArgs) -> Result<(), CliError> {
         Some(path) => Some(super::record::create_writer(path, &super::record::meta(&name, "passive"))?),
         None => None,
     };
+    if !args.headless {
+        let mut feed = crate::tui::Feed { capture, writer };
+        let app = crate::tui::app::App::new(crate::tui::history::History::new(), name, true);
+        let result = crate::tui::run_in_terminal(app, Some(&mut feed));
+        feed.capture.stop();
+        let _ = child.kill();
+        let _ = child.wait();
+        result.map_err(|e| CliError::Io(format!("terminal: {e}")))?;
+        return super::view::finish(feed);
+    }
     eprintln!("demo: {} running the bundled workload with a {HEAP_SIZE} heap (Ctrl-C to stop)", interpreter.display());
     let outcome = super::record::run_headless(capture, writer, args.duration, false);
     let _ = child.kill();
@@ -112,6 +122,11 @@ pub fn bundled() -> Result<Recording, CliError> {
 
 fn replay_bundled(args: &DemoArgs) -> Result<(), CliError> {
     let rec = bundled()?;
+    if !args.headless {
+        let app = crate::tui::app::App::new(crate::tui::history::History::from_recording(rec), "bundled demo recording", false);
+        crate::tui::run_in_terminal(app, None).map_err(|e| CliError::Io(format!("terminal: {e}")))?;
+        return Ok(());
+    }
     let interrupted = super::record::interrupt_flag();
     let start = Instant::now();
     let mut tally = Tally::default();

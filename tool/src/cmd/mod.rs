@@ -7,3 +7,4 @@ pub mod imports;
 pub mod inspect;
 pub mod ports;
 pub mod record;
+pub mod view;

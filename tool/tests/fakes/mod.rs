@@ -1,4 +1,6 @@
 //! Fakes for the tool's I/O, so protocol logic can be tested without a board.
+// Each test binary uses some of these.
+#![allow(dead_code)]
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -50,6 +52,20 @@ impl Link for ScriptedLink {
             self.to_read.extend(reply);
             self.written.clear();
         }
+        Ok(())
+    }
+}
+
+/// A link that never delivers anything, and takes its time saying so.
+pub struct SilentLink;
+
+impl Link for SilentLink {
+    fn read_some(&mut self, _: &mut [u8]) -> Result<usize, Gone> {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        Ok(0)
+    }
+
+    fn write_all(&mut self, _: &[u8]) -> Result<(), Gone> {
         Ok(())
     }
 }

@@ -1,0 +1,322 @@
+//! The UI's state and how input changes it. Rendering reads it; nothing here draws.
+
+use std::sync::Arc;
+
+use crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, MouseButton, MouseEventKind};
+use heapscope_protocol::Snapshot;
+use ratatui::layout::Rect;
+
+use super::history::History;
+use super::keys::{self, Action};
+use crate::capture::Command;
+use crate::entry::Entry;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    Map,
+    Fragmentation,
+    Timeline,
+    Imports,
+    Diff,
+    Types,
+    Console,
+}
+
+impl View {
+    pub const ALL: [View; 7] = [View::Map, View::Fragmentation, View::Timeline, View::Imports, View::Diff, View::Types, View::Console];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            View::Map => "Map",
+            View::Fragmentation => "Fragmentation",
+            View::Timeline => "Timeline",
+            View::Imports => "Imports",
+            View::Diff => "Diff",
+            View::Types => "Types",
+            View::Console => "Console",
+        }
+    }
+
+    fn index(self) -> usize {
+        View::ALL.iter().position(|v| *v == self).expect("every view is listed")
+    }
+}
+
+/// Blocks per pixel on the heap map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Zoom {
+    /// As many as it takes to show every block.
+    Fit,
+    BlocksPerPixel(u32),
+}
+
+/// Where the last frame put things, for the mouse.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Regions {
+    pub tabs: Rect,
+    pub map: Rect,
+    /// Blocks per pixel the map was drawn with.
+    pub map_bpp: u32,
+    pub map_first_row: usize,
+    pub timeline: Rect,
+}
+
+pub struct App {
+    pub history: History,
+    pub title: String,
+    pub live: bool,
+    pub view: View,
+    /// The snapshot on screen; `None` follows the newest.
+    pub cursor: Option<usize>,
+    pub zoom: Zoom,
+    /// Map cursor: (area, block).
+    pub block: (usize, usize),
+    /// First cell row of the map on screen.
+    pub map_scroll: usize,
+    pub highlight_changes: bool,
+    pub diff_anchor: Option<usize>,
+    pub imports_by_bytes: bool,
+    pub console_scroll: usize,
+    /// Some while typing a line for the REPL.
+    pub input: Option<String>,
+    pub show_help: bool,
+    pub quit: bool,
+    /// A short message in the footer.
+    pub message: Option<String>,
+    /// Commands for the capture (marks, REPL input).
+    pub outgoing: Vec<Command>,
+    pub regions: Regions,
+    marks: usize,
+}
+
+impl App {
+    pub fn new(history: History, title: impl Into<String>, live: bool) -> App {
+        let cursor = if live { None } else { history.len().checked_sub(1) };
+        App {
+            history,
+            title: title.into(),
+            live,
+            view: View::Map,
+            cursor,
+            zoom: Zoom::Fit,
+            block: (0, 0),
+            map_scroll: 0,
+            highlight_changes: false,
+            diff_anchor: None,
+            imports_by_bytes: true,
+            console_scroll: 0,
+            input: None,
+            show_help: false,
+            quit: false,
+            message: None,
+            outgoing: Vec::new(),
+            regions: Regions::default(),
+            marks: 0,
+        }
+    }
+
+    /// Index of the snapshot on screen.
+    pub fn current(&self) -> Option<usize> {
+        self.cursor.or(self.history.len().checked_sub(1))
+    }
+
+    pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.history.snapshot(self.current()?)
+    }
+
+    pub fn previous_snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.history.snapshot(self.current()?.checked_sub(1)?)
+    }
+
+    pub fn frozen(&self) -> bool {
+        self.cursor.is_some()
+    }
+
+    pub fn ingest(&mut self, e: Entry) {
+        self.history.push(e);
+    }
+
+    fn step(&mut self, delta: isize) {
+        let Some(cur) = self.current() else { return };
+        let last = self.history.len() - 1;
+        let next = (cur as isize + delta).clamp(0, last as isize) as usize;
+        self.cursor = Some(next);
+    }
+
+    pub fn handle(&mut self, event: TermEvent) {
+        match event {
+            TermEvent::Key(key) if key.kind != KeyEventKind::Release => self.key(key),
+            TermEvent::Mouse(m) => match m.kind {
+                MouseEventKind::Down(MouseButton::Left) => self.click(m.column, m.row),
+                MouseEventKind::ScrollUp if self.view == View::Map => self.map_scroll = self.map_scroll.saturating_sub(3),
+                MouseEventKind::ScrollDown if self.view == View::Map => self.map_scroll += 3,
+                MouseEventKind::ScrollUp if self.view == View::Console => self.console_scroll += 3,
+                MouseEventKind::ScrollDown if self.view == View::Console => self.console_scroll = self.console_scroll.saturating_sub(3),
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+
+    fn key(&mut self, key: KeyEvent) {
+        if let Some(line) = self.input.as_mut() {
+            match key.code {
+                KeyCode::Esc => self.input = None,
+                KeyCode::Enter => {
+                    let mut bytes = std::mem::take(line).into_bytes();
+                    bytes.push(b'\r');
+                    self.outgoing.push(Command::Input(bytes));
+                }
+                KeyCode::Backspace => {
+                    line.pop();
+                }
+                KeyCode::Char(c) => line.push(c),
+                _ => {}
+            }
+            return;
+        }
+        if self.show_help {
+            // Any key closes the help; q still quits.
+            self.show_help = false;
+            if key.code != KeyCode::Char('q') {
+                return;
+            }
+        }
+        if let Some(a) = keys::action(key) {
+            self.act(a);
+        }
+    }
+
+    pub fn act(&mut self, a: Action) {
+        match a {
+            Action::Quit => self.quit = true,
+            Action::Help => self.show_help = true,
+            Action::NextView => self.view = View::ALL[(self.view.index() + 1) % View::ALL.len()],
+            Action::PrevView => self.view = View::ALL[(self.view.index() + View::ALL.len() - 1) % View::ALL.len()],
+            Action::View(i) => self.view = View::ALL[i.min(View::ALL.len() - 1)],
+            Action::Left | Action::Right | Action::Up | Action::Down | Action::PageUp | Action::PageDown => self.navigate(a),
+            Action::ZoomIn => {
+                let bpp = self.regions.map_bpp.max(1);
+                self.zoom = Zoom::BlocksPerPixel((bpp / 2).max(1));
+            }
+            Action::ZoomOut => {
+                let bpp = self.regions.map_bpp.max(1);
+                self.zoom = Zoom::BlocksPerPixel((bpp * 2).min(1 << 16));
+            }
+            Action::ZoomFit => {
+                self.zoom = Zoom::Fit;
+                self.map_scroll = 0;
+            }
+            Action::Freeze => {
+                self.cursor = if self.cursor.is_some() && self.live { None } else { self.current() };
+            }
+            Action::PrevSnapshot => self.step(-1),
+            Action::NextSnapshot => self.step(1),
+            Action::FirstSnapshot => {
+                if !self.history.is_empty() {
+                    self.cursor = Some(0);
+                }
+            }
+            Action::LastSnapshot => self.cursor = if self.live { None } else { self.history.len().checked_sub(1) },
+            Action::AddMark => {
+                self.marks += 1;
+                let label = format!("mark {}", self.marks);
+                self.message = Some(format!("added {label}"));
+                self.outgoing.push(Command::Mark(label));
+            }
+            Action::DiffAnchor => {
+                self.diff_anchor = self.current();
+                self.message = self.diff_anchor.map(|i| format!("diff: comparing against snapshot {}", i + 1));
+            }
+            Action::ToggleChanges => self.highlight_changes = !self.highlight_changes,
+            Action::Sort => self.imports_by_bytes = !self.imports_by_bytes,
+            Action::Input => {
+                if self.live {
+                    self.view = View::Console;
+                    self.input = Some(String::new());
+                } else {
+                    self.message = Some("a replay has no board to type to".into());
+                }
+            }
+        }
+    }
+
+    fn navigate(&mut self, a: Action) {
+        match self.view {
+            View::Map => self.move_block(a),
+            View::Console => match a {
+                Action::Up => self.console_scroll += 1,
+                Action::Down => self.console_scroll = self.console_scroll.saturating_sub(1),
+                Action::PageUp => self.console_scroll += 20,
+                Action::PageDown => self.console_scroll = self.console_scroll.saturating_sub(20),
+                _ => {}
+            },
+            View::Timeline | View::Fragmentation | View::Diff | View::Types | View::Imports => match a {
+                Action::Left => self.step(-1),
+                Action::Right => self.step(1),
+                Action::PageUp => self.step(-10),
+                Action::PageDown => self.step(10),
+                _ => {}
+            },
+        }
+    }
+
+    /// Moves the map cursor by a pixel (rows by a pixel row); the map scrolls to follow.
+    fn move_block(&mut self, a: Action) {
+        let Some(s) = self.snapshot() else { return };
+        if s.areas.is_empty() {
+            return;
+        }
+        let bpp = self.regions.map_bpp.max(1) as usize;
+        let width = (self.regions.map.width as usize).max(1) * bpp;
+        let (area, block) = self.block;
+        let area = area.min(s.areas.len() - 1);
+        let blocks = s.areas[area].blocks();
+        let target: isize = match a {
+            Action::Left => block as isize - bpp as isize,
+            Action::Right => (block + bpp) as isize,
+            Action::Up => block as isize - width as isize,
+            Action::Down => (block + width) as isize,
+            Action::PageUp => block as isize - (width * self.regions.map.height as usize * 2) as isize,
+            _ => (block + width * self.regions.map.height as usize * 2) as isize,
+        };
+        self.block = if target < 0 {
+            if area > 0 { (area - 1, s.areas[area - 1].blocks() - 1) } else { (0, 0) }
+        } else if target as usize >= blocks {
+            if area + 1 < s.areas.len() { (area + 1, 0) } else { (area, blocks - 1) }
+        } else {
+            (area, target as usize)
+        };
+    }
+
+    fn click(&mut self, x: u16, y: u16) {
+        let r = self.regions;
+        if r.tabs.height > 0 && y == r.tabs.y {
+            let mut at = r.tabs.x;
+            for (i, v) in View::ALL.iter().enumerate() {
+                let w = super::render::tabs::width(*v);
+                if x >= at && x < at + w {
+                    self.view = View::ALL[i];
+                    return;
+                }
+                at += w + 1;
+            }
+        }
+        if self.view == View::Map && r.map.width > 0 && contains(r.map, x, y) {
+            if let Some(block) = super::render::heapmap::block_at(self, x, y) {
+                self.block = block;
+            }
+        }
+        if self.view == View::Timeline && contains(r.timeline, x, y) && !self.history.is_empty() {
+            let first = self.history.snapshots[0].at;
+            let last = self.history.snapshots[self.history.len() - 1].at.max(first + 1);
+            let frac = f64::from(x - r.timeline.x) / f64::from(r.timeline.width.max(1));
+            let at = first + ((last - first) as f64 * frac) as u64;
+            self.cursor = self.history.nearest(at);
+        }
+    }
+}
+
+fn contains(r: Rect, x: u16, y: u16) -> bool {
+    x >= r.x && x < r.x + r.width && y >= r.y && y < r.y + r.height
+}

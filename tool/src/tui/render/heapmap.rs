@@ -1,0 +1,259 @@
+//! The heap map: every block of every area as a pixel, two pixels per cell (half blocks).
+
+use heapscope_protocol::model::BlockKind;
+use heapscope_protocol::{ObjType, Snapshot};
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Style, Stylize};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph};
+use ratatui::Frame;
+
+use crate::human::thousands;
+use crate::tui::app::{App, Zoom};
+use crate::tui::palette;
+
+/// Per block: the type code of its allocation, or `FREE_CODE`.
+pub type BlockCodes = Vec<Vec<u8>>;
+pub const FREE_CODE: u8 = 0xFF;
+
+pub fn block_codes(s: &Snapshot) -> BlockCodes {
+    s.areas
+        .iter()
+        .map(|area| {
+            let mut codes = vec![FREE_CODE; area.blocks()];
+            for a in area.allocations() {
+                codes[a.start..a.start + a.blocks].fill(a.obj_type.code());
+            }
+            codes
+        })
+        .collect()
+}
+
+/// One cell row of the map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Row {
+    /// The line above an area after the first.
+    Header { area: usize },
+    /// Two pixel lines of an area, from block `first`.
+    Blocks { area: usize, first: usize },
+}
+
+/// The rows of the map at `bpp` blocks per pixel, `width` pixels wide.
+pub fn rows(s: &Snapshot, width: usize, bpp: usize) -> Vec<Row> {
+    let per_row = (width * bpp * 2).max(1);
+    let mut out = Vec::new();
+    for (i, a) in s.areas.iter().enumerate() {
+        if i > 0 {
+            out.push(Row::Header { area: i });
+        }
+        out.extend((0..a.blocks()).step_by(per_row).map(|first| Row::Blocks { area: i, first }));
+    }
+    out
+}
+
+/// Blocks per pixel: the zoom asked for, or the smallest power of two that shows everything.
+pub fn blocks_per_pixel(s: &Snapshot, width: usize, height: usize, zoom: Zoom) -> usize {
+    match zoom {
+        Zoom::BlocksPerPixel(n) => n as usize,
+        Zoom::Fit => {
+            let mut bpp = 1;
+            while bpp < 1 << 20 && rows(s, width, bpp).len() > height {
+                bpp *= 2;
+            }
+            bpp
+        }
+    }
+}
+
+fn ruler_width(s: &Snapshot) -> u16 {
+    let max = s.areas.iter().map(|a| a.address_of(a.blocks())).max().unwrap_or(0);
+    (format!("{max:x}").len() as u16 + 1).max(6)
+}
+
+/// The (area, block) under a screen position of the last drawn map.
+pub fn block_at(app: &App, x: u16, y: u16) -> Option<(usize, usize)> {
+    let s = app.snapshot()?;
+    let r = app.regions;
+    let bpp = r.map_bpp.max(1) as usize;
+    let width = r.map.width as usize;
+    let all = rows(&s, width, bpp);
+    match all.get(r.map_first_row + (y - r.map.y) as usize)? {
+        Row::Blocks { area, first } => {
+            let block = first + (x - r.map.x) as usize * bpp;
+            (block < s.areas[*area].blocks()).then_some((*area, block))
+        }
+        Row::Header { .. } => None,
+    }
+}
+
+/// Draws the map of `s` into `area` with pixels coloured by `color(area, first_block, count)`,
+/// recording where it went for the mouse. Returns the blocks per pixel used.
+pub fn draw_map(
+    buf: &mut Buffer,
+    rect: Rect,
+    app: &mut App,
+    s: &Snapshot,
+    color: &dyn Fn(usize, usize, usize) -> Color,
+) -> usize {
+    let ruler = ruler_width(s).min(rect.width.saturating_sub(8));
+    let map = Rect { x: rect.x + ruler, y: rect.y, width: rect.width - ruler, height: rect.height };
+    let width = map.width as usize;
+    let bpp = blocks_per_pixel(s, width, map.height as usize, app.zoom);
+    let all = rows(s, width, bpp);
+    // Keep the cursor's row on screen.
+    let cursor_row = all
+        .iter()
+        .position(|r| matches!(r, Row::Blocks { area, first } if *area == app.block.0 && app.block.1 >= *first && app.block.1 < first + width * bpp * 2))
+        .unwrap_or(0);
+    let height = map.height as usize;
+    if cursor_row < app.map_scroll {
+        app.map_scroll = cursor_row;
+    } else if cursor_row >= app.map_scroll + height {
+        app.map_scroll = cursor_row + 1 - height;
+    }
+    app.map_scroll = app.map_scroll.min(all.len().saturating_sub(height));
+    app.regions.map = map;
+    app.regions.map_bpp = bpp as u32;
+    app.regions.map_first_row = app.map_scroll;
+    let ruler_style = Style::default().fg(Color::DarkGray);
+    for (row_i, row) in all.iter().skip(app.map_scroll).take(height).enumerate() {
+        let y = map.y + row_i as u16;
+        match *row {
+            Row::Header { area } => {
+                let a = &s.areas[area];
+                let label = format!("── area {} at {:#x}: {} blocks ", area + 1, a.pool_start(), thousands(a.blocks() as u64));
+                buf.set_stringn(rect.x, y, format!("{label:─<w$}", w = rect.width as usize), rect.width as usize, ruler_style);
+            }
+            Row::Blocks { area, first } => {
+                let a = &s.areas[area];
+                buf.set_stringn(rect.x, y, format!("{:>w$x} ", a.address_of(first), w = ruler as usize - 1), ruler as usize, ruler_style);
+                for col in 0..width {
+                    let px = |line: usize| {
+                        let start = first + (line * width + col) * bpp;
+                        (start < a.blocks()).then(|| (start, bpp.min(a.blocks() - start)))
+                    };
+                    let (top, bottom) = (px(0), px(1));
+                    let Some((top_start, top_n)) = top else { continue };
+                    let is_cursor = |p: Option<(usize, usize)>| p.is_some_and(|(st, n)| app.block.0 == area && app.block.1 >= st && app.block.1 < st + n);
+                    let fg = if is_cursor(top) { palette::CURSOR } else { color(area, top_start, top_n) };
+                    let bg = match bottom {
+                        Some(p) if is_cursor(Some(p)) => palette::CURSOR,
+                        Some((st, n)) => color(area, st, n),
+                        None => Color::Reset,
+                    };
+                    buf[(map.x + col as u16, y)].set_symbol("▀").set_fg(fg).set_bg(bg);
+                }
+            }
+        }
+    }
+    bpp
+}
+
+/// The colour of a pixel on the main map: the type of the first allocation in it, dimmed when
+/// the pixel is mostly free.
+pub fn type_color(codes: &BlockCodes, area: usize, first: usize, n: usize) -> Color {
+    let slice = &codes[area][first..first + n];
+    let used = slice.iter().filter(|&&c| c != FREE_CODE).count();
+    match slice.iter().find(|&&c| c != FREE_CODE) {
+        None => palette::FREE,
+        Some(&code) => {
+            let c = palette::of(ObjType::from_code(code).unwrap_or(ObjType::Other));
+            if used * 2 < n {
+                palette::dim(c)
+            } else {
+                c
+            }
+        }
+    }
+}
+
+pub fn draw(f: &mut Frame, rect: Rect, app: &mut App) {
+    let block = Block::default().borders(Borders::ALL).title(" Heap map ");
+    let inner = block.inner(rect);
+    f.render_widget(block, rect);
+    let Some(s) = app.snapshot() else {
+        f.render_widget(Paragraph::new("waiting for the first snapshot..."), inner);
+        return;
+    };
+    if s.areas.is_empty() {
+        let text = "This snapshot has the board's summary only (micropython.mem_info() without an argument): no block layout to draw.";
+        f.render_widget(Paragraph::new(text).wrap(ratatui::widgets::Wrap { trim: true }), inner);
+        return;
+    }
+    let [map_rect, info_rect, legend_rect] = Layout::vertical([Constraint::Min(1), Constraint::Length(1), Constraint::Length(1)]).areas(inner);
+    let codes = block_codes(&s);
+    let changed: Option<Vec<Vec<bool>>> = app.highlight_changes.then(|| changed_blocks(&s, app.previous_snapshot().as_deref()));
+    let color = |area: usize, first: usize, n: usize| {
+        if let Some(ch) = &changed {
+            if ch[area][first..first + n].iter().any(|&c| c) {
+                return palette::CHANGED;
+            }
+        }
+        type_color(&codes, area, first, n)
+    };
+    let bpp = draw_map(f.buffer_mut(), map_rect, app, &s, &color);
+    f.render_widget(Paragraph::new(cursor_line(app, &s, bpp)), info_rect);
+    f.render_widget(Paragraph::new(legend(&codes, app.highlight_changes)), legend_rect);
+}
+
+/// Whether each block's kind differs from the snapshot before (all, for a new area).
+pub fn changed_blocks(s: &Snapshot, before: Option<&Snapshot>) -> Vec<Vec<bool>> {
+    s.areas
+        .iter()
+        .map(|a| {
+            let old = before.and_then(|b| b.areas.iter().find(|o| o.pool_start() == a.pool_start() && o.blocks() == a.blocks()));
+            match old {
+                Some(o) => (0..a.blocks()).map(|i| a.kinds().get(i) != o.kinds().get(i)).collect(),
+                None => vec![before.is_some(); a.blocks()],
+            }
+        })
+        .collect()
+}
+
+fn cursor_line(app: &App, s: &Snapshot, bpp: usize) -> Line<'static> {
+    let (ai, bi) = app.block;
+    let Some(area) = s.areas.get(ai) else { return Line::default() };
+    let bi = bi.min(area.blocks().saturating_sub(1));
+    let bs = u64::from(area.block_size());
+    let what = match area.kinds().get(bi) {
+        BlockKind::Free => {
+            let end = area.kinds().run_end(bi, BlockKind::Free);
+            let mut start = bi;
+            while start > 0 && area.kinds().get(start - 1) == BlockKind::Free {
+                start -= 1;
+            }
+            format!("free: a hole of {} blocks ({} B)", end - start, thousands((end - start) as u64 * bs))
+        }
+        _ => match area.allocation_at(bi) {
+            Some(a) => format!("{}: {} blocks ({} B) from block {}", a.obj_type, a.blocks, thousands(a.blocks as u64 * bs), thousands(a.start as u64)),
+            None => "tail with no head (torn read)".into(),
+        },
+    };
+    Line::from(vec![
+        Span::from(format!(" area {}/{}  block {}  {:#x}  ", ai + 1, s.areas.len(), thousands(bi as u64), area.address_of(bi))),
+        Span::from(what).bold(),
+        Span::from(format!("   {bpp} block{}/pixel", if bpp == 1 { "" } else { "s" })).dark_gray(),
+    ])
+}
+
+fn legend(codes: &BlockCodes, changes: bool) -> Line<'static> {
+    let mut present = [false; 16];
+    for area in codes {
+        for &c in area {
+            if c != FREE_CODE {
+                present[c as usize & 15] = true;
+            }
+        }
+    }
+    let mut spans = vec![Span::from(" "), Span::from("█").fg(palette::FREE), Span::from(" free ")];
+    for t in ObjType::ALL.iter().filter(|t| present[t.code() as usize]) {
+        spans.push(Span::from("█").fg(palette::of(*t)));
+        spans.push(Span::from(format!(" {} ", t.name())));
+    }
+    if changes {
+        spans.push(Span::from("█").fg(palette::CHANGED));
+        spans.push(Span::from(" changed "));
+    }
+    Line::from(spans)
+}
