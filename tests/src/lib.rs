@@ -4,3 +4,24 @@
 pub mod board;
 pub mod c_core;
 pub mod spec;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The `heapscope` binary, built fresh once per test run: this crate depends on the library,
+/// so `cargo test -p heapscope-tests` alone would not rebuild the binary.
+pub fn heapscope_binary() -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "heapscope", "--bin", "heapscope"])
+            .status()
+            .expect("run cargo to build the heapscope binary");
+        assert!(status.success(), "building the heapscope binary failed");
+    });
+    let exe = std::env::current_exe().expect("the test's own path");
+    let bin = exe.parent().and_then(|deps| deps.parent()).map(|d| d.join("heapscope")).expect("target dir");
+    assert!(bin.exists(), "{} was not built", bin.display());
+    bin
+}

@@ -8,22 +8,8 @@ use heapscope_protocol::text;
 use heapscope_tests::board::PtyBoard;
 use serialport::{SerialPort, TTYPort};
 
-/// The `heapscope` binary, built fresh once per test run: this crate depends on the library,
-/// so `cargo test -p heapscope-tests` alone would not rebuild the binary.
 fn heapscope() -> Command {
-    static BUILT: std::sync::Once = std::sync::Once::new();
-    BUILT.call_once(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "heapscope", "--bin", "heapscope"])
-            .status()
-            .expect("run cargo to build the heapscope binary");
-        assert!(status.success(), "building the heapscope binary failed");
-    });
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().and_then(|deps| deps.parent()).map(|d| d.join("heapscope")).unwrap();
-    assert!(bin.exists(), "{} was not built", bin.display());
-    Command::new(bin)
+    Command::new(heapscope_tests::heapscope_binary())
 }
 
 fn run(args: &[&str]) -> Output {

@@ -1,1 +1,63 @@
-fn main() {}
+//! `cargo bench -p heapscope --bench render`: drawing one frame of the heap map for a
+//! 262,144-block (4 MB) heap at 200x60, against decoding one snapshot of that heap from the
+//! wire, measured in the same run. Prints figures; asserts nothing about time.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use heapscope::entry::{Entry, Source};
+use heapscope::tui::app::{App, View};
+use heapscope::tui::history::History;
+use heapscope::tui::render;
+use heapscope_protocol::synth;
+use heapscope_protocol::wire::demux::{Demux, Item};
+use heapscope_protocol::wire::session::{self, Session};
+use heapscope_protocol::wire::{encode_frame, Body, Frame};
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+
+fn best_of<F: FnMut()>(runs: usize, mut f: F) -> Duration {
+    (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .min()
+        .unwrap()
+}
+
+fn main() {
+    let heap = synth::snapshot(7, 16, 1, 262_144);
+    let frame = encode_frame(&Frame { seq: 1, device_ms: 0, body: Body::Keyframe(session::keyframe(&heap)) });
+
+    let decode = best_of(20, || {
+        let mut demux = Demux::new();
+        let mut s = Session::new();
+        for item in demux.push(black_box(&frame)) {
+            if let Item::Frame(f) = item {
+                black_box(s.apply(&f).unwrap());
+            }
+        }
+    });
+
+    let mut history = History::new();
+    history.push(Entry::Snapshot { at: 0, device_ms: None, source: Source::Stream, snapshot: Box::new(heap.clone()) });
+    let mut app = App::new(history, "bench", true);
+    app.view = View::Map;
+    let mut terminal = Terminal::new(TestBackend::new(200, 60)).unwrap();
+    terminal.draw(|f| render::draw(f, &mut app)).unwrap();
+    let bpp = app.regions.map_bpp;
+    let draw = best_of(20, || {
+        terminal.draw(|f| render::draw(f, &mut app)).unwrap();
+    });
+    app.highlight_changes = true;
+    let draw_changes = best_of(20, || {
+        terminal.draw(|f| render::draw(f, &mut app)).unwrap();
+    });
+
+    println!("heap map of a 262,144-block heap at 200x60 ({bpp} blocks per pixel, keyframe {} bytes)", frame.len());
+    println!("  decode one snapshot (demux, CRC, keyframe):  {decode:>10.2?}");
+    println!("  draw one frame of the map:                   {draw:>10.2?}   {:.2}x the decode", draw.as_secs_f64() / decode.as_secs_f64());
+    println!("  ... with changed blocks highlighted:         {draw_changes:>10.2?}   {:.2}x the decode", draw_changes.as_secs_f64() / decode.as_secs_f64());
+}
