@@ -186,3 +186,30 @@ fn demo_runs_a_real_interpreter_headless() {
     assert!(snapshots >= 4, "{err}");
     assert!(err.contains("passive"), "{err}");
 }
+
+#[test]
+fn ctrl_c_finishes_a_recording_cleanly() {
+    let board = PtyBoard::start(&["-X", "heapsize=120K"]);
+    let file = board.dir().join("interrupted.hsr");
+    let mut child = heapscope()
+        .args(["record", "--port", &board.port(), "--mode", "poll", "--interval", "200ms", "-o", file.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for a few snapshots to be written, then interrupt as Ctrl-C does.
+    let start = std::time::Instant::now();
+    while std::fs::metadata(&file).map_or(0, |m| m.len()) < 4_000 {
+        assert!(start.elapsed() < std::time::Duration::from_secs(30), "nothing recorded");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "exit {:?}: {}", out.status.code(), stderr(&out));
+    assert!(stderr(&out).contains("recorded"), "{}", stderr(&out));
+    let v = json(&run(&["inspect", "--json", file.to_str().unwrap()]));
+    assert_eq!(v["recording"]["closed"], true, "closed cleanly: {v}");
+    assert!(v["recording"]["truncated"].is_null());
+    // The board is left at its normal prompt after polling.
+    assert!(board.transcript().trim_end().ends_with(">>>"), "{}", board.transcript());
+}

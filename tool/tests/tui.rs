@@ -222,3 +222,11 @@ fn live_entries_appear_as_they_arrive() {
     assert!(app.frozen());
     assert_eq!(app.current(), Some(3));
 }
+
+#[test]
+fn marks_land_on_the_timeline() {
+    let (app, text) = run(replay_app(), 100, 30, vec![code(KeyCode::Home), key(']'), key(']'), key('m'), key('3')]);
+    assert_eq!(app.history.markers.len(), 1);
+    assert_eq!(app.history.markers[0].at, app.history.snapshots[2].at);
+    assert!(text.contains("mark 1"), "{text}");
+}

@@ -222,7 +222,13 @@ impl App {
                 self.marks += 1;
                 let label = format!("mark {}", self.marks);
                 self.message = Some(format!("added {label}"));
-                self.outgoing.push(Command::Mark(label));
+                if self.live {
+                    // The capture puts it on the timeline (and in the recording).
+                    self.outgoing.push(Command::Mark(label));
+                } else if let Some(i) = self.current() {
+                    let at = self.history.snapshots[i].at;
+                    self.history.markers.push(super::history::Marker { at, kind: super::history::MarkerKind::Mark, label });
+                }
             }
             Action::DiffAnchor => {
                 self.diff_anchor = self.current();
