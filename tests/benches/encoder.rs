@@ -5,21 +5,12 @@
 //! Prints figures; asserts nothing about time.
 
 use std::hint::black_box;
+
+use heapscope_tests::best_of;
 use std::time::{Duration, Instant};
 
 use heapscope_protocol::{synth, text, Snapshot};
 use heapscope_tests::c_core::{self, CWriter, Prepared};
-
-fn best_of<F: FnMut()>(runs: usize, mut f: F) -> Duration {
-    (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .min()
-        .unwrap()
-}
 
 fn fixture_heaps() -> Vec<(String, Snapshot)> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/mem_info");

@@ -25,3 +25,15 @@ pub fn heapscope_binary() -> PathBuf {
     assert!(bin.exists(), "{} was not built", bin.display());
     bin
 }
+
+/// The shortest of `runs` timings of `f`: the least disturbed by the rest of the machine.
+pub fn best_of<F: FnMut()>(runs: usize, mut f: F) -> std::time::Duration {
+    (0..runs)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            f();
+            t.elapsed()
+        })
+        .min()
+        .expect("at least one run")
+}

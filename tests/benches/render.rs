@@ -1,9 +1,11 @@
-//! `cargo bench -p heapscope --bench render`: drawing one frame of the heap map for a
+//! `cargo bench -p heapscope-tests --bench render`: drawing one frame of the heap map for a
 //! 262,144-block (4 MB) heap at 200x60, against decoding one snapshot of that heap from the
 //! wire, measured in the same run. Prints figures; asserts nothing about time.
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+
+use heapscope_tests::best_of;
+use std::time::Duration;
 
 use heapscope::entry::{Entry, Source};
 use heapscope::tui::app::{App, View};
@@ -15,17 +17,6 @@ use heapscope_protocol::wire::session::{self, Session};
 use heapscope_protocol::wire::{encode_frame, Body, Frame};
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
-
-fn best_of<F: FnMut()>(runs: usize, mut f: F) -> Duration {
-    (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .min()
-        .unwrap()
-}
 
 fn main() {
     let heap = synth::snapshot(7, 16, 1, 262_144);

@@ -1,27 +1,18 @@
-//! `cargo bench -p heapscope-protocol`: text-parse and frame-decode throughput, and the size of
+//! `cargo bench -p heapscope-tests --bench throughput`: text-parse and frame-decode throughput, and the size of
 //! each fixture's heap as a keyframe against its `mem_info(1)` text.
 //!
 //! Prints figures; asserts nothing about time. Each timing is the best of several runs.
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+
+use heapscope_tests::best_of;
+use std::time::Duration;
 
 use heapscope_protocol::synth;
 use heapscope_protocol::text::parse;
 use heapscope_protocol::wire::demux::{Demux, Item};
 use heapscope_protocol::wire::session::{self, Session};
 use heapscope_protocol::wire::{encode_frame, Body, Frame};
-
-fn best_of<F: FnMut()>(runs: usize, mut f: F) -> Duration {
-    (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .min()
-        .unwrap()
-}
 
 fn mb_per_s(bytes: usize, d: Duration) -> f64 {
     bytes as f64 / d.as_secs_f64() / 1e6
