@@ -5,7 +5,6 @@
 use std::hint::black_box;
 
 use heapscope_tests::best_of;
-use std::time::Duration;
 
 use heapscope::entry::{Entry, Source};
 use heapscope::tui::app::{App, View};

@@ -191,7 +191,7 @@ fn demo_runs_a_real_interpreter_headless() {
 fn ctrl_c_finishes_a_recording_cleanly() {
     let board = PtyBoard::start(&["-X", "heapsize=120K"]);
     let file = board.dir().join("interrupted.hsr");
-    let mut child = heapscope()
+    let child = heapscope()
         .args(["record", "--port", &board.port(), "--mode", "poll", "--interval", "200ms", "-o", file.to_str().unwrap()])
         .stderr(std::process::Stdio::piped())
         .spawn()
