@@ -70,21 +70,26 @@ fn plug_in(link: &Path) -> Cable {
 }
 
 impl PtyBoard {
-    /// Starts the interpreter (`args` after the binary, e.g. a heap size) as a board.
+    /// Starts the stock interpreter (`args` after the binary, e.g. a heap size) as a board.
     pub fn start(args: &[&str]) -> PtyBoard {
+        PtyBoard::start_with(&micropython(), args)
+    }
+
+    /// Starts the given interpreter as a board.
+    pub fn start_with(interpreter: &Path, args: &[&str]) -> PtyBoard {
         static BOARDS: AtomicU64 = AtomicU64::new(0);
         let n = BOARDS.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("heapscope-board-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let (mut a_master, a_slave) = TTYPort::pair().expect("a pseudo-terminal pair");
-        let child = Command::new(micropython())
+        let child = Command::new(interpreter)
             .args(args)
             .current_dir(&dir)
             .stdin(stdio(&a_slave))
             .stdout(stdio(&a_slave))
             .stderr(stdio(&a_slave))
             .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", micropython().display()));
+            .unwrap_or_else(|e| panic!("starting {}: {e}", interpreter.display()));
         drop(a_slave);
         let link = dir.join("ttyUSB-board");
         let cable = Arc::new(Mutex::new(Some(plug_in(&link))));

@@ -287,3 +287,61 @@ print("stopped")
         assert!(s.areas.iter().all(|a| a.kinds().iter().all(|k| k != BlockKind::Mark)), "no torn collection");
     }
 }
+
+/// The host tool's `stream` source on the module's frames, through a pseudo-terminal.
+#[test]
+#[ignore = "needs HEAPSCOPE_FIRMWARE_MICROPYTHON: a MicroPython unix build with the heapscope module"]
+fn the_tool_captures_the_module_stream() {
+    use heapscope::capture::{Capture, Mode, Options};
+    use heapscope::entry::{Entry, Source};
+    use heapscope::link::PathOpener;
+    use heapscope::port::{OpenOptions, DEFAULT_BAUD};
+    let script = "import heapscope, time\nheapscope.start(period_ms=100)\nkeep = []\nfor i in range(30):\n    keep.append(bytearray(200))\n    if i == 15:\n        heapscope.mark('half way')\n    time.sleep_ms(50)\nheapscope.stop()\nprint('program done')\ntime.sleep(30)\n";
+    let board = heapscope_tests::board::PtyBoard::start_with(&interpreter(), &["-X", "heapsize=122160", "-c", script]);
+    let opener = PathOpener { path: board.port(), options: OpenOptions { baud: DEFAULT_BAUD, reset: false } };
+    let mut c = Capture::start(Box::new(opener), Options { mode: Mode::Auto, ..Options::default() }).unwrap();
+    let start = std::time::Instant::now();
+    let mut entries = Vec::new();
+    while start.elapsed() < std::time::Duration::from_secs(20) {
+        if let Ok(e) = c.entries.recv_timeout(std::time::Duration::from_millis(50)) {
+            let done = matches!(&e, Entry::Console { bytes, .. } if String::from_utf8_lossy(bytes).contains("program done"));
+            entries.push(e);
+            if done {
+                break;
+            }
+        }
+    }
+    c.stop();
+    let corrupt: Vec<_> = entries.iter().filter(|e| matches!(e, Entry::Corrupt { .. })).collect();
+    assert!(corrupt.is_empty(), "{corrupt:?}");
+    let stream: Vec<_> = entries.iter().filter(|e| matches!(e, Entry::Snapshot { source: Source::Stream, .. })).collect();
+    assert!(stream.len() >= 8, "{} stream snapshots", stream.len());
+    assert!(!entries.iter().any(|e| matches!(e, Entry::Snapshot { source: Source::Poll, .. })), "frames came, so no polling");
+    assert!(entries.iter().any(|e| matches!(e, Entry::Event { event: Event::Mark { label }, .. } if label == "half way")));
+    // Frames and console text are separated: the console has the program's print, no frame bytes.
+    let console: Vec<u8> = entries.iter().filter_map(|e| if let Entry::Console { bytes, .. } = e { Some(bytes.clone()) } else { None }).flatten().collect();
+    assert!(!console.contains(&0xFF), "no frame bytes in the console text");
+}
+
+/// `heapscope imports` with the module: the nested tree with inclusive and own costs.
+#[test]
+#[ignore = "needs HEAPSCOPE_FIRMWARE_MICROPYTHON: a MicroPython unix build with the heapscope module"]
+fn the_tool_reports_a_nested_import_tree() {
+    let board = heapscope_tests::board::PtyBoard::start_with(&interpreter(), &["-X", "heapsize=122160"]);
+    std::fs::create_dir_all(board.dir().join("pkg")).unwrap();
+    std::fs::write(board.dir().join("pkg/__init__.py"), "import pkg.a\n").unwrap();
+    std::fs::write(board.dir().join("pkg/a.py"), "import pkg.b\nA = [1, 2, 3]\n").unwrap();
+    std::fs::write(board.dir().join("pkg/b.py"), "BUF = bytearray(10000)\n").unwrap();
+    let out = Command::new(heapscope_tests::heapscope_binary()).args(["imports", "--json", "--port", &board.port(), "pkg"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["method"], "heapscope-module");
+    let rows = v["modules"].as_array().unwrap();
+    let names: Vec<(u64, &str)> = rows.iter().map(|r| (r["depth"].as_u64().unwrap(), r["module"].as_str().unwrap())).collect();
+    assert_eq!(names, [(0, "pkg"), (1, "pkg.a"), (2, "pkg.b")]);
+    let kept = |i: usize| rows[i]["retained_bytes"].as_i64().unwrap();
+    let own = |i: usize| rows[i]["exclusive_bytes"].as_i64().unwrap();
+    assert!(kept(2) >= 10_000, "pkg.b keeps its bytearray: {}", kept(2));
+    assert!(kept(0) >= kept(1) && kept(1) >= kept(2), "inclusive costs nest");
+    assert_eq!(own(0) + own(1) + own(2), kept(0), "own costs add up to the whole");
+}
