@@ -75,6 +75,7 @@ fn imports_measures_a_known_allocation_within_a_block() {
     // module costs; the rest is the bytearray: its object block plus 10,000 bytes in blocks.
     let truth = bs + (10_000 + bs - 1) / bs * bs;
     let measured = row("hs_buf")["retained_bytes"].as_i64().unwrap() - row("hs_empty")["retained_bytes"].as_i64().unwrap();
+    eprintln!("bytearray(10000): measured {measured} B, truth {truth} B, block {bs} B");
     assert!((measured - truth).abs() <= bs, "bytearray(10000) measured {measured} B, truth {truth} B, block {bs} B\n{v}");
     let broken = row("hs_broken");
     assert_eq!(broken["ok"], false);

@@ -52,6 +52,7 @@ pub struct DeviceArgs {
     /// `id:SERIAL` (a USB serial number).
     #[arg(long, short, default_value = "auto")]
     pub port: PortSpec,
+    /// Serial speed (MicroPython's REPL runs at 115200 on UART boards; USB ports ignore it).
     #[arg(long, default_value_t = crate::port::DEFAULT_BAUD)]
     pub baud: u32,
     /// Reset the board when opening the port (by default it is left running).
