@@ -395,7 +395,9 @@ impl Worker {
             entries.push(Entry::Console { at, bytes: console });
         }
         self.decoder.items(items, at, &mut entries);
-        self.poll = PollState::On { entered: true, next: next.max(Instant::now() - self.options.poll_interval) + self.options.poll_interval };
+        // One interval after this poll was due, but never in the past: a slow poll does not
+        // cause a burst of catch-up polls.
+        self.poll = PollState::On { entered: true, next: (next + self.options.poll_interval).max(Instant::now()) };
         let output = result?;
         if output.failed() {
             entries.push(Entry::Corrupt { at, detail: format!("poll: the board raised: {}", String::from_utf8_lossy(&output.stderr).trim()) });

@@ -58,7 +58,7 @@ pub fn run_headless(
     let start = Instant::now();
     let mut tally = Tally::default();
     let tty = std::io::stderr().is_terminal();
-    let mut last_status = Instant::now() - Duration::from_secs(1);
+    let mut last_status: Option<Instant> = None;
     let mut write_error = None;
     let mut handle = |e: Entry, tally: &mut Tally, writer: &mut Option<RecordingWriter>| {
         tally.add(&e);
@@ -94,10 +94,10 @@ pub fn run_headless(
         if let Ok(e) = capture.entries.recv_timeout(Duration::from_millis(100)) {
             handle(e, &mut tally, &mut writer);
         }
-        if tty && last_status.elapsed() >= Duration::from_millis(250) {
+        if tty && last_status.is_none_or(|t| t.elapsed() >= Duration::from_millis(250)) {
             let bytes = writer.as_ref().map_or(0, |w| w.len());
             eprint!("\r\x1b[2K{}", tally.status(start.elapsed(), bytes));
-            last_status = Instant::now();
+            last_status = Some(Instant::now());
         }
     }
     capture.stop();
