@@ -14,7 +14,9 @@ impl Tmux {
             Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success()),
             "tmux is not installed: scripts/test installs it (apt-get install tmux)"
         );
-        let t = Tmux { socket: format!("heapscope-test-{}-{}", std::process::id(), command.len()) };
+        static SERVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let t = Tmux { socket: format!("heapscope-test-{}-{n}", std::process::id()) };
         let out = t.run(&["-f", "/dev/null", "new-session", "-d", "-s", "hs", "-x", "120", "-y", "40", "sh"]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         // Keep the pane after the program exits, to look at what it left behind.
@@ -100,4 +102,19 @@ fn demo_in_a_real_terminal() {
     let t = Tmux::start(&format!("{} demo --micropython {}", bin.display(), interpreter.display()));
     t.wait_for(" 1/");
     exercise(&t, "LIVE");
+}
+
+#[test]
+fn attach_to_a_board_in_a_real_terminal() {
+    let board = heapscope_tests::board::PtyBoard::start(&["-X", "heapsize=120K"]);
+    let bin = heapscope_tests::heapscope_binary();
+    let file = board.dir().join("attach.hsr");
+    let t = Tmux::start(&format!("{} attach --port {} --interval 300ms -o {}", bin.display(), board.port(), file.display()));
+    // Nothing is printed by the idle REPL: after listening, auto mode polls.
+    t.wait_for(" 2/");
+    exercise(&t, "LIVE");
+    // The recording made alongside is complete, and polling left the board at its prompt.
+    let rec = heapscope::recording::Recording::open(&file).unwrap();
+    assert!(rec.closed && rec.snapshot_count() >= 2, "closed {}, {} snapshots", rec.closed, rec.snapshot_count());
+    assert!(board.transcript().trim_end().ends_with(">>>"), "{}", board.transcript());
 }
