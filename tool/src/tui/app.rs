@@ -86,6 +86,9 @@ pub struct App {
     /// Commands for the capture (marks, REPL input).
     pub outgoing: Vec<Command>,
     pub regions: Regions,
+    /// The heap map's per-block types for the snapshot last drawn: redraws of the same moment
+    /// (every tick) reuse them.
+    pub map_codes: Option<(usize, Arc<super::render::heapmap::BlockCodes>)>,
     marks: usize,
 }
 
@@ -111,6 +114,7 @@ impl App {
             message: None,
             outgoing: Vec::new(),
             regions: Regions::default(),
+            map_codes: None,
             marks: 0,
         }
     }
@@ -122,6 +126,19 @@ impl App {
 
     pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
         self.history.snapshot(self.current()?)
+    }
+
+    /// Per-block types of the snapshot on screen, computed once per snapshot.
+    pub fn map_codes(&mut self, snapshot: &Snapshot) -> Arc<super::render::heapmap::BlockCodes> {
+        let current = self.current().unwrap_or(0);
+        match &self.map_codes {
+            Some((i, codes)) if *i == current => codes.clone(),
+            _ => {
+                let codes = Arc::new(super::render::heapmap::block_codes(snapshot));
+                self.map_codes = Some((current, codes.clone()));
+                codes
+            }
+        }
     }
 
     pub fn previous_snapshot(&self) -> Option<Arc<Snapshot>> {

@@ -182,7 +182,7 @@ pub fn draw(f: &mut Frame, rect: Rect, app: &mut App) {
         return;
     }
     let [map_rect, info_rect, legend_rect] = Layout::vertical([Constraint::Min(1), Constraint::Length(1), Constraint::Length(1)]).areas(inner);
-    let codes = block_codes(&s);
+    let codes = app.map_codes(&s);
     let changed: Option<Vec<Vec<bool>>> = app.highlight_changes.then(|| changed_blocks(&s, app.previous_snapshot().as_deref()));
     let color = |area: usize, first: usize, n: usize| {
         if let Some(ch) = &changed {
