@@ -258,9 +258,6 @@ impl KindTable {
         end
     }
 
-    pub fn count(&self, kind: BlockKind) -> usize {
-        self.runs().filter(|r| r.kind == kind).map(|r| r.len).sum()
-    }
 }
 
 /// A maximal run of blocks of one kind.

@@ -532,10 +532,6 @@ impl Scanner {
         }
     }
 
-    /// Number of complete lines consumed so far.
-    pub fn lines_seen(&self) -> usize {
-        self.line_no
-    }
 
     /// Feeds console bytes; returns the dumps (and malformed dumps) completed by them.
     pub fn push(&mut self, bytes: &[u8]) -> Vec<ScanEvent> {

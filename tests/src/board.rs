@@ -6,7 +6,6 @@
 //! cable closes B and removes the link; plugging it back makes a new B and points the link at
 //! it. The interpreter runs on throughout, as a board does while its cable is out.
 
-use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -56,9 +55,7 @@ pub struct PtyBoard {
 }
 
 fn stdio(port: &TTYPort) -> Stdio {
-    // SAFETY: the fd is open for the life of `port`, which outlives this call.
-    let fd = unsafe { BorrowedFd::borrow_raw(port.as_raw_fd()) };
-    Stdio::from(fd.try_clone_to_owned().expect("dup the pty slave"))
+    heapscope::link::pty_stdio(port).expect("dup the pty slave")
 }
 
 fn plug_in(link: &Path) -> Cable {

@@ -3,7 +3,7 @@
 
 use std::io::{self, Read, Write};
 
-use serialport::SerialPort;
+use serialport::{SerialPort, TTYPort};
 
 use crate::port::{self, OpenOptions, PortError};
 
@@ -90,4 +90,12 @@ impl Opener for OnceOpener {
     fn name(&self) -> String {
         self.name.clone()
     }
+}
+
+/// A duplicate of a pseudo-terminal's file descriptor, to give a child process as its stdio.
+pub fn pty_stdio(port: &TTYPort) -> io::Result<std::process::Stdio> {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    // SAFETY: the fd is open for the life of `port`, which outlives this call.
+    let fd = unsafe { BorrowedFd::borrow_raw(port.as_raw_fd()) };
+    fd.try_clone_to_owned().map(std::process::Stdio::from)
 }

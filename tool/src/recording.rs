@@ -502,18 +502,7 @@ impl Recording {
             .collect()
     }
 
-    /// The last snapshot at or before `at`.
-    pub fn snapshot_at(&self, at: HostMicros) -> Option<Snapshot> {
-        let ordinal = self.entries.iter().rev().find_map(|e| match e {
-            Stored::Snapshot { at: t, ordinal, .. } if *t <= at => Some(*ordinal),
-            _ => None,
-        })?;
-        self.snapshot(ordinal)
-    }
 
-    pub fn file_len(&self) -> usize {
-        self.bytes.len()
-    }
 }
 
 /// Bodies of the records at the given offsets (already checked when the file was read).

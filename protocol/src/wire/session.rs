@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::{heads_in, AreaExtent, Body, Chunk, Delta, DeltaArea, Event, Frame, Hello, Keyframe, WireArea};
+use super::{heads_in, Body, Chunk, Delta, DeltaArea, Event, Frame, Hello, Keyframe, WireArea};
 use crate::model::{Area, KindTable, ModelError, ObjType, Snapshot};
 
 /// The type table a device uses when it sends no hello: code `i` is `ObjType::ALL[i]`.
@@ -213,10 +213,6 @@ impl Session {
     }
 }
 
-/// The areas of a snapshot, for hellos and area events.
-pub fn extents(snapshot: &Snapshot) -> Vec<AreaExtent> {
-    snapshot.areas.iter().map(|a| AreaExtent { pool_start: a.pool_start(), blocks: a.blocks() }).collect()
-}
 
 #[cfg(test)]
 mod tests {

@@ -2,9 +2,8 @@
 //! tool attached to it like a board. Without an interpreter, a recording of the same workload
 //! (made by this command) is replayed.
 
-use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serialport::{SerialPort, TTYPort};
@@ -42,10 +41,8 @@ pub fn find_interpreter(given: Option<&Path>) -> Result<Option<PathBuf>, CliErro
     Ok(on_path.or_else(|| venv.is_file().then_some(venv)))
 }
 
-fn pty_stdio(port: &TTYPort) -> Result<Stdio, CliError> {
-    // SAFETY: the fd is open for the life of `port`, which outlives this call.
-    let fd = unsafe { BorrowedFd::borrow_raw(port.as_raw_fd()) };
-    fd.try_clone_to_owned().map(Stdio::from).map_err(|e| CliError::Io(format!("pseudo-terminal: {e}")))
+fn pty_stdio(port: &TTYPort) -> Result<std::process::Stdio, CliError> {
+    crate::link::pty_stdio(port).map_err(|e| CliError::Io(format!("pseudo-terminal: {e}")))
 }
 
 pub fn run(args: &DemoArgs) -> Result<(), CliError> {

@@ -78,10 +78,7 @@ fn opt<T: ToString>(v: Option<T>) -> String {
 }
 
 pub fn run(args: &ExportArgs) -> Result<(), CliError> {
-    let rec = Recording::open(&args.input).map_err(|e| match e {
-        crate::recording::RecordingError::Io(io) => file_error(&args.input, io),
-        other => CliError::BadInput(format!("{}: {other}", args.input.display())),
-    })?;
+    let rec = super::open_recording(&args.input)?;
     let mut text = String::new();
     if args.csv {
         text.push_str("time_s,device_ms,kind,source,used,free,largest_free,fragmentation,detail\n");

@@ -2,8 +2,7 @@
 
 use crate::capture;
 use crate::cli::{AttachArgs, ReplayArgs};
-use crate::exit::{file_error, CliError};
-use crate::recording::{Recording, RecordingError};
+use crate::exit::CliError;
 use crate::tui::app::App;
 use crate::tui::history::History;
 use crate::tui::{self, Feed};
@@ -38,10 +37,7 @@ pub fn finish(mut feed: Feed) -> Result<(), CliError> {
 }
 
 pub fn replay(args: &ReplayArgs) -> Result<(), CliError> {
-    let rec = Recording::open(&args.input).map_err(|e| match e {
-        RecordingError::Io(io) => file_error(&args.input, io),
-        other => CliError::BadInput(format!("{}: {other}", args.input.display())),
-    })?;
+    let rec = super::open_recording(&args.input)?;
     let title = args.input.display().to_string();
     tui::run_in_terminal(App::new(History::from_recording(rec), title, false), None).map_err(ui_error)?;
     Ok(())

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, MouseButton, MouseEventKind};
 use heapscope_protocol::Snapshot;
-use ratatui::layout::Rect;
+use ratatui::layout::{Position, Rect};
 
 use super::history::History;
 use super::keys::{self, Action};
@@ -341,5 +341,5 @@ impl App {
 }
 
 fn contains(r: Rect, x: u16, y: u16) -> bool {
-    x >= r.x && x < r.x + r.width && y >= r.y && y < r.y + r.height
+    r.contains(Position { x, y })
 }
