@@ -337,6 +337,7 @@ void hs_send_delta(hs_writer_t *w, uint32_t ms, uint16_t base_seq, uint32_t chun
 
 void hs_tracker_reset(hs_tracker_t *t) {
     t->valid = 0;
+    t->measured = 0;
     t->since_keyframe = 0;
 }
 
@@ -374,7 +375,7 @@ static void count_sink(void *ctx, const uint8_t *data, size_t len) {
     *(size_t *)ctx += len;
 }
 
-/* Smallest chunk size (a power of two, at least 256 blocks) whose chunks fit the tracker. */
+/* Smallest chunk size (a power of two, at least HS_MIN_CHUNK_BLOCKS) whose chunks fit the tracker. */
 static uint32_t tracker_chunk_blocks(const hs_area_t *areas, size_t area_count) {
     uint32_t cb = HS_MIN_CHUNK_BLOCKS;
     for (;;) {
@@ -401,78 +402,117 @@ static int same_areas(const hs_tracker_t *t, const hs_area_t *areas, size_t area
     return 1;
 }
 
-int hs_send_snapshot(hs_writer_t *w, hs_tracker_t *t, uint32_t ms, uint32_t block_size,
+/* Chunk layout of a snapshot for the tracker: the chunk size and each area's first chunk. */
+typedef struct {
+    int trackable;    /* the chunks fit the tracker */
+    uint32_t chunk_blocks;
+} chunk_plan_t;
+
+static chunk_plan_t plan_chunks(const hs_area_t *areas, size_t area_count, tracker_view_t *view) {
+    chunk_plan_t p;
+    p.trackable = area_count <= HS_MAX_AREAS;
+    p.chunk_blocks = tracker_chunk_blocks(areas, p.trackable ? area_count : 0);
+    if (p.trackable) {
+        size_t total = 0;
+        for (size_t i = 0; i < area_count; i++) {
+            view->offset[i] = total;
+            total += chunk_count(areas[i].blocks, p.chunk_blocks);
+        }
+        p.trackable = total <= HS_MAX_CHUNKS;
+    }
+    return p;
+}
+
+static void set_changed(hs_tracker_t *t, size_t c, int on) {
+    if (on) {
+        t->changed[c / 8] |= (uint8_t)(1u << (c % 8));
+    } else {
+        t->changed[c / 8] &= (uint8_t)~(1u << (c % 8));
+    }
+}
+
+void hs_measure_snapshot(hs_tracker_t *t, const hs_writer_t *w, uint32_t ms, uint32_t block_size,
     const hs_area_t *areas, size_t area_count,
-    hs_classify_fn classify, void *classify_ctx, const hs_figures_t *figures) {
-    int trackable = area_count <= HS_MAX_AREAS;
-    uint32_t cb = tracker_chunk_blocks(areas, trackable ? area_count : 0);
+    hs_classify_fn classify, void *classify_ctx, const hs_figures_t *figures, hs_snapshot_cost_t *cost) {
     tracker_view_t view;
     view.t = t;
-    size_t total_chunks = 0;
-    if (trackable) {
-        for (size_t i = 0; i < area_count; i++) {
-            view.offset[i] = total_chunks;
-            total_chunks += chunk_count(areas[i].blocks, cb);
-        }
-        trackable = total_chunks <= HS_MAX_CHUNKS;
-    }
-    int delta = trackable && t->valid && t->since_keyframe + 1 < HS_KEYFRAME_EVERY
-        && t->chunk_blocks == cb && same_areas(t, areas, area_count);
+    chunk_plan_t p = plan_chunks(areas, area_count, &view);
+    int delta = p.trackable && t->valid && t->chunk_blocks == p.chunk_blocks && same_areas(t, areas, area_count);
 
-    /* One hash pass: note the chunks that changed, and remember the new state. */
-    if (trackable) {
+    /* Note the chunks whose hash differs from the last snapshot sent (all of them when there is
+     * no base). The hashes themselves are stored only when a snapshot is sent. */
+    if (p.trackable) {
         for (size_t i = 0; i < area_count; i++) {
-            for (size_t k = 0; k < chunk_count(areas[i].blocks, cb); k++) {
+            for (size_t k = 0; k < chunk_count(areas[i].blocks, p.chunk_blocks); k++) {
                 size_t c = view.offset[i] + k;
-                uint32_t h = chunk_hash(&areas[i], i, cb, k, classify, classify_ctx);
-                if (h != t->hash[c]) {
-                    t->changed[c / 8] |= (uint8_t)(1u << (c % 8));
-                } else {
-                    t->changed[c / 8] &= (uint8_t)~(1u << (c % 8));
-                }
-                t->hash[c] = h;
+                set_changed(t, c, !delta || chunk_hash(&areas[i], i, p.chunk_blocks, k, classify, classify_ctx) != t->hash[c]);
             }
         }
     }
+    t->measured = 1;
 
+    hs_writer_t dry;
+    cost->keyframe_bytes = 0;
+    hs_writer_init(&dry, count_sink, &cost->keyframe_bytes);
+    dry.seq = w->seq;
+    hs_send_keyframe(&dry, ms, block_size, areas, area_count, classify, classify_ctx, figures);
+    cost->delta_bytes = 0;
+    if (delta) {
+        hs_writer_init(&dry, count_sink, &cost->delta_bytes);
+        dry.seq = w->seq;
+        hs_send_delta(&dry, ms, t->base_seq, p.chunk_blocks, areas, area_count, classify, classify_ctx,
+            tracker_changed, &view, figures);
+    }
+    cost->keyframe_due = t->since_keyframe + 1 >= HS_KEYFRAME_EVERY;
+}
+
+int hs_send_measured(hs_writer_t *w, hs_tracker_t *t, int frame_type, uint32_t ms, uint32_t block_size,
+    const hs_area_t *areas, size_t area_count,
+    hs_classify_fn classify, void *classify_ctx, const hs_figures_t *figures) {
+    tracker_view_t view;
+    view.t = t;
+    chunk_plan_t p = plan_chunks(areas, area_count, &view);
+    int delta = frame_type == HS_FRAME_DELTA && t->measured && p.trackable && t->valid
+        && t->chunk_blocks == p.chunk_blocks && same_areas(t, areas, area_count);
     uint16_t seq = w->seq;
     if (delta) {
-        /* Send the delta only if it is smaller: measure both by encoding into a counter. */
-        size_t key_bytes = 0, delta_bytes = 0;
-        hs_writer_t dry;
-        hs_writer_init(&dry, count_sink, &key_bytes);
-        dry.seq = seq;
-        hs_send_keyframe(&dry, ms, block_size, areas, area_count, classify, classify_ctx, figures);
-        hs_writer_init(&dry, count_sink, &delta_bytes);
-        dry.seq = seq;
-        hs_send_delta(&dry, ms, t->base_seq, cb, areas, area_count, classify, classify_ctx,
-            tracker_changed, &view, figures);
-        delta = delta_bytes < key_bytes;
-    }
-
-    int sent;
-    if (delta) {
-        hs_send_delta(w, ms, t->base_seq, cb, areas, area_count, classify, classify_ctx,
+        hs_send_delta(w, ms, t->base_seq, p.chunk_blocks, areas, area_count, classify, classify_ctx,
             tracker_changed, &view, figures);
         t->since_keyframe++;
-        sent = HS_FRAME_DELTA;
     } else {
         hs_send_keyframe(w, ms, block_size, areas, area_count, classify, classify_ctx, figures);
         t->since_keyframe = 0;
-        sent = HS_FRAME_KEYFRAME;
     }
-
-    t->valid = trackable;
-    if (trackable) {
+    /* The tracker now describes this snapshot: only the changed chunks have new hashes. */
+    t->valid = p.trackable && t->measured;
+    t->measured = 0;
+    if (t->valid) {
+        for (size_t i = 0; i < area_count; i++) {
+            for (size_t k = 0; k < chunk_count(areas[i].blocks, p.chunk_blocks); k++) {
+                if (tracker_changed(&view, i, k)) {
+                    t->hash[view.offset[i] + k] = chunk_hash(&areas[i], i, p.chunk_blocks, k, classify, classify_ctx);
+                }
+            }
+        }
         t->base_seq = seq;
-        t->chunk_blocks = cb;
+        t->chunk_blocks = p.chunk_blocks;
         t->area_count = area_count;
         for (size_t i = 0; i < area_count; i++) {
             t->area_start[i] = areas[i].pool_start;
             t->area_blocks[i] = areas[i].blocks;
         }
     }
-    return sent;
+    return delta ? HS_FRAME_DELTA : HS_FRAME_KEYFRAME;
+}
+
+int hs_send_snapshot(hs_writer_t *w, hs_tracker_t *t, uint32_t ms, uint32_t block_size,
+    const hs_area_t *areas, size_t area_count,
+    hs_classify_fn classify, void *classify_ctx, const hs_figures_t *figures) {
+    hs_snapshot_cost_t cost;
+    hs_measure_snapshot(t, w, ms, block_size, areas, area_count, classify, classify_ctx, figures, &cost);
+    int delta = cost.delta_bytes != 0 && !cost.keyframe_due && cost.delta_bytes < cost.keyframe_bytes;
+    return hs_send_measured(w, t, delta ? HS_FRAME_DELTA : HS_FRAME_KEYFRAME, ms, block_size,
+        areas, area_count, classify, classify_ctx, figures);
 }
 
 /* ---- Events (SPEC 3.6) ---- */
