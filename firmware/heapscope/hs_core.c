@@ -101,6 +101,23 @@ static void put_str(hs_writer_t *w, const char *s, size_t len) {
     put_bytes(w, (const uint8_t *)s, len);
 }
 
+size_t hs_utf8_cut(const char *s, size_t len, size_t max) {
+    if (len <= max) {
+        return len;
+    }
+    /* Back off over continuation bytes (10xxxxxx) so the cut lands before a character's first byte. */
+    size_t n = max;
+    while (n > 0 && ((uint8_t)s[n] & 0xC0u) == 0x80u) {
+        n--;
+    }
+    return n;
+}
+
+/* A module name or mark label: at most HS_MAX_NAME bytes, whole characters only. */
+static void put_name(hs_writer_t *w, const char *s, size_t len) {
+    put_str(w, s, hs_utf8_cut(s, len, HS_MAX_NAME));
+}
+
 static void frame_begin(hs_writer_t *w, uint8_t type, uint32_t ms) {
     static const uint8_t start[2] = {0xFF, 0x00};
     w->sink(w->sink_ctx, start, 2);
@@ -515,13 +532,37 @@ int hs_send_snapshot(hs_writer_t *w, hs_tracker_t *t, uint32_t ms, uint32_t bloc
         areas, area_count, classify, classify_ctx, figures);
 }
 
+int hs_send_snapshot_within(hs_writer_t *w, hs_tracker_t *t, uint32_t ms, uint32_t block_size,
+    const hs_area_t *areas, size_t area_count,
+    hs_classify_fn classify, void *classify_ctx, const hs_figures_t *figures, size_t budget) {
+    hs_snapshot_cost_t cost;
+    hs_measure_snapshot(t, w, ms, block_size, areas, area_count, classify, classify_ctx, figures, &cost);
+    int have_delta = cost.delta_bytes != 0;
+    int key_fits = cost.keyframe_bytes <= budget;
+    int delta_fits = have_delta && cost.delta_bytes <= budget;
+    /* A due keyframe (or one without a base) goes if it fits, else a delta that fits goes and
+     * the keyframe waits; otherwise the smaller of the two, if it fits. */
+    int type;
+    if (!have_delta || cost.keyframe_due) {
+        type = key_fits ? HS_FRAME_KEYFRAME : delta_fits ? HS_FRAME_DELTA : HS_FRAME_NONE;
+    } else if (cost.delta_bytes < cost.keyframe_bytes) {
+        type = delta_fits ? HS_FRAME_DELTA : HS_FRAME_NONE;
+    } else {
+        type = key_fits ? HS_FRAME_KEYFRAME : HS_FRAME_NONE;
+    }
+    if (type == HS_FRAME_NONE) {
+        return HS_FRAME_NONE; /* measured only: the tracker still describes the last frame sent */
+    }
+    return hs_send_measured(w, t, type, ms, block_size, areas, area_count, classify, classify_ctx, figures);
+}
+
 /* ---- Events (SPEC 3.6) ---- */
 
 void hs_send_import_begin(hs_writer_t *w, uint32_t ms, uint32_t depth, const char *name, size_t name_len) {
     frame_begin(w, HS_FRAME_EVENT, ms);
     put_u8(w, 1);
     put_varint(w, depth);
-    put_str(w, name, name_len);
+    put_name(w, name, name_len);
     frame_end(w);
 }
 
@@ -530,7 +571,7 @@ void hs_send_import_end(hs_writer_t *w, uint32_t ms, uint32_t depth, const char 
     frame_begin(w, HS_FRAME_EVENT, ms);
     put_u8(w, 2);
     put_varint(w, depth);
-    put_str(w, name, name_len);
+    put_name(w, name, name_len);
     put_u8(w, ok ? 1 : 0);
     put_varint(w, elapsed_us);
     frame_end(w);
@@ -539,7 +580,7 @@ void hs_send_import_end(hs_writer_t *w, uint32_t ms, uint32_t depth, const char 
 void hs_send_mark(hs_writer_t *w, uint32_t ms, const char *label, size_t label_len) {
     frame_begin(w, HS_FRAME_EVENT, ms);
     put_u8(w, 3);
-    put_str(w, label, label_len);
+    put_name(w, label, label_len);
     frame_end(w);
 }
 
@@ -568,5 +609,12 @@ void hs_send_stream_start(hs_writer_t *w, uint32_t ms, uint32_t period_ms) {
 void hs_send_stream_stop(hs_writer_t *w, uint32_t ms) {
     frame_begin(w, HS_FRAME_EVENT, ms);
     put_u8(w, 7);
+    frame_end(w);
+}
+
+void hs_send_skipped(hs_writer_t *w, uint32_t ms, uint32_t count) {
+    frame_begin(w, HS_FRAME_EVENT, ms);
+    put_u8(w, 8);
+    put_varint(w, count);
     frame_end(w);
 }

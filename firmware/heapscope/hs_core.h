@@ -18,6 +18,7 @@ extern "C" {
 #define HS_PROTOCOL_VERSION 1
 
 enum {
+    HS_FRAME_NONE = 0, /* no frame: a snapshot skipped for the line budget */
     HS_FRAME_HELLO = 1,
     HS_FRAME_KEYFRAME = 2,
     HS_FRAME_DELTA = 3,
@@ -174,8 +175,22 @@ int hs_send_snapshot(hs_writer_t *w, hs_tracker_t *t, uint32_t ms, uint32_t bloc
     const hs_area_t *areas, size_t area_count,
     hs_classify_fn classify, void *classify_ctx, const hs_figures_t *figures);
 
+/* The same within a budget of `budget` bytes on the line (frame start to end byte): a keyframe
+ * when one is due and fits, else a delta when it fits (a due keyframe waits for a snapshot it
+ * fits in), else nothing: HS_FRAME_NONE, and the tracker keeps its base so the next delta
+ * covers what changed meanwhile. hs_send_snapshot is this with an unlimited budget. */
+int hs_send_snapshot_within(hs_writer_t *w, hs_tracker_t *t, uint32_t ms, uint32_t block_size,
+    const hs_area_t *areas, size_t area_count,
+    hs_classify_fn classify, void *classify_ctx, const hs_figures_t *figures, size_t budget);
+
 /* Forget the last snapshot: the next one is a keyframe. */
 void hs_tracker_reset(hs_tracker_t *t);
+
+/* Names and labels longer than this are cut, at a UTF-8 character boundary. */
+#define HS_MAX_NAME 255
+
+/* The length of `s` cut to at most `max` bytes without splitting a UTF-8 character. */
+size_t hs_utf8_cut(const char *s, size_t len, size_t max);
 
 void hs_send_import_begin(hs_writer_t *w, uint32_t ms, uint32_t depth, const char *name, size_t name_len);
 void hs_send_import_end(hs_writer_t *w, uint32_t ms, uint32_t depth, const char *name, size_t name_len,
@@ -185,6 +200,8 @@ void hs_send_area_added(hs_writer_t *w, uint32_t ms, uint64_t pool_start, size_t
 void hs_send_area_removed(hs_writer_t *w, uint32_t ms, uint64_t pool_start);
 void hs_send_stream_start(hs_writer_t *w, uint32_t ms, uint32_t period_ms);
 void hs_send_stream_stop(hs_writer_t *w, uint32_t ms);
+/* `count` periodic snapshots were skipped for the line budget since the last one sent. */
+void hs_send_skipped(hs_writer_t *w, uint32_t ms, uint32_t count);
 
 #ifdef __cplusplus
 }

@@ -130,6 +130,18 @@ extern "C" {
         classify_ctx: *mut c_void,
         figures: *const HsFigures,
     ) -> c_int;
+    fn hs_send_snapshot_within(
+        w: *mut HsWriter,
+        t: *mut HsTracker,
+        ms: u32,
+        block_size: u32,
+        areas: *const HsArea,
+        area_count: usize,
+        classify: ClassifyFn,
+        classify_ctx: *mut c_void,
+        figures: *const HsFigures,
+        budget: usize,
+    ) -> c_int;
     fn hs_tracker_reset(t: *mut HsTracker);
     fn hs_measure_snapshot(
         t: *mut HsTracker,
@@ -155,6 +167,7 @@ extern "C" {
         classify_ctx: *mut c_void,
         figures: *const HsFigures,
     ) -> c_int;
+    fn hs_send_skipped(w: *mut HsWriter, ms: u32, count: u32);
     fn hs_send_import_begin(w: *mut HsWriter, ms: u32, depth: u32, name: *const c_char, len: usize);
     fn hs_send_import_end(w: *mut HsWriter, ms: u32, depth: u32, name: *const c_char, len: usize, ok: c_int, us: u64);
     fn hs_send_mark(w: *mut HsWriter, ms: u32, label: *const c_char, len: usize);
@@ -465,6 +478,32 @@ impl CWriter {
                 &p.figures,
             ) as u8
         }
+    }
+
+    /// A snapshot within `budget` bytes on the line: 2 keyframe, 3 delta, 0 nothing sent.
+    pub fn snapshot_within(&mut self, ms: u32, snapshot: &Snapshot, budget: usize) -> u8 {
+        let p = Prepared::new(snapshot);
+        let tracker: *mut HsTracker = &mut *self.tracker;
+        // SAFETY: as in `keyframe_prepared`; the tracker box is live.
+        unsafe {
+            hs_send_snapshot_within(
+                self.w(),
+                tracker,
+                ms,
+                p.block_size,
+                p.areas.as_ptr(),
+                p.areas.len(),
+                classify,
+                p.classify_ctx(),
+                &p.figures,
+                budget,
+            ) as u8
+        }
+    }
+
+    pub fn skipped(&mut self, ms: u32, count: u32) {
+        // SAFETY: plain values.
+        unsafe { hs_send_skipped(self.w(), ms, count) }
     }
 
     pub fn import_begin(&mut self, ms: u32, depth: u32, name: &str) {

@@ -126,6 +126,7 @@ fn c_events_decode() {
     c.area_removed(5, 0x3F80_0000);
     c.stream_start(6, 250);
     c.stream_stop(7);
+    c.skipped(8, 300);
     let (frames, _) = decode(&c.take());
     let events: Vec<_> = frames.iter().map(|f| (f.seq, f.device_ms, f.body.clone())).collect();
     let expected = [
@@ -136,6 +137,7 @@ fn c_events_decode() {
         Event::AreaRemoved { pool_start: 0x3F80_0000 },
         Event::StreamStart { period_ms: 250 },
         Event::StreamStop,
+        Event::Skipped { count: 300 },
     ];
     assert_eq!(events.len(), expected.len());
     for (i, ((seq, ms, body), want)) in events.into_iter().zip(expected).enumerate() {
@@ -242,4 +244,84 @@ fn measuring_tells_the_exact_cost_and_a_skipped_snapshot_changes_nothing() {
     stream.extend(delta);
     let (_, decoded) = decode(&stream);
     assert!(decoded.len() == 2 && decoded[1] == third, "the delta after a skipped snapshot rebuilds the heap");
+}
+
+/// Names and labels longer than 255 bytes are cut at a character boundary: a cut inside a
+/// character would make the frame invalid UTF-8, and the host would drop it as corrupt.
+#[test]
+fn long_names_are_cut_whole_characters() {
+    for ch in ["é", "€", "🦀", "a"] {
+        let long = ch.repeat(300);
+        let mut c = CWriter::new(0);
+        c.mark(1, &long);
+        c.import_begin(2, 0, &long);
+        c.import_end(3, 0, &long, true, 5);
+        let (frames, _) = decode(&c.take());
+        assert_eq!(frames.len(), 3, "{ch}: every frame decodes");
+        let whole = 255 / ch.len() * ch.len();
+        for f in &frames {
+            let name = match &f.body {
+                Body::Event(Event::Mark { label }) => label,
+                Body::Event(Event::ImportBegin { name, .. } | Event::ImportEnd { name, .. }) => name,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(name.len(), whole, "{ch}: as many whole characters as fit in 255 bytes");
+            assert!(long.starts_with(name.as_str()));
+        }
+    }
+    // Short names are untouched.
+    let mut c = CWriter::new(0);
+    c.mark(1, "après 🦀");
+    let (frames, _) = decode(&c.take());
+    assert_eq!(frames[0].body, Body::Event(Event::Mark { label: "après 🦀".into() }));
+}
+
+/// Pacing in the core: a snapshot that does not fit the budget is not sent and the tracker keeps
+/// its base, so the next delta carries every change made meanwhile.
+#[test]
+fn a_skipped_snapshot_keeps_the_base_and_the_next_delta_covers_it() {
+    let mut c = CWriter::new(0);
+    let mut heap = synth::snapshot(21, 16, 2, 16_384);
+    assert_eq!(c.snapshot_within(0, &heap, usize::MAX), 2);
+    let mut stream = c.take();
+    for step in 1..6u64 {
+        heap = synth::mutate(&heap, step, 8);
+        assert_eq!(c.snapshot_within(step as u32, &heap, 0), 0, "nothing fits in 0 bytes");
+        assert!(c.take().is_empty(), "nothing written for a skipped snapshot");
+    }
+    // Chunks changed in different skipped steps all go in this one delta.
+    assert_eq!(c.snapshot_within(9, &heap, usize::MAX), 3);
+    stream.extend(c.take());
+    let (frames, decoded) = decode(&stream);
+    assert_eq!(frames.len(), 2, "a keyframe and one delta: the skipped snapshots left no frames");
+    assert_eq!(frames[1].seq, 1, "skipped snapshots leave no hole in seq");
+    assert!(decoded[1] == heap, "the delta rebuilds the heap as it is after every skipped change");
+}
+
+/// A keyframe that is due but does not fit waits: a delta that fits goes instead, and the
+/// keyframe goes at the first snapshot it fits in.
+#[test]
+fn a_due_keyframe_that_does_not_fit_waits_for_room() {
+    let mut c = CWriter::new(0);
+    let mut heap = synth::snapshot(5, 16, 1, 32_768);
+    let mut sizes = Vec::new();
+    for step in 0..16u64 {
+        c.snapshot_within(step as u32, &heap, usize::MAX);
+        sizes.push(c.take().len());
+        heap = synth::mutate(&heap, step, 4);
+    }
+    let keyframe = sizes[0];
+    let delta_max = *sizes[1..].iter().max().unwrap();
+    assert!(delta_max * 2 < keyframe, "deltas {sizes:?}");
+    // The 17th snapshot is due a keyframe; the budget holds a delta only.
+    let budget = (delta_max + keyframe) / 2;
+    assert_eq!(c.snapshot_within(16, &heap, budget), 3, "the delta goes instead");
+    assert!(c.take().len() <= budget);
+    heap = synth::mutate(&heap, 99, 4);
+    assert_eq!(c.snapshot_within(17, &heap, usize::MAX), 2, "the keyframe when it fits");
+    assert!(c.take().len() > budget);
+    // The smaller of the two, when nothing is due, must fit too.
+    heap = synth::mutate(&heap, 100, 4);
+    assert_eq!(c.snapshot_within(18, &heap, 1), 0);
+    assert!(c.take().is_empty(), "nothing was written");
 }

@@ -144,6 +144,9 @@ pub enum Event {
     AreaRemoved { pool_start: u64 },
     StreamStart { period_ms: u32 },
     StreamStop,
+    /// The device skipped `count` periodic snapshots since the last one it sent: the line's
+    /// byte budget had no room for them.
+    Skipped { count: u32 },
 }
 
 mod event_kind {
@@ -154,6 +157,7 @@ mod event_kind {
     pub const AREA_REMOVED: u8 = 5;
     pub const STREAM_START: u8 = 6;
     pub const STREAM_STOP: u8 = 7;
+    pub const SKIPPED: u8 = 8;
 }
 
 mod figure_tag {
@@ -423,6 +427,10 @@ fn write_payload(w: &mut Writer, body: &Body) {
                 w.varint(u64::from(*period_ms));
             }
             Event::StreamStop => w.u8(event_kind::STREAM_STOP),
+            Event::Skipped { count } => {
+                w.u8(event_kind::SKIPPED);
+                w.varint(u64::from(*count));
+            }
         },
     }
 }
@@ -519,6 +527,7 @@ fn read_payload(r: &mut Reader<'_>, frame_type: u8) -> Result<Body, DecodeError>
                     Event::StreamStart { period_ms: r.count("period", u64::from(u32::MAX))? as u32 }
                 }
                 event_kind::STREAM_STOP => Event::StreamStop,
+                event_kind::SKIPPED => Event::Skipped { count: r.count("skipped snapshots", u64::from(u32::MAX))? as u32 },
                 other => return Err(r.error(format!("unknown event kind {other}"))),
             })
         }
@@ -601,6 +610,7 @@ mod tests {
             Event::AreaRemoved { pool_start: 0x3FFB_0000 },
             Event::StreamStart { period_ms: 250 },
             Event::StreamStop,
+            Event::Skipped { count: 300 },
         ] {
             roundtrip(Body::Event(e));
         }
