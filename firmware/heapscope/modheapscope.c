@@ -22,12 +22,28 @@
 #include "py/runtime.h"
 #include "py/stackctrl.h"
 #include "genhdr/mpversion.h"
+/* For the compiler's name in MICROPY_BANNER_MACHINE; MicroPython builds without extmod/ (the
+ * PyPI sdist of its core) lack it. */
+#if defined(__has_include)
+#if __has_include("extmod/modplatform.h")
 #include "extmod/modplatform.h"
+#endif
+#endif
+#ifndef MICROPY_PLATFORM_COMPILER
+#define MICROPY_PLATFORM_COMPILER ""
+#endif
 
 #include "hs_core.h"
 
 #if defined(ESP_PLATFORM)
 #include "esp_heap_caps.h"
+#endif
+
+/* What drives start(): a port's own timer hook (MICROPY_HEAPSCOPE_PORT_TIMER, see below), or
+ * the timer this module knows for the port; without one, the program calls poll(). */
+#if defined(MICROPY_HEAPSCOPE_PORT_TIMER) && MICROPY_HEAPSCOPE_PORT_TIMER
+#define HEAPSCOPE_TIMER_PORT 1
+#elif defined(ESP_PLATFORM)
 #include "esp_timer.h"
 #define HEAPSCOPE_TIMER_ESP 1
 #elif defined(PICO_RP2040) || defined(PICO_RP2350)
@@ -37,6 +53,9 @@
 #include <pthread.h>
 #include <time.h>
 #define HEAPSCOPE_TIMER_PTHREAD 1
+#endif
+#if defined(HEAPSCOPE_TIMER_PORT) || defined(HEAPSCOPE_TIMER_ESP) || defined(HEAPSCOPE_TIMER_PICO) || defined(HEAPSCOPE_TIMER_PTHREAD)
+#define HEAPSCOPE_HAS_TIMER 1
 #endif
 
 #define HS_BLOCK_BYTES (MICROPY_BYTES_PER_GC_BLOCK)
@@ -341,6 +360,7 @@ static mp_obj_t heapscope_mark(mp_obj_t label_in) {
 }
 static MP_DEFINE_CONST_FUN_OBJ_1(heapscope_mark_obj, heapscope_mark);
 
+#if defined(HEAPSCOPE_HAS_TIMER)
 /* Periodic snapshots: a timer schedules a callback that runs between bytecodes, in the VM's
  * own thread, so snapshots never race the program. */
 static mp_obj_t heapscope_tick(mp_obj_t arg) {
@@ -361,9 +381,22 @@ static void hs_schedule_tick(void) {
     }
 }
 
+#endif
+
 static uint32_t hs_last_poll_ms;
 
-#if HEAPSCOPE_TIMER_ESP
+#if HEAPSCOPE_TIMER_PORT
+/* The port's timer: it calls `tick` every period_ms (from an interrupt is fine) until stopped.
+ * A port sets MICROPY_HEAPSCOPE_PORT_TIMER to 1 and defines these two. */
+bool mp_heapscope_port_timer_start(uint32_t period_ms, void (*tick)(void));
+void mp_heapscope_port_timer_stop(void);
+static bool hs_timer_start(uint32_t period_ms) {
+    return mp_heapscope_port_timer_start(period_ms, hs_schedule_tick);
+}
+static void hs_timer_stop(void) {
+    mp_heapscope_port_timer_stop();
+}
+#elif HEAPSCOPE_TIMER_ESP
 static esp_timer_handle_t hs_timer;
 static void hs_timer_cb(void *arg) {
     (void)arg;

@@ -3,6 +3,7 @@
 
 pub mod board;
 pub mod c_core;
+pub mod firmware;
 pub mod spec;
 
 use std::path::PathBuf;

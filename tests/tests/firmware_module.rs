@@ -1,10 +1,7 @@
-//! The `heapscope` C module inside a real MicroPython build.
-//!
-//! These need a MicroPython unix build with the module compiled in (firmware/README.md says
-//! how; MicroPython's source is not part of this repository). Point
-//! `HEAPSCOPE_FIRMWARE_MICROPYTHON` at the binary and run
-//! `cargo test -p heapscope-tests --test firmware_module -- --ignored`.
-//! Run without the variable, they fail and say so.
+//! The `heapscope` C module inside a real MicroPython build: the project's host test port
+//! (firmware/ports/unix), which `scripts/firmware` builds to `target/firmware/unix/micropython`
+//! (scripts/test runs it). `HEAPSCOPE_FIRMWARE_MICROPYTHON` names another build instead. Without
+//! a build these fail and say how to make one.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -16,13 +13,8 @@ use heapscope_protocol::wire::session::{Session, Update};
 use heapscope_protocol::wire::{Body, Event, Frame};
 use heapscope_protocol::{metrics, Snapshot};
 
-const NEEDS: &str = "needs HEAPSCOPE_FIRMWARE_MICROPYTHON: a MicroPython unix build with the heapscope module";
-
 fn interpreter() -> PathBuf {
-    match std::env::var_os("HEAPSCOPE_FIRMWARE_MICROPYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => panic!("{NEEDS} (see firmware/README.md)"),
-    }
+    heapscope_tests::firmware::unix_micropython()
 }
 
 /// What one run printed: console text, frames, and the snapshots and events they make.
@@ -111,7 +103,6 @@ fn assert_same_heap(snapshot: &Snapshot, dump: &text::Dump, what: &str) {
 }
 
 #[test]
-#[ignore = "needs HEAPSCOPE_FIRMWARE_MICROPYTHON: a MicroPython unix build with the heapscope module"]
 fn stream_matches_mem_info_block_for_block() {
     let script = r#"
 import heapscope, micropython, gc
@@ -168,7 +159,6 @@ for round in range(6):
 }
 
 #[test]
-#[ignore = "needs HEAPSCOPE_FIRMWARE_MICROPYTHON: a MicroPython unix build with the heapscope module"]
 fn snapshot_allocates_nothing() {
     let script = r#"
 import heapscope, micropython
@@ -193,12 +183,12 @@ print("survived heap_lock")
 }
 
 #[test]
-#[ignore = "needs HEAPSCOPE_FIRMWARE_MICROPYTHON: a MicroPython unix build with the heapscope module"]
 fn trace_imports_reports_a_package_tree() {
     let files = [
         ("pkg/__init__.py", "import pkg.a\n"),
         ("pkg/a.py", "import pkg.b\nA = [1, 2, 3]\n"),
         ("pkg/b.py", "BUF = bytearray(10000)\n"),
+        ("later.py", "X = 1\n"),
     ];
     let script = r#"
 import sys, heapscope
@@ -210,7 +200,7 @@ try:
 except ImportError:
     pass
 heapscope.trace_imports(False)
-import json
+import later
 print("done")
 "#;
     let run = run(script, "122160", &files);
@@ -252,7 +242,7 @@ print("done")
             "begin 0 no_such_module",
             "end 0 no_such_module failed",
         ],
-        "json was imported after tracing stopped"
+        "later was imported after tracing stopped"
     );
     // pkg.b keeps a 10,000-byte bytearray: its end snapshot is that much (and its module
     // object and globals) above its begin snapshot.
@@ -262,7 +252,6 @@ print("done")
 }
 
 #[test]
-#[ignore = "needs HEAPSCOPE_FIRMWARE_MICROPYTHON: a MicroPython unix build with the heapscope module"]
 fn start_streams_periodically_until_stop() {
     let script = r#"
 import heapscope, time
@@ -290,7 +279,6 @@ print("stopped")
 
 /// The host tool's `stream` source on the module's frames, through a pseudo-terminal.
 #[test]
-#[ignore = "needs HEAPSCOPE_FIRMWARE_MICROPYTHON: a MicroPython unix build with the heapscope module"]
 fn the_tool_captures_the_module_stream() {
     use heapscope::capture::{Capture, Mode, Options};
     use heapscope::entry::{Entry, Source};
@@ -325,7 +313,6 @@ fn the_tool_captures_the_module_stream() {
 
 /// `heapscope imports` with the module: the nested tree with inclusive and own costs.
 #[test]
-#[ignore = "needs HEAPSCOPE_FIRMWARE_MICROPYTHON: a MicroPython unix build with the heapscope module"]
 fn the_tool_reports_a_nested_import_tree() {
     let board = heapscope_tests::board::PtyBoard::start_with(&interpreter(), &["-X", "heapsize=122160"]);
     std::fs::create_dir_all(board.dir().join("pkg")).unwrap();
