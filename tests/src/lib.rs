@@ -5,6 +5,7 @@ pub mod board;
 pub mod c_core;
 pub mod firmware;
 pub mod spec;
+pub mod workload;
 
 use std::path::PathBuf;
 use std::process::Command;
