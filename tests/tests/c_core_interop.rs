@@ -243,3 +243,36 @@ fn measuring_tells_the_exact_cost_and_a_skipped_snapshot_changes_nothing() {
     let (_, decoded) = decode(&stream);
     assert!(decoded.len() == 2 && decoded[1] == third, "the delta after a skipped snapshot rebuilds the heap");
 }
+
+#[test]
+fn marks_stray_tails_and_chunks_that_start_inside_an_allocation_match_rust() {
+    // The layout code carries each item's kind only when a range needs it (a mark, or a tail
+    // right after a free block, as a torn or mid-collection table may show); a chunk that
+    // starts inside an allocation begins with a run of tails. C and Rust agree on all of it.
+    let patterns = [
+        "h=..D===S...",
+        "m=..D===S..h.",
+        "..==h.m=====",
+        "h===========================.=.==",
+        "====..h=.",
+    ];
+    for (i, base_pattern) in patterns.iter().enumerate() {
+        let base = heapscope_tests::spec::tiny_heap(base_pattern);
+        let next = heapscope_tests::spec::tiny_heap(&base_pattern.replace("..", "S."));
+        let mut c = CWriter::new(10);
+        c.keyframe(5, &base);
+        let key = c.take();
+        let rust_key = encode_frame(&Frame { seq: 10, device_ms: 5, body: Body::Keyframe(session::keyframe(&base)) });
+        assert_eq!(key, rust_key, "keyframe of {base_pattern:?}");
+        for chunk_blocks in [4u32, 8] {
+            let mut c = CWriter::new(11);
+            c.delta_against(6, 10, chunk_blocks, &base, &next);
+            let rust = session::delta(&base, 10, &next, chunk_blocks as usize);
+            let rust_delta = encode_frame(&Frame { seq: 11, device_ms: 6, body: Body::Delta(rust) });
+            let c_delta = c.take();
+            assert_eq!(c_delta, rust_delta, "pattern {i}, chunks of {chunk_blocks}");
+            let (_, decoded) = decode(&[key.clone(), c_delta].concat());
+            assert!(decoded.len() == 2 && decoded[0] == base && decoded[1] == next, "pattern {i} decodes");
+        }
+    }
+}
