@@ -190,6 +190,10 @@ fn churn_goes_as_deltas_of_a_few_hundred_bytes() {
     let delta_sizes: Vec<usize> = sizes.iter().zip(&kinds).filter(|(_, k)| **k == 3).map(|(s, _)| s.len()).collect();
     let worst = *delta_sizes.iter().max().unwrap();
     assert!(worst <= 400, "deltas of 40 allocations and frees: {delta_sizes:?}");
+    // The busy heap's keyframe against the `mem_info(1)` text of the same heap: version 1's
+    // byte runs and separate type codes made keyframes of such heaps 0.27-0.32 of the text.
+    let text = heapscope_protocol::text::render_mem_info(&heaps[0]).len();
+    assert!(sizes[0].len() * 4 <= text, "keyframe {} B against {text} B of mem_info(1) text", sizes[0].len());
     let average = sizes.iter().map(Vec::len).sum::<usize>() / sizes.len();
     assert!(average <= 576, "{average} B per snapshot on average, keyframes included: over 20 per second at 115200 baud");
 
