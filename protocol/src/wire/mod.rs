@@ -187,7 +187,7 @@ fn run_end(atb: &[u8], from: usize, to: usize, kind: u8) -> usize {
     let fill = [0x00u8, 0x55, 0xAA, 0xFF][kind as usize];
     let mut i = from;
     while i < to {
-        if i % 4 == 0 && i + 4 <= to && atb[i / 4] == fill {
+        if i.is_multiple_of(4) && i + 4 <= to && atb[i / 4] == fill {
             i += 4;
         } else if kind_at(atb, i) == kind {
             i += 1;
