@@ -154,62 +154,101 @@ static size_t atb_len(size_t blocks) {
     return (blocks + 3) / 4;
 }
 
-static void put_literal(hs_writer_t *w, const hs_area_t *a, size_t from, size_t to) {
-    if (to > from) {
-        put_varint(w, ((uint64_t)(to - from - 1) << 2) | 2u);
-        for (size_t i = from; i < to; i++) {
-            put_u8(w, atb_byte(a, i));
-        }
-    }
+/* ---- Layout code (SPEC 3.4): bits least significant first, padded to a whole byte ---- */
+
+enum { KIND_FREE = 0, KIND_HEAD = 1, KIND_TAIL = 2, KIND_MARK = 3 };
+
+static unsigned kind_at(const hs_area_t *a, size_t block) {
+    return (a->atb[block / 4] >> (2 * (block & 3))) & 3u;
 }
 
-/* Table bytes [from, to) as the canonical run list (SPEC 3.4). */
-static void put_atb(hs_writer_t *w, const hs_area_t *a, size_t from, size_t to) {
-    size_t i = from, literal = from;
+/* First block at or after `from` (before `to`) that is not of `kind`; whole table bytes of
+ * one kind are skipped four blocks at a time. */
+static size_t run_end(const hs_area_t *a, size_t from, size_t to, unsigned kind) {
+    static const uint8_t fill[4] = {0x00, 0x55, 0xAA, 0xFF};
+    size_t i = from;
     while (i < to) {
-        uint8_t b = atb_byte(a, i);
-        size_t run = 1;
-        while (i + run < to && atb_byte(a, i + run) == b) {
-            run++;
-        }
-        int special = (b == 0x00 || b == 0xAA);
-        if (run >= 3 || (special && (run >= 2 || literal == i))) {
-            put_literal(w, a, literal, i);
-            unsigned op = b == 0x00 ? 0u : b == 0xAA ? 1u : 3u;
-            put_varint(w, ((uint64_t)(run - 1) << 2) | op);
-            if (op == 3u) {
-                put_u8(w, b);
-            }
-            i += run;
-            literal = i;
+        if ((i & 3) == 0 && i + 4 <= to && a->atb[i / 4] == fill[kind]) {
+            i += 4;
+        } else if (kind_at(a, i) == kind) {
+            i++;
         } else {
-            i += run;
+            break;
         }
     }
-    put_literal(w, a, literal, to);
+    return i;
 }
 
-/* Type codes of the heads in table bytes [from, to), two per byte, first in the low nibble. */
-static void put_codes(hs_writer_t *w, const hs_area_t *a, size_t area_index, size_t from, size_t to,
-    hs_classify_fn classify, void *ctx) {
-    int half = 0;
-    uint8_t pending = 0;
-    for (size_t i = from; i < to; i++) {
-        uint8_t b = atb_byte(a, i);
-        for (unsigned k = 0; k < 4; k++) {
-            if ((b >> (2 * k)) & 1u) { /* HEAD (1) or MARK (3) */
-                uint8_t code = (uint8_t)(classify(ctx, area_index, i * 4 + k) & 0x0Fu);
-                if (half) {
-                    put_u8(w, (uint8_t)(pending | (code << 4)));
-                } else {
-                    pending = code;
-                }
-                half = !half;
-            }
-        }
+typedef struct {
+    hs_writer_t *w;
+    uint32_t acc;
+    unsigned bits;
+} bit_writer_t;
+
+/* The low `count` (at most 16) bits of `v`. */
+static void put_bits(bit_writer_t *b, uint32_t v, unsigned count) {
+    b->acc |= (v & ((1u << count) - 1u)) << b->bits;
+    b->bits += count;
+    while (b->bits >= 8) {
+        put_u8(b->w, (uint8_t)b->acc);
+        b->acc >>= 8;
+        b->bits -= 8;
     }
-    if (half) {
-        put_u8(w, pending);
+}
+
+/* Elias gamma of v >= 1: n zero bits, a one bit, the low n bits of v; n = floor(log2 v). */
+static void put_gamma(bit_writer_t *b, uint64_t v) {
+    unsigned n = 0;
+    while ((v >> n) > 1u) {
+        n++;
+    }
+    for (unsigned z = n; z > 0;) {
+        unsigned c = z < 16 ? z : 16;
+        put_bits(b, 0, c);
+        z -= c;
+    }
+    put_bits(b, 1, 1);
+    for (unsigned shift = 0; shift < n;) {
+        unsigned c = n - shift < 16 ? n - shift : 16;
+        put_bits(b, (uint32_t)(v >> shift), c);
+        shift += c;
+    }
+}
+
+/* Blocks [from, to) of an area: kinds as runs, one type code per head. `from` is a multiple
+ * of 4. */
+static void put_layout(hs_writer_t *w, const hs_area_t *a, size_t area_index, size_t from, size_t to,
+    hs_classify_fn classify, void *ctx) {
+    /* Items carry their kind only where the table has a mark or a tail after a free block. */
+    unsigned exact = 0;
+    for (size_t i = from; i < to && !exact; i++) {
+        unsigned k = kind_at(a, i);
+        exact = k == KIND_MARK || (k == KIND_TAIL && i > from && kind_at(a, i - 1) == KIND_FREE);
+    }
+    bit_writer_t b = {w, 0, 0};
+    put_bits(&b, exact, 1);
+    size_t i = run_end(a, from, to, KIND_TAIL);
+    put_gamma(&b, i - from + 1);
+    while (i < to) {
+        size_t e = run_end(a, i, to, KIND_FREE);
+        put_gamma(&b, e - i + 1);
+        i = e;
+        if (i >= to) {
+            break;
+        }
+        unsigned k = kind_at(a, i);
+        if (exact) {
+            put_bits(&b, k, 2);
+        }
+        if (k != KIND_TAIL) {
+            put_bits(&b, classify(ctx, area_index, i) & 0x0Fu, 4);
+        }
+        e = run_end(a, i + 1, to, KIND_TAIL);
+        put_gamma(&b, e - i);
+        i = e;
+    }
+    if (b.bits > 0) {
+        put_u8(w, (uint8_t)b.acc);
     }
 }
 
@@ -293,8 +332,7 @@ void hs_send_keyframe(hs_writer_t *w, uint32_t ms, uint32_t block_size,
         const hs_area_t *a = &areas[i];
         put_varint(w, a->pool_start);
         put_varint(w, a->blocks);
-        put_atb(w, a, 0, atb_len(a->blocks));
-        put_codes(w, a, i, 0, atb_len(a->blocks), classify, classify_ctx);
+        put_layout(w, a, i, 0, a->blocks, classify, classify_ctx);
     }
     put_figures(w, figures);
     frame_end(w);
@@ -338,12 +376,11 @@ void hs_send_delta(hs_writer_t *w, uint32_t ms, uint16_t base_seq, uint32_t chun
             if (!changed(changed_ctx, i, k)) {
                 continue;
             }
-            size_t first, end;
-            chunk_bytes(a, chunk_blocks, k, &first, &end);
+            size_t first = k * chunk_blocks;
+            size_t end = first + chunk_blocks < a->blocks ? first + chunk_blocks : a->blocks;
             put_varint(w, k - next);
             next = k + 1;
-            put_atb(w, a, first, end);
-            put_codes(w, a, i, first, end, classify, classify_ctx);
+            put_layout(w, a, i, first, end, classify, classify_ctx);
         }
     }
     put_figures(w, figures);

@@ -1,5 +1,5 @@
 /*
- * heapscope encoding core: the wire format of protocol/SPEC.md, version 1.
+ * heapscope encoding core: the wire format of protocol/SPEC.md, version 2.
  *
  * Portable C99: no MicroPython headers, no malloc, no stdio. Frames are streamed through a
  * caller's sink as they are encoded; the only buffer is one COBS block (255 bytes) in the
@@ -15,7 +15,7 @@
 extern "C" {
 #endif
 
-#define HS_PROTOCOL_VERSION 1
+#define HS_PROTOCOL_VERSION 2
 
 enum {
     HS_FRAME_NONE = 0, /* no frame: a snapshot skipped for the line budget */
