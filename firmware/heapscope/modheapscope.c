@@ -157,9 +157,11 @@ static int64_t hs_bucket_capacity_mb(void) {
     return (int64_t)hs_budget_bps * 1000;
 }
 
+/* A new budget, the bucket empty: what start() sends itself (hello, keyframe) is paid for before
+ * the first periodic snapshot, so the stream keeps to the budget from its first byte. */
 static void hs_bucket_reset(uint32_t bytes_per_s) {
     hs_budget_bps = bytes_per_s;
-    hs_tokens_mb = hs_bucket_capacity_mb();
+    hs_tokens_mb = 0;
     hs_tokens_ms = mp_hal_ticks_ms();
 }
 
@@ -376,6 +378,8 @@ static void hs_send_hello_now(void) {
 static void hs_begin_session(void) {
     if (hs_writer.sink == NULL) {
         hs_writer_init(&hs_writer, hs_stdout_sink, NULL);
+    }
+    if (hs_budget_bps == 0) {
         hs_bucket_reset(hs_line_bytes_per_s() * HS_DEFAULT_SHARE_PERCENT / 100);
     }
     hs_started = true;
@@ -662,9 +666,9 @@ static mp_obj_t heapscope_start(size_t n_args, const mp_obj_t *pos_args, mp_map_
     /* A tick left pending by a soft reset (which empties the queue) would block all others. */
     hs_tick_pending = false;
     HS_ENTER();
-    hs_begin_session();
     hs_bucket_reset(budget);
     hs_skipped = 0;
+    hs_begin_session();
     hs_send_stream_start(&hs_writer, mp_hal_ticks_ms(), hs_period_ms);
     HS_EXIT();
     hs_streaming = true;

@@ -328,6 +328,7 @@ fn a_due_keyframe_that_does_not_fit_waits_for_room() {
     heap = synth::mutate(&heap, 100, 4);
     assert_eq!(c.snapshot_within(18, &heap, 1), 0);
     assert!(c.take().is_empty(), "nothing was written");
+}
 
 #[test]
 fn marks_stray_tails_and_chunks_that_start_inside_an_allocation_match_rust() {
