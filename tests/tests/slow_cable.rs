@@ -113,3 +113,41 @@ print("DONE", printed_on)
     let ticks = w.sent() as u64 - 1 + w.skipped;
     assert!(ticks * 20 * 4 >= u64::from(w.span_ms), "every tick is sent or counted as skipped: {ticks} in {} ms", w.span_ms);
 }
+
+/// The same through the tool: `heapscope record` on the cable keeps the paced stream and the
+/// skipped counts, and `inspect` reports them, with no damaged frames.
+#[test]
+fn the_tool_records_the_paced_stream_and_its_skipped_snapshots() {
+    let program = format!(
+        r#"
+import heapscope, time
+{CHURN}
+time.sleep_ms(500)
+heapscope.start(period_ms=20)
+t = time.ticks_ms()
+while time.ticks_diff(time.ticks_ms(), t) < 4000:
+    churn(20000)
+heapscope.stop()
+print("DONE")
+time.sleep(60)
+"#
+    );
+    let board = PtyBoard::start_on(&heapscope_tests::firmware::unix_micropython(), &["-X", "heapsize=122160", "-c", &program], CableSpec::uart(115_200));
+    let file = board.dir().join("paced.hsr");
+    let file = file.to_str().unwrap();
+    let out = std::process::Command::new(heapscope_tests::heapscope_binary())
+        .args(["record", "--port", &board.port(), "--mode", "stream", "--duration", "10s", "-o", file])
+        .output()
+        .expect("run heapscope record");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(heapscope_tests::heapscope_binary()).args(["inspect", "--json", file]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = &v["recording"];
+    eprintln!("recorded: {} snapshots, {} skipped by the device, {} damaged", r["snapshots"], r["skipped_snapshots"], r["damaged"]);
+    assert_eq!(r["damaged"], 0, "{v}");
+    assert!(r["snapshots"].as_u64().unwrap() >= 5, "{v}");
+    assert!(r["skipped_snapshots"].as_u64().unwrap() > 0, "{v}");
+    let human = std::process::Command::new(heapscope_tests::heapscope_binary()).args(["inspect", file]).output().unwrap();
+    assert!(String::from_utf8_lossy(&human.stdout).contains("the device skipped"), "{}", String::from_utf8_lossy(&human.stdout));
+}
