@@ -259,6 +259,10 @@ fn marks_stray_tails_and_chunks_that_start_inside_an_allocation_match_rust() {
         "..==h.m=====",
         "h===========================.=.==",
         "====..h=.",
+        // Busy rows go in the compact code (move-to-front type ranks), marked or not.
+        "hShhS=hhSSh.D=hTTLh=..FhSS==hSh",
+        "..==h.m=====hShShS",
+        "m=hShhS=hTh.=hShSLLLFFh=S==D===..hS",
     ];
     for (i, base_pattern) in patterns.iter().enumerate() {
         let base = heapscope_tests::spec::tiny_heap(base_pattern);
