@@ -179,14 +179,23 @@ static size_t run_end(const hs_area_t *a, size_t from, size_t to, unsigned kind)
     return i;
 }
 
+/* Without a writer (w NULL) only counts the bits. */
 typedef struct {
     hs_writer_t *w;
     uint32_t acc;
     unsigned bits;
+    size_t total;
 } bit_writer_t;
 
-/* The low `count` (at most 16) bits of `v`. */
+/* The low `count` (at most 16) bits of `v`; nothing without a bit writer. */
 static void put_bits(bit_writer_t *b, uint32_t v, unsigned count) {
+    if (!b) {
+        return;
+    }
+    b->total += count;
+    if (!b->w) {
+        return;
+    }
     b->acc |= (v & ((1u << count) - 1u)) << b->bits;
     b->bits += count;
     while (b->bits >= 8) {
@@ -198,6 +207,9 @@ static void put_bits(bit_writer_t *b, uint32_t v, unsigned count) {
 
 /* Elias gamma of v >= 1: n zero bits, a one bit, the low n bits of v; n = floor(log2 v). */
 static void put_gamma(bit_writer_t *b, uint64_t v) {
+    if (!b) {
+        return;
+    }
     unsigned n = 0;
     while ((v >> n) > 1u) {
         n++;
@@ -215,38 +227,98 @@ static void put_gamma(bit_writer_t *b, uint64_t v) {
     }
 }
 
-/* Blocks [from, to) of an area: kinds as runs, one type code per head. `from` is a multiple
- * of 4. */
-static void put_layout(hs_writer_t *w, const hs_area_t *a, size_t area_index, size_t from, size_t to,
-    hs_classify_fn classify, void *ctx) {
-    /* Items carry their kind only where the table has a mark or a tail after a free block. */
-    unsigned exact = 0;
-    for (size_t i = from; i < to && !exact; i++) {
-        unsigned k = kind_at(a, i);
-        exact = k == KIND_MARK || (k == KIND_TAIL && i > from && kind_at(a, i - 1) == KIND_FREE);
+/* Compact code: type codes in the order move-to-front starts from (SPEC 3.4). */
+static const uint8_t type_order[16] = {1, 5, 2, 8, 4, 3, 6, 7, 14, 13, 12, 9, 11, 10, 15, 0};
+
+/* Blocks [from, to) of an area and how to code them. */
+typedef struct {
+    const hs_area_t *a;
+    size_t index, from, to;
+    hs_classify_fn classify;
+    void *ctx;
+    unsigned exact;
+} layout_t;
+
+/* The items of a range after the header, in the classic code to `classic` and in the compact
+ * code to `compact` (SPEC 3.4); either may be NULL. One walk serves both. */
+static void put_items(bit_writer_t *classic, bit_writer_t *compact, const layout_t *l) {
+    uint8_t order[16];
+    for (unsigned t = 0; t < 16; t++) {
+        order[t] = type_order[t];
     }
-    bit_writer_t b = {w, 0, 0};
-    put_bits(&b, exact, 1);
-    size_t i = run_end(a, from, to, KIND_TAIL);
-    put_gamma(&b, i - from + 1);
-    while (i < to) {
-        size_t e = run_end(a, i, to, KIND_FREE);
-        put_gamma(&b, e - i + 1);
+    size_t i = run_end(l->a, l->from, l->to, KIND_TAIL);
+    put_gamma(classic, i - l->from + 1);
+    put_gamma(compact, i - l->from + 1);
+    while (i < l->to) {
+        size_t e = run_end(l->a, i, l->to, KIND_FREE);
+        size_t gap = e - i;
         i = e;
-        if (i >= to) {
+        size_t end = i < l->to ? run_end(l->a, i + 1, l->to, KIND_TAIL) : i;
+        size_t len = end - i;
+        put_gamma(classic, gap + 1);
+        if (gap == 0 && len <= 3) {
+            put_bits(compact, 1u << (len - 1), (unsigned)len);
+        } else {
+            /* 0000 gamma(len - 3), or 0001 gamma(gap) [gamma(len)] */
+            put_bits(compact, gap ? 8u : 0u, 4);
+            put_gamma(compact, gap ? gap : len - 3);
+            if (gap && len) {
+                put_gamma(compact, len);
+            }
+        }
+        if (i >= l->to) {
             break;
         }
-        unsigned k = kind_at(a, i);
-        if (exact) {
-            put_bits(&b, k, 2);
+        unsigned k = kind_at(l->a, i);
+        if (l->exact) {
+            put_bits(classic, k, 2);
+            put_bits(compact, k, 2);
         }
         if (k != KIND_TAIL) {
-            put_bits(&b, classify(ctx, area_index, i) & 0x0Fu, 4);
+            uint8_t code = (uint8_t)(l->classify(l->ctx, l->index, i) & 0x0Fu);
+            put_bits(classic, code, 4);
+            /* Move-to-front rank p: class c (p < 2, < 4, < 8, < 16) as c ones and a zero
+             * below 3, then the low bits of p (one for class 0). */
+            unsigned rank = 0, c = 0;
+            while (rank < 15 && order[rank] != code) {
+                rank++;
+            }
+            for (unsigned t = rank; t > 0; t--) {
+                order[t] = order[t - 1];
+            }
+            order[0] = code;
+            while (rank >> (c + 1)) {
+                c++;
+            }
+            put_bits(compact, (1u << c) - 1u, c < 3 ? c + 1 : 3);
+            put_bits(compact, rank, c ? c : 1);
         }
-        e = run_end(a, i + 1, to, KIND_TAIL);
-        put_gamma(&b, e - i);
-        i = e;
+        put_gamma(classic, len);
+        i = end;
     }
+}
+
+/* Blocks [from, to) of an area as the shorter of the classic and the compact code (classic on
+ * a tie). `from` is a multiple of 4. */
+static void put_layout(hs_writer_t *w, const hs_area_t *a, size_t area_index, size_t from, size_t to,
+    hs_classify_fn classify, void *ctx) {
+    layout_t l = {a, area_index, from, to, classify, ctx, 0};
+    /* Items carry their kind only where the table has a mark or a tail after a free block. */
+    for (size_t i = from; i < to && !l.exact; i++) {
+        unsigned k = kind_at(a, i);
+        l.exact = k == KIND_MARK || (k == KIND_TAIL && i > from && kind_at(a, i - 1) == KIND_FREE);
+    }
+    bit_writer_t classic = {NULL, 0, 0, 0}, compact = {NULL, 0, 0, 0};
+    put_items(&classic, &compact, &l);
+    unsigned use_compact = compact.total + !l.exact < classic.total;
+    bit_writer_t b = {w, 0, 0, 0};
+    /* Header: 0 classic, 10 compact, 110 classic exact, 111 compact exact. */
+    if (l.exact) {
+        put_bits(&b, 3u | use_compact << 2, 3);
+    } else {
+        put_bits(&b, use_compact, 1 + use_compact);
+    }
+    put_items(use_compact ? NULL : &b, use_compact ? &b : NULL, &l);
     if (b.bits > 0) {
         put_u8(w, (uint8_t)b.acc);
     }

@@ -6,7 +6,7 @@
 use heapscope_protocol::wire::codec::cobs_decode;
 use heapscope_protocol::wire::{decode_body, encode_frame, Body, Event};
 use heapscope_tests::c_core::{self, CWriter};
-use heapscope_tests::spec::{example_heaps, hex_lines, vector_bytes, vectors, POOL_START};
+use heapscope_tests::spec::{busy_heap, example_heaps, hex_lines, vector_bytes, vectors, POOL_START};
 
 #[test]
 fn rust_encoder_writes_the_spec_examples() {
@@ -37,6 +37,7 @@ fn c_encoder_writes_the_spec_examples() {
                 assert_eq!(h.areas[0].pool_start, POOL_START);
                 w.hello(ms, h.block_size, &h.interpreter, &h.platform, &first.areas)
             }
+            Body::Keyframe(_) if name == "keyframe_busy" => w.keyframe(ms, &busy_heap()),
             Body::Keyframe(_) => w.keyframe(ms, &first),
             Body::Delta(d) => w.delta_against(ms, d.base_seq, d.chunk_blocks as u32, &first, &second),
             other => panic!("no C call for {other:?}"),

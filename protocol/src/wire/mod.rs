@@ -203,19 +203,23 @@ fn run_end(atb: &[u8], from: usize, to: usize, kind: u8) -> usize {
 }
 
 /// Bits packed least significant first, then padded with zeros to a whole byte (SPEC 3.4).
+/// Without a writer it only counts them.
 struct BitWriter<'a> {
-    w: &'a mut Writer,
+    w: Option<&'a mut Writer>,
     acc: u32,
     bits: u32,
+    total: usize,
 }
 
 impl BitWriter<'_> {
     fn put(&mut self, value: u32, count: u32) {
         debug_assert!(count <= 16);
+        self.total += count as usize;
+        let Some(w) = self.w.as_deref_mut() else { return };
         self.acc |= (value & ((1 << count) - 1)) << self.bits;
         self.bits += count;
         while self.bits >= 8 {
-            self.w.u8(self.acc as u8);
+            w.u8(self.acc as u8);
             self.acc >>= 8;
             self.bits -= 8;
         }
@@ -240,28 +244,56 @@ impl BitWriter<'_> {
     }
 
     fn finish(self) {
-        if self.bits > 0 {
-            self.w.u8(self.acc as u8);
+        if let Some(w) = self.w {
+            if self.bits > 0 {
+                w.u8(self.acc as u8);
+            }
         }
     }
 }
 
-/// The layout code of `blocks` blocks (SPEC 3.4): their table bytes `atb` (bits past `blocks`
-/// zero) and the type codes of their heads, in block order.
-fn write_layout(w: &mut Writer, atb: &[u8], blocks: usize, codes: &[u8]) {
-    let exact = (0..blocks).any(|i| {
-        let k = kind_at(atb, i);
-        k == MARK || (k == TAIL && i > 0 && kind_at(atb, i - 1) == FREE)
-    });
-    let mut b = BitWriter { w, acc: 0, bits: 0 };
-    b.put(u32::from(exact), 1);
+/// Compact layout code: the order type codes start in before move-to-front ranks them
+/// (SPEC 3.4), most common first on real heaps.
+const TYPE_ORDER: [u8; 16] = [1, 5, 2, 8, 4, 3, 6, 7, 14, 13, 12, 9, 11, 10, 15, 0];
+
+/// Move-to-front rank of `code` in `order`, which moves it to the front.
+fn move_to_front(order: &mut [u8; 16], code: u8) -> usize {
+    let rank = order.iter().position(|&c| c == code & 0x0F).unwrap_or(15);
+    order.copy_within(0..rank, 1);
+    order[0] = code & 0x0F;
+    rank
+}
+
+/// A move-to-front rank `p` (0..16) in the compact code: its class `c` (`p` below 2, 4, 8, 16)
+/// as `c` one bits and a zero below 3, then the low `max(c, 1)` bits of `p`.
+fn rank_class(rank: usize) -> u32 {
+    (rank | 1).ilog2()
+}
+
+/// The layout items after the header (SPEC 3.4), classic or compact.
+fn put_items(b: &mut BitWriter<'_>, atb: &[u8], blocks: usize, codes: &[u8], exact: bool, compact: bool) {
     let mut i = run_end(atb, 0, blocks, TAIL);
     b.gamma(i as u64 + 1);
     let mut code = codes.iter();
+    let mut order = TYPE_ORDER;
     while i < blocks {
         let e = run_end(atb, i, blocks, FREE);
-        b.gamma((e - i) as u64 + 1);
+        let gap = e - i;
         i = e;
+        let end = if i < blocks { run_end(atb, i + 1, blocks, TAIL) } else { i };
+        let len = end - i;
+        if !compact {
+            b.gamma(gap as u64 + 1);
+        } else if gap == 0 && len <= 3 {
+            b.put(1 << (len - 1), len as u32);
+        } else {
+            // 0000 gamma(len - 3), or 0001 gamma(gap) [gamma(len)]
+            b.put(if gap > 0 { 0b1000 } else { 0 }, 4);
+            b.gamma(if gap > 0 { gap } else { len - 3 } as u64);
+            if gap > 0 && len > 0 {
+                b.gamma(len as u64);
+            }
+        }
         if i >= blocks {
             break;
         }
@@ -270,13 +302,54 @@ fn write_layout(w: &mut Writer, atb: &[u8], blocks: usize, codes: &[u8]) {
             b.put(u32::from(k), 2);
         }
         if k != TAIL {
-            b.put(u32::from(*code.next().expect("one type code per head")), 4);
+            let c = *code.next().expect("one type code per head");
+            if compact {
+                let rank = move_to_front(&mut order, c);
+                let class = rank_class(rank);
+                b.put((1 << class) - 1, (class + 1).min(3));
+                b.put(rank as u32, class.max(1));
+            } else {
+                b.put(u32::from(c), 4);
+            }
         }
-        let e = run_end(atb, i + 1, blocks, TAIL);
-        b.gamma((e - i) as u64);
-        i = e;
+        if !compact {
+            b.gamma(len as u64);
+        }
+        i = end;
     }
+}
+
+/// The layout code of `blocks` blocks (SPEC 3.4): their table bytes `atb` (bits past `blocks`
+/// zero) and the type codes of their heads, in block order. Of the classic and the compact
+/// code, the shorter (classic on a tie).
+fn write_layout(w: &mut Writer, atb: &[u8], blocks: usize, codes: &[u8]) {
+    let cost = |compact: bool| {
+        let mut b = BitWriter { w: None, acc: 0, bits: 0, total: 0 };
+        write_layout_as(&mut b, atb, blocks, codes, compact);
+        b.total
+    };
+    let compact = cost(true) < cost(false);
+    let mut b = BitWriter { w: Some(w), acc: 0, bits: 0, total: 0 };
+    write_layout_as(&mut b, atb, blocks, codes, compact);
     b.finish();
+}
+
+/// The header and items of a layout code, classic or compact.
+fn write_layout_as(b: &mut BitWriter<'_>, atb: &[u8], blocks: usize, codes: &[u8], compact: bool) {
+    // Items carry their kind only where the table has a mark or a tail after a free block.
+    let exact = (0..blocks).any(|i| {
+        let k = kind_at(atb, i);
+        k == MARK || (k == TAIL && i > 0 && kind_at(atb, i - 1) == FREE)
+    });
+    // Header: 0 classic, 10 compact, 110 classic exact, 111 compact exact.
+    if exact {
+        b.put(0b011 | u32::from(compact) << 2, 3);
+    } else if compact {
+        b.put(0b01, 2);
+    } else {
+        b.put(0, 1);
+    }
+    put_items(b, atb, blocks, codes, exact, compact);
 }
 
 /// Reads bits as [`BitWriter`] writes them, a byte at a time from the frame.
@@ -335,25 +408,66 @@ fn read_layout(r: &mut Reader<'_>, blocks: usize) -> Result<(Vec<u8>, Vec<u8>), 
         *at += count as usize;
         Ok(())
     };
-    let exact = b.get(1)? == 1;
+    // Header: 0 classic, 10 compact, 110 classic exact, 111 compact exact.
+    let (exact, compact) = match b.get(1)? {
+        0 => (false, false),
+        _ if b.get(1)? == 0 => (false, true),
+        _ => (true, b.get(1)? == 1),
+    };
     let mut i = 0;
     let lead = b.gamma("leading tails")? - 1;
     run(&mut b, &mut atb, &mut i, TAIL, lead, "leading tail run")?;
+    let mut order = TYPE_ORDER;
     while i < blocks {
-        let gap = b.gamma("free run")? - 1;
+        // The free run before the item, and the item's length where the code gives it first.
+        let (gap, len) = if !compact {
+            (b.gamma("free run")? - 1, None)
+        } else if b.get(1)? == 1 {
+            (0, Some(1))
+        } else if b.get(1)? == 1 {
+            (0, Some(2))
+        } else if b.get(1)? == 1 {
+            (0, Some(3))
+        } else if b.get(1)? == 0 {
+            (0, Some(b.gamma("allocation length")? + 3))
+        } else {
+            (b.gamma("free run")?, None)
+        };
         run(&mut b, &mut atb, &mut i, FREE, gap, "free run")?;
         if i >= blocks {
+            if len.is_some() {
+                return Err(b.r.error("layout item past the end of the range"));
+            }
             break;
         }
+        let len = match len {
+            Some(len) => len,
+            None if compact => b.gamma("allocation length")?,
+            None => 0,
+        };
         let kind = if exact { b.get(2)? as u8 } else { HEAD };
         if kind == FREE {
             return Err(b.r.error("layout item of kind free"));
         }
         if kind != TAIL {
-            codes.push(b.get(4)? as u8);
+            let code = if compact {
+                let mut class = 0;
+                while class < 3 && b.get(1)? == 1 {
+                    class += 1;
+                }
+                let low = b.get(class.max(1))? as usize;
+                let rank = if class == 0 { low } else { 1 << class | low };
+                debug_assert_eq!(rank_class(rank), class);
+                let code = order[rank];
+                move_to_front(&mut order, code);
+                code
+            } else {
+                b.get(4)? as u8
+            };
+            codes.push(code);
         }
         run(&mut b, &mut atb, &mut i, kind, 1, "allocation")?;
-        let tails = b.gamma("tail run")? - 1;
+        let tails = if compact { len - 1 } else { b.gamma("tail run")? - 1 };
         run(&mut b, &mut atb, &mut i, TAIL, tails, "tail run")?;
     }
     Ok((atb, codes))
@@ -783,6 +897,65 @@ mod tests {
                 python: Some(PythonFigures { mem_alloc: 32, mem_free: 262_208 }),
             },
         }));
+    }
+
+    /// `pattern` (mem_info letters, `m` a mark, `=` after `.` a stray tail) in the classic or
+    /// the compact code, and what `write_layout` chose.
+    fn both_codes(pattern: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>) {
+        let area = crate::synth::pattern_area(0, 16, pattern);
+        let atb = area.kinds().atb().to_vec();
+        let codes: Vec<u8> = area.types().iter().map(|t| t.code()).collect();
+        let code = |compact: bool| {
+            let mut w = Writer::default();
+            let mut b = BitWriter { w: Some(&mut w), acc: 0, bits: 0, total: 0 };
+            write_layout_as(&mut b, &atb, pattern.len(), &codes, compact);
+            b.finish();
+            w.buf
+        };
+        let mut chosen = Writer::default();
+        write_layout(&mut chosen, &atb, pattern.len(), &codes);
+        (code(false), code(true), chosen.buf, atb, codes)
+    }
+
+    #[test]
+    fn classic_and_compact_layout_codes_round_trip_and_the_shorter_is_sent() {
+        let patterns = [
+            "h=..D===S...",
+            "hShhS=hhSSh.D=hTTLh=..FhSS==hSh",
+            "m=..D===S..h.",
+            "..==h.m=====hShShS",
+            "====..h=.",
+            "hSh=S==S===S====S=======S.S..S...S.......",
+            "................",
+            "S",
+            "=",
+        ];
+        let mut compact_sent = 0;
+        for pattern in patterns {
+            let (classic, compact, chosen, atb, codes) = both_codes(pattern);
+            for (name, code) in [("classic", &classic), ("compact", &compact)] {
+                let mut r = Reader::new(code);
+                let (got, got_codes) = read_layout(&mut r, pattern.len()).unwrap();
+                assert_eq!((got, got_codes), (atb.clone(), codes.clone()), "{name} code of {pattern:?}");
+                assert!(r.is_empty(), "{name} code of {pattern:?} read whole");
+            }
+            let shorter = if compact.len() < classic.len() { &compact } else { &classic };
+            assert!(chosen.len() <= shorter.len(), "{pattern:?}: sent {} bytes, could {}", chosen.len(), shorter.len());
+            compact_sent += usize::from(chosen[0] & 1 == 1 && (chosen[0] & 2 == 0 || chosen[0] & 4 != 0));
+        }
+        // The busy rows, the mark among them, go compact; a free range stays classic.
+        assert!(compact_sent >= 3, "{compact_sent} ranges sent compact");
+        let (classic, _, chosen, _, _) = both_codes("................");
+        assert_eq!(chosen, classic);
+    }
+
+    #[test]
+    fn compact_layout_code_errors_are_errors_not_panics() {
+        // An allocation length past the range's end, and a truncated code.
+        for bytes in [&[0b0000_0001u8, 0xFF][..], &[0b0000_0001], &[0b1100_0010, 0b0000_0000, 0x00]] {
+            let mut r = Reader::new(bytes);
+            assert!(read_layout(&mut r, 3).is_err(), "{bytes:02X?}");
+        }
     }
 
     #[test]
