@@ -180,10 +180,7 @@ mod atb_op {
 /// Runs shorter than this are cheaper as literals.
 const MIN_REPEAT: usize = 3;
 
-/// Number of head blocks (HEAD or MARK: bit 0 set) in ATB bytes.
-pub fn heads_in(atb: &[u8]) -> usize {
-    atb.iter().map(|b| (b & 0x55).count_ones() as usize).sum()
-}
+pub use crate::model::heads_in;
 
 fn write_atb(w: &mut Writer, atb: &[u8]) {
     let mut i = 0;
