@@ -11,7 +11,7 @@ pub mod session;
 
 use codec::{cobs_encode, crc32, DecodeError, Reader, Writer};
 
-use crate::model::{GcFigures, MemStats, PythonFigures, Reported, StackFigures, SystemHeap};
+use crate::model::{GcFigures, MemStats, PythonFigures, Reported, StackFigures, SystemHeap, MAX_HEAP_BLOCKS};
 
 /// Version byte of every frame body.
 pub const VERSION: u8 = 1;
@@ -340,8 +340,10 @@ fn read_figures(r: &mut Reader<'_>) -> Result<Reported, DecodeError> {
     Ok(f)
 }
 
-/// Most blocks an area may claim: a 1 GiB heap of 4-byte blocks.
-const MAX_BLOCKS: u64 = 1 << 28;
+/// Most blocks a frame may claim over all its areas (the model's limit, a heap no board has):
+/// a run-length-coded table lets a few bytes claim any size, so the decoder refuses more
+/// before it allocates anything.
+const MAX_BLOCKS: u64 = MAX_HEAP_BLOCKS as u64;
 const MAX_AREAS: u64 = 64;
 
 fn write_payload(w: &mut Writer, body: &Body) {
@@ -424,8 +426,25 @@ fn write_payload(w: &mut Writer, body: &Body) {
     }
 }
 
-fn read_area_head(r: &mut Reader<'_>) -> Result<(u64, usize), DecodeError> {
-    Ok((r.varint("pool start")?, r.count("area blocks", MAX_BLOCKS)?))
+/// An area's start and size; `claimed` counts the blocks of the frame's areas so far, which
+/// together may not pass [`MAX_BLOCKS`].
+fn read_area_head(r: &mut Reader<'_>, claimed: &mut u64) -> Result<(u64, usize), DecodeError> {
+    let pool_start = r.varint("pool start")?;
+    let at = r.offset();
+    let blocks = r.varint("area blocks")?;
+    match claimed.checked_add(blocks) {
+        Some(total) if total <= MAX_BLOCKS => *claimed = total,
+        _ => {
+            return Err(DecodeError::new(
+                at,
+                format!(
+                    "areas of {} blocks in all; a snapshot holds at most {MAX_BLOCKS} (a 256 MiB heap of 16-byte blocks, larger than any board's)",
+                    claimed.saturating_add(blocks)
+                ),
+            ))
+        }
+    }
+    Ok((pool_start, blocks as usize))
 }
 
 fn read_payload(r: &mut Reader<'_>, frame_type: u8) -> Result<Body, DecodeError> {
@@ -436,8 +455,9 @@ fn read_payload(r: &mut Reader<'_>, frame_type: u8) -> Result<Body, DecodeError>
             let platform = r.str("platform")?;
             let n = r.count("area count", MAX_AREAS)?;
             let mut areas = Vec::with_capacity(n);
+            let mut claimed = 0;
             for _ in 0..n {
-                let (pool_start, blocks) = read_area_head(r)?;
+                let (pool_start, blocks) = read_area_head(r, &mut claimed)?;
                 areas.push(AreaExtent { pool_start, blocks });
             }
             let types = r.u8("type count")? as usize;
@@ -451,8 +471,9 @@ fn read_payload(r: &mut Reader<'_>, frame_type: u8) -> Result<Body, DecodeError>
             let block_size = r.count("block size", 1 << 16)? as u32;
             let n = r.count("area count", MAX_AREAS)?;
             let mut areas = Vec::with_capacity(n);
+            let mut claimed = 0;
             for _ in 0..n {
-                let (pool_start, blocks) = read_area_head(r)?;
+                let (pool_start, blocks) = read_area_head(r, &mut claimed)?;
                 let mut atb = read_atb(r, blocks.div_ceil(4))?;
                 mask_tail(&mut atb, blocks);
                 let codes = read_codes(r, heads_in(&atb))?;
@@ -470,10 +491,12 @@ fn read_payload(r: &mut Reader<'_>, frame_type: u8) -> Result<Body, DecodeError>
             }
             let n = r.count("area count", MAX_AREAS)?;
             let mut areas = Vec::with_capacity(n);
+            let mut claimed = 0;
             for _ in 0..n {
-                let (pool_start, blocks) = read_area_head(r)?;
+                let (pool_start, blocks) = read_area_head(r, &mut claimed)?;
                 let chunk_count = blocks.div_ceil(chunk_blocks);
-                let changed = r.count("changed chunks", chunk_count as u64)?;
+                // Each chunk takes at least two bytes (index gap, table run): the input bounds them.
+                let changed = r.count("changed chunks", (chunk_count as u64).min(r.remaining() as u64 / 2))?;
                 let mut chunks = Vec::with_capacity(changed);
                 let mut next_index = 0usize;
                 for _ in 0..changed {
@@ -508,7 +531,7 @@ fn read_payload(r: &mut Reader<'_>, frame_type: u8) -> Result<Body, DecodeError>
                 },
                 event_kind::MARK => Event::Mark { label: r.str("mark label")? },
                 event_kind::AREA_ADDED => {
-                    let (pool_start, blocks) = read_area_head(r)?;
+                    let (pool_start, blocks) = read_area_head(r, &mut 0)?;
                     Event::AreaAdded(AreaExtent { pool_start, blocks })
                 }
                 event_kind::AREA_REMOVED => Event::AreaRemoved { pool_start: r.varint("pool start")? },
@@ -549,15 +572,30 @@ pub fn encode_frame(frame: &Frame) -> Vec<u8> {
 /// Decodes a body (COBS already undone). The CRC is checked before anything else is read, so a
 /// damaged frame is rejected, never decoded into wrong data.
 pub fn decode_body(body: &[u8]) -> Result<Frame, DecodeError> {
-    if body.len() < HEADER_LEN + CRC_LEN {
-        return Err(DecodeError::new(0, format!("frame of {} bytes is shorter than header and CRC", body.len())));
-    }
-    let (data, crc_bytes) = body.split_at(body.len() - CRC_LEN);
-    let sent = u32::from_le_bytes([crc_bytes[0], crc_bytes[1], crc_bytes[2], crc_bytes[3]]);
+    let data = split_crc(body)?;
     let computed = crc32(data);
+    let sent = u32::from_le_bytes(body[data.len()..].try_into().expect("4 CRC bytes"));
     if sent != computed {
         return Err(DecodeError::new(data.len(), format!("CRC mismatch: frame says {sent:08x}, content gives {computed:08x}")));
     }
+    decode_payload(data)
+}
+
+/// Decodes a body whose bytes a check already covered (a recording's record CRC spans the
+/// whole frame, its own CRC included), without computing the frame's CRC a second time.
+pub fn decode_body_verified(body: &[u8]) -> Result<Frame, DecodeError> {
+    decode_payload(split_crc(body)?)
+}
+
+/// The body without its CRC.
+fn split_crc(body: &[u8]) -> Result<&[u8], DecodeError> {
+    if body.len() < HEADER_LEN + CRC_LEN {
+        return Err(DecodeError::new(0, format!("frame of {} bytes is shorter than header and CRC", body.len())));
+    }
+    Ok(&body[..body.len() - CRC_LEN])
+}
+
+fn decode_payload(data: &[u8]) -> Result<Frame, DecodeError> {
     let mut r = Reader::new(data);
     let version = r.u8("version")?;
     if version != VERSION {
@@ -639,6 +677,67 @@ mod tests {
         assert!(r.is_empty());
     }
 
+    /// A keyframe body with a valid CRC whose areas each claim `blocks` blocks, all free, in
+    /// a few bytes of run-length code.
+    fn claiming_keyframe(areas: u64, blocks: u64) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u8(VERSION);
+        w.u8(FrameType::Keyframe as u8);
+        w.u16(7);
+        w.u32(0);
+        w.varint(16);
+        w.varint(areas);
+        for i in 0..areas {
+            w.varint(0x1000_0000 * (i + 1));
+            w.varint(blocks);
+            w.varint((blocks.div_ceil(4) - 1) << 2 | atb_op::FREE);
+        }
+        let crc = crc32(&w.buf);
+        w.u32(crc);
+        w.buf
+    }
+
+    #[test]
+    fn a_keyframe_may_not_claim_more_than_any_heap() {
+        // 64 areas of 2^28 blocks in about 1 KB: 8 GB before the limit.
+        let body = claiming_keyframe(64, 1 << 28);
+        assert!(body.len() < 1200, "{}", body.len());
+        let err = decode_body(&body).unwrap_err();
+        assert_eq!(err.offset, 8 + 1 + 1 + 5, "the first area's block count: {err}");
+        assert!(err.message.contains("at most 16777216"), "{err}");
+        // The limit is over all areas together, and exactly the limit is accepted.
+        let err = decode_body(&claiming_keyframe(2, (1 << 23) + 4)).unwrap_err();
+        assert!(err.message.contains("16777224 blocks"), "{err}");
+        let Body::Keyframe(k) = decode_body(&claiming_keyframe(2, 1 << 23)).unwrap().body else { panic!() };
+        assert_eq!(k.areas.iter().map(|a| a.blocks).sum::<usize>(), 1 << 24);
+        // Through the demultiplexer, as `record` reads a stream: a counted corrupt frame.
+        let mut line = FRAME_START.to_vec();
+        cobs_encode(&claiming_keyframe(64, 1 << 28), &mut line);
+        line.push(FRAME_END);
+        let items = demux::Demux::new().push(&line);
+        let [demux::Item::Corrupt(c)] = items.as_slice() else { panic!("{items:?}") };
+        assert!(c.error.message.contains("at most 16777216"), "{c}");
+    }
+
+    #[test]
+    fn a_delta_cannot_claim_more_chunks_than_its_bytes_hold() {
+        let mut w = Writer::default();
+        w.u8(VERSION);
+        w.u8(FrameType::Delta as u8);
+        w.u16(8);
+        w.u32(0);
+        w.u16(7);
+        w.varint(4);
+        w.varint(1);
+        w.varint(0x1000);
+        w.varint(1 << 24);
+        w.varint(1 << 22);
+        let crc = crc32(&w.buf);
+        w.u32(crc);
+        let err = decode_body(&w.buf).unwrap_err();
+        assert!(err.message.contains("changed chunks"), "{err}");
+    }
+
     #[test]
     fn a_flipped_bit_is_caught_by_the_crc() {
         let frame = Frame { seq: 1, device_ms: 2, body: Body::Event(Event::Mark { label: "x".into() }) };
@@ -646,5 +745,8 @@ mod tests {
         body[9] ^= 0x10;
         let err = decode_body(&body).unwrap_err();
         assert!(err.message.contains("CRC"), "{err}");
+        // Without the frame's own check (a record CRC covered it), the same bytes decode.
+        body[9] ^= 0x10;
+        assert_eq!(decode_body_verified(&body).unwrap(), frame);
     }
 }
