@@ -138,7 +138,16 @@ pub fn gc_figures(areas: &[Area]) -> GcFigures {
         let kinds = area.kinds();
         let whole = kinds.len() / 4;
         let mut walk = GcWalk::default();
-        for &byte in &kinds.atb()[..whole] {
+        let mut words = kinds.atb()[..whole].chunks_exact(8);
+        for word in &mut words {
+            // Long free and tail stretches, 32 blocks at a time.
+            match u64::from_le_bytes(word.try_into().expect("8 bytes")) {
+                0 => walk.free_word(),
+                0xAAAA_AAAA_AAAA_AAAA => walk.tail_word(),
+                _ => word.iter().for_each(|&byte| walk.byte(&BYTE_STEPS[byte as usize])),
+            }
+        }
+        for &byte in words.remainder() {
             walk.byte(&BYTE_STEPS[byte as usize]);
         }
         for block in whole * 4..kinds.len() {
@@ -200,26 +209,35 @@ impl GcWalk {
         }
     }
 
+    /// 32 free blocks.
+    fn free_word(&mut self) {
+        self.emit(self.len);
+        self.len = 0;
+        self.free += 32;
+        self.len_free += 32;
+    }
+
+    /// 32 tail blocks.
+    fn tail_word(&mut self) {
+        self.used += 32;
+        self.len += 32;
+    }
+
+    /// Branch-free: an emit of 0 changes nothing, so a byte without one emits 0.
     #[inline]
     fn byte(&mut self, s: &ByteStep) {
         self.used += u64::from(s.used);
         self.free += u64::from(s.free);
-        if s.emits {
-            self.emit(self.len + u64::from(s.emit_add));
-            self.len = u64::from(s.len_out);
-        } else {
-            self.len += u64::from(s.len_out);
-        }
-        self.one += u64::from(s.one);
-        self.two += u64::from(s.two);
-        self.max_block = self.max_block.max(u64::from(s.max_block));
-        if s.has_head {
-            self.max_free = self.max_free.max(self.len_free + u64::from(s.free_add));
-            self.len_free = u64::from(s.free_out);
-        } else {
-            self.len_free += u64::from(s.free_out);
-        }
-        self.max_free = self.max_free.max(u64::from(s.max_free));
+        let keep_len = u64::from(!s.emits).wrapping_neg();
+        let emitted = (self.len + u64::from(s.emit_add)) & !keep_len;
+        self.one += u64::from(emitted == 1) + u64::from(s.one);
+        self.two += u64::from(emitted == 2) + u64::from(s.two);
+        self.max_block = self.max_block.max(emitted).max(u64::from(s.max_block));
+        self.len = (self.len & keep_len) + u64::from(s.len_out);
+        let keep_free = u64::from(!s.has_head).wrapping_neg();
+        let free_emitted = (self.len_free + u64::from(s.free_add)) & !keep_free;
+        self.max_free = self.max_free.max(free_emitted).max(u64::from(s.max_free));
+        self.len_free = (self.len_free & keep_free) + u64::from(s.free_out);
     }
 
     fn end(&mut self) {

@@ -187,8 +187,8 @@ pub const fn cell(c: char) -> Option<(BlockKind, Option<ObjType>)> {
     })
 }
 
-/// [`cell`] for every byte: `NOT_A_CELL`, or the kind's 2 bits and, for heads, `HAS_TYPE` and
-/// the type code in the high nibble.
+/// [`cell`] for every byte: `NOT_A_CELL`, or the kind's 2 bits and, for heads, `HAS_TYPE`
+/// (the type is in [`CELL_TYPES`]).
 const CELLS: [u8; 256] = {
     let mut t = [NOT_A_CELL; 256];
     let mut b = 0;
@@ -196,14 +196,28 @@ const CELLS: [u8; 256] = {
         if let Some((kind, obj_type)) = cell(b as u8 as char) {
             t[b] = kind as u8;
             if let Some(ty) = obj_type {
-                t[b] |= HAS_TYPE | ty.code() << 4;
+                let _ = ty;
+                t[b] |= HAS_TYPE;
             }
         }
         b += 1;
     }
     t
 };
-const NOT_A_CELL: u8 = 0xFF;
+const NOT_A_CELL: u8 = 0x80;
+
+/// The head type of every cell byte (`Unknown` where there is none).
+const CELL_TYPES: [ObjType; 256] = {
+    let mut t = [ObjType::Unknown; 256];
+    let mut b = 0;
+    while b < 128 {
+        if let Some((_, Some(ty))) = cell(b as u8 as char) {
+            t[b] = ty;
+        }
+        b += 1;
+    }
+    t
+};
 const HAS_TYPE: u8 = 0x04;
 
 /// A snapshot as the text `micropython.mem_info(1)` of v1.20+ prints for it (`\n` line ends, as
@@ -287,7 +301,8 @@ fn row_line(i: &str) -> IResult<&str, Line<'_>> {
 
 /// A layout row exactly as boards print it (`00001a40: h=..D` with `\r\n` or `\n`), read
 /// straight from the raw bytes: the common line of a dump, without normalising a copy.
-/// Anything unusual (other blanks, a bad cell) returns `None` for the general path to judge.
+/// Anything unusual (other blanks) returns `None` for the general path to judge. The cells are
+/// not checked here: [`DumpBuilder::add_row`] checks them as it packs them.
 fn plain_row(raw: &[u8]) -> Option<Line<'_>> {
     let mut end = raw.len();
     while end > 0 && matches!(raw[end - 1], b'\r' | b' ') {
@@ -304,11 +319,7 @@ fn plain_row(raw: &[u8]) -> Option<Line<'_>> {
     if cells.first() == Some(&b' ') {
         cells = &cells[1..];
     }
-    if cells.iter().any(|&b| CELLS[b as usize] == NOT_A_CELL) {
-        return None;
-    }
-    let text = std::str::from_utf8(&raw[..digits]).expect("hex digits are ASCII");
-    let offset = u64::from_str_radix(text, 16).expect("at most 16 hex digits fit u64");
+    let offset = raw[..digits].iter().fold(0u64, |v, &d| v << 4 | u64::from((d as char).to_digit(16).expect("a hex digit")));
     Some(Line::Row { offset, digits, cells })
 }
 
@@ -451,7 +462,43 @@ fn too_many_blocks(line: usize, column: usize, blocks: u64) -> ParseError {
 }
 
 impl DumpBuilder {
-    fn add_row(&mut self, line: usize, offset: u64, digits: usize, cells: &[u8]) -> Result<(), ParseError> {
+    /// Adds a row's cells to the last area. `Ok(false)` when a cell is not a layout character:
+    /// then nothing changed and the line is not a row.
+    fn add_row(&mut self, line: usize, offset: u64, digits: usize, cells: &[u8]) -> Result<bool, ParseError> {
+        if cells.len() > BLOCKS_PER_ROW {
+            if cells.iter().any(|&c| CELLS[c as usize] == NOT_A_CELL) {
+                return Ok(false);
+            }
+            return Err(ParseError {
+                line,
+                column: None,
+                message: format!("layout row has {} blocks, at most {BLOCKS_PER_ROW} fit a row", cells.len()),
+            });
+        }
+        // Four cells to a table byte, as the device stores them; head types gathered and
+        // appended at once. Branch-free: every cell writes a type, only heads advance.
+        let mut atb = [0u8; BLOCKS_PER_ROW / 4];
+        let mut types = [ObjType::Unknown; BLOCKS_PER_ROW + 4];
+        let (mut heads, mut bad) = (0, 0);
+        let mut quads = cells.chunks_exact(4);
+        for (byte, quad) in atb.iter_mut().zip(&mut quads) {
+            let codes = [CELLS[quad[0] as usize], CELLS[quad[1] as usize], CELLS[quad[2] as usize], CELLS[quad[3] as usize]];
+            bad |= codes[0] | codes[1] | codes[2] | codes[3];
+            *byte = (codes[0] & 3) | (codes[1] & 3) << 2 | (codes[2] & 3) << 4 | (codes[3] & 3) << 6;
+            for (&c, code) in quad.iter().zip(codes) {
+                types[heads % BLOCKS_PER_ROW] = CELL_TYPES[c as usize];
+                heads += usize::from((code & HAS_TYPE) >> 2);
+            }
+        }
+        for &c in quads.remainder() {
+            let code = CELLS[c as usize];
+            bad |= code;
+            types[heads % BLOCKS_PER_ROW] = CELL_TYPES[c as usize];
+            heads += usize::from((code & HAS_TYPE) >> 2);
+        }
+        if bad & NOT_A_CELL != 0 {
+            return Ok(false);
+        }
         let area_index = self.areas.len() - 1;
         let area = self.areas.last_mut().expect("rows only inside a layout section");
         if !area.kinds.len().is_multiple_of(BLOCKS_PER_ROW) {
@@ -463,26 +510,11 @@ impl DumpBuilder {
                 ),
             });
         }
-        if cells.len() > BLOCKS_PER_ROW {
-            return Err(ParseError {
-                line,
-                column: None,
-                message: format!("layout row has {} blocks, at most {BLOCKS_PER_ROW} fit a row", cells.len()),
-            });
-        }
         if self.blocks + cells.len() > MAX_HEAP_BLOCKS {
             return Err(too_many_blocks(line, 1, self.blocks as u64 + cells.len() as u64));
         }
         self.rows.push(RowRecord { line, area: area_index, block: area.kinds.len(), offset, digits });
-        // Four cells to a table byte, as the device stores them.
-        let mut atb = [0u8; BLOCKS_PER_ROW / 4];
-        for (i, &c) in cells.iter().enumerate() {
-            let code = CELLS[c as usize];
-            atb[i / 4] |= (code & 3) << (2 * (i % 4));
-            if code & HAS_TYPE != 0 {
-                area.types.push(ObjType::ALL[(code >> 4) as usize]);
-            }
-        }
+        area.types.extend_from_slice(&types[..heads]);
         let whole = cells.len() / 4;
         area.kinds.extend_from_atb(&atb[..whole]);
         for i in whole * 4..cells.len() {
@@ -490,7 +522,7 @@ impl DumpBuilder {
         }
         self.blocks += cells.len();
         self.last_line = line;
-        Ok(())
+        Ok(true)
     }
 
     fn add_all_free(&mut self, line: usize, lines: u64) -> Result<(), ParseError> {
@@ -531,11 +563,14 @@ impl DumpBuilder {
     /// Whether every block of the reported total has been seen (so a dump printed by a program
     /// that then goes quiet is still yielded).
     fn layout_is_complete(&self) -> bool {
+        let last_row_short = self.areas.last().is_some_and(|a| a.kinds.len() % BLOCKS_PER_ROW != 0);
+        if !last_row_short {
+            return false;
+        }
         let (Some(gc), Some(bs)) = (self.reported.gc, self.block_size_from_rows()) else {
             return false;
         };
-        let last_row_short = self.areas.last().is_some_and(|a| a.kinds.len() % BLOCKS_PER_ROW != 0);
-        last_row_short && self.layout_blocks() as u64 * bs == gc.total
+        self.layout_blocks() as u64 * bs == gc.total
     }
 
     fn finish(mut self) -> Result<Dump, ParseError> {
@@ -794,8 +829,26 @@ impl Scanner {
         if overflowed {
             return self.step(line_no, Line::Other, "", events);
         }
-        if let Some(row) = plain_row(raw) {
-            return self.step(line_no, row, "", events);
+        if let Some(Line::Row { offset, digits, cells }) = plain_row(raw) {
+            let State::Layout(b) = &mut self.state else {
+                // Outside a layout section a row means what any console text means.
+                return self.step(line_no, Line::Other, "", events);
+            };
+            match b.add_row(line_no, offset, digits, cells) {
+                Ok(true) => {
+                    if b.layout_is_complete() {
+                        self.complete_dump(events);
+                    }
+                    return;
+                }
+                // A character that is no cell: the general path names it.
+                Ok(false) => {}
+                Err(e) => {
+                    self.state = State::Idle;
+                    events.push(ScanEvent::Error(e));
+                    return;
+                }
+            }
         }
         if !may_be_dump_line(raw) {
             return self.step(line_no, Line::Other, "", events);
@@ -840,11 +893,15 @@ impl Scanner {
                 State::Layout(b)
             }
             (State::Layout(mut b), Line::Row { offset, digits, cells }) => {
-                if let Err(e) = b.add_row(line_no, offset, digits, cells) {
-                    events.push(ScanEvent::Error(e));
-                    return;
+                match b.add_row(line_no, offset, digits, cells) {
+                    Ok(true) => self.layout_step(b, events),
+                    // The general path gives rows only of layout characters.
+                    Ok(false) => State::Idle,
+                    Err(e) => {
+                        events.push(ScanEvent::Error(e));
+                        return;
+                    }
                 }
-                self.layout_step(b, events)
             }
             (State::Layout(mut b), Line::AllFree(lines)) => {
                 if let Err(e) = b.add_all_free(line_no, lines) {

@@ -214,6 +214,7 @@ impl<'a> Reader<'a> {
         DecodeError::new(self.offset(), message)
     }
 
+    #[inline]
     pub fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], DecodeError> {
         if self.remaining() < n {
             return Err(self.error(format!("{what}: need {n} bytes, {} left", self.remaining())));
@@ -223,8 +224,15 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
+    #[inline]
     pub fn u8(&mut self, what: &str) -> Result<u8, DecodeError> {
-        Ok(self.take(1, what)?[0])
+        match self.buf.get(self.pos) {
+            Some(&b) => {
+                self.pos += 1;
+                Ok(b)
+            }
+            None => Err(self.error(format!("{what}: need 1 bytes, 0 left"))),
+        }
     }
 
     pub fn u16(&mut self, what: &str) -> Result<u16, DecodeError> {
@@ -237,7 +245,19 @@ impl<'a> Reader<'a> {
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 
+    #[inline]
     pub fn varint(&mut self, what: &str) -> Result<u64, DecodeError> {
+        // Most varints on the wire are one byte.
+        if let Some(&b) = self.buf.get(self.pos) {
+            if b < 0x80 {
+                self.pos += 1;
+                return Ok(u64::from(b));
+            }
+        }
+        self.varint_long(what)
+    }
+
+    fn varint_long(&mut self, what: &str) -> Result<u64, DecodeError> {
         let start = self.offset();
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {

@@ -216,23 +216,24 @@ fn write_atb(w: &mut Writer, atb: &[u8]) {
 }
 
 fn read_atb(r: &mut Reader<'_>, len: usize) -> Result<Vec<u8>, DecodeError> {
-    let mut atb = Vec::with_capacity(len);
-    while atb.len() < len {
-        let at = r.offset();
+    // Zeroed once: free runs, the commonest token, then cost nothing.
+    let mut atb = vec![0u8; len];
+    let mut at = 0;
+    while at < len {
+        let token_at = r.offset();
         let token = r.varint("ATB run")?;
         let count = (token >> 2) as usize + 1;
-        if count > len - atb.len() {
-            return Err(DecodeError::new(at, format!("ATB run of {count} bytes overruns the table ({} left)", len - atb.len())));
+        if count > len - at {
+            return Err(DecodeError::new(token_at, format!("ATB run of {count} bytes overruns the table ({} left)", len - at)));
         }
+        let run = &mut atb[at..at + count];
         match token & 3 {
-            atb_op::FREE => atb.resize(atb.len() + count, 0x00),
-            atb_op::TAIL => atb.resize(atb.len() + count, 0xAA),
-            atb_op::LITERAL => atb.extend_from_slice(r.take(count, "ATB literal")?),
-            _ => {
-                let b = r.u8("ATB repeated byte")?;
-                atb.resize(atb.len() + count, b);
-            }
+            atb_op::FREE => {}
+            atb_op::TAIL => run.fill(0xAA),
+            atb_op::LITERAL => run.copy_from_slice(r.take(count, "ATB literal")?),
+            _ => run.fill(r.u8("ATB repeated byte")?),
         }
+        at += count;
     }
     Ok(atb)
 }
