@@ -3,7 +3,8 @@ rendering_tools/mem_usage_parser/frame_parser.py; not part of this repository) o
 of mem_info(1) dumps, the way its own capture reader feeds it: one list of lines per dump.
 
 usage: python3 anchor_parse.py PATH/TO/frame_parser.py TEXT_FILE
-prints: <seconds> <dumps>   (reading, splitting and HeapFrame for every dump, timed here)
+prints: <seconds> <dumps read>, <dumps the anchor refused>   (reading, splitting and HeapFrame
+for every dump, timed here; a dump the anchor raises on counts as refused)
 """
 
 import importlib.util
@@ -42,11 +43,14 @@ def main():
     t = time.perf_counter()
     with open(sys.argv[2], encoding="utf-8", errors="replace") as f:
         lines = f.read().splitlines()
-    count = 0
+    count = refused = 0
     for heap in dumps(lines):
-        module.HeapFrame(0, heap)
         count += 1
-    print(time.perf_counter() - t, count)
+        try:
+            module.HeapFrame(0, heap)
+        except Exception:
+            refused += 1
+    print(time.perf_counter() - t, f"{count}, {refused}")
 
 
 main()

@@ -22,6 +22,7 @@ use heapscope_protocol::wire::codec::crc32;
 use heapscope_protocol::wire::demux::{Demux, Item};
 use heapscope_protocol::wire::session::{self, Applied, Session};
 use heapscope_protocol::wire::{encode_frame, Body, Frame};
+use heapscope_protocol::model::StackFigures;
 use heapscope_protocol::Snapshot;
 
 fn mb_per_s(bytes: usize, d: Duration) -> f64 {
@@ -117,7 +118,8 @@ fn main() {
     while log.len() < 4_000_000 {
         seed += 1;
         let blocks = [2_048, 8_192, 16_384, 65_536][seed as usize % 4];
-        let heap = synth::snapshot(seed, 32, 1, blocks);
+        let mut heap = synth::snapshot(seed, 32, 1, blocks);
+        heap.reported.stack = Some(StackFigures { used: 800 + seed, limit: Some(80_000) });
         log.extend_from_slice(render_mem_info(&heap).as_bytes());
         log.extend_from_slice(b">>> import gc; gc.collect(); micropython.mem_info(1)\n");
     }
