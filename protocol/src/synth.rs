@@ -115,3 +115,26 @@ pub fn mutate(snapshot: &Snapshot, seed: u64, changes: usize) -> Snapshot {
     }
     out
 }
+
+/// A keyframe body (before COBS) with a valid CRC whose `areas` areas each claim `blocks`
+/// blocks, all free, in a few bytes of run-length code: hostile input for the decoder's limits
+/// (64 areas of 2^28 blocks is 8 GB of table in about 1 KB).
+pub fn claiming_keyframe_body(areas: u64, blocks: u64) -> Vec<u8> {
+    use crate::wire::codec::{crc32, Writer};
+    let mut w = Writer::default();
+    w.u8(crate::wire::VERSION);
+    w.u8(crate::wire::FrameType::Keyframe as u8);
+    w.u16(7);
+    w.u32(0);
+    w.varint(16);
+    w.varint(areas);
+    for i in 0..areas {
+        w.varint(0x1000_0000 * (i + 1));
+        w.varint(blocks);
+        // One run of free table bytes (`atb_op::FREE`) for the whole area.
+        w.varint((blocks.div_ceil(4) - 1) << 2);
+    }
+    let crc = crc32(&w.buf);
+    w.u32(crc);
+    w.buf
+}

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use heapscope_protocol::model::MAX_HEAP_BLOCKS;
 use heapscope_protocol::synth::{self, Rng};
 use heapscope_protocol::text::{ScanEvent, Scanner};
-use heapscope_protocol::wire::codec::{cobs_encode, crc32, Writer};
+use heapscope_protocol::wire::codec::cobs_encode;
 use heapscope_protocol::wire::demux::{Demux, Item};
 use heapscope_protocol::wire::session::{self, Session};
 use heapscope_protocol::wire::{encode_frame, Body, Frame, FRAME_END, FRAME_START};
@@ -52,24 +52,10 @@ fn fixtures() -> Vec<Vec<u8>> {
     paths.iter().filter(|p| p.extension().is_some_and(|x| x == "txt")).map(|p| std::fs::read(p).unwrap()).collect()
 }
 
-/// A keyframe body with a valid CRC whose areas each claim `blocks` free blocks.
+/// A framed keyframe whose areas each claim `blocks` free blocks.
 fn claiming_keyframe(areas: u64, blocks: u64) -> Vec<u8> {
-    let mut w = Writer::default();
-    w.u8(1);
-    w.u8(2);
-    w.u16(7);
-    w.u32(0);
-    w.varint(16);
-    w.varint(areas);
-    for i in 0..areas {
-        w.varint(0x1000_0000 * (i + 1));
-        w.varint(blocks);
-        w.varint((blocks.div_ceil(4) - 1) << 2);
-    }
-    let crc = crc32(&w.buf);
-    w.u32(crc);
     let mut line = FRAME_START.to_vec();
-    cobs_encode(&w.buf, &mut line);
+    cobs_encode(&synth::claiming_keyframe_body(areas, blocks), &mut line);
     line.push(FRAME_END);
     line
 }

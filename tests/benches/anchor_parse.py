@@ -3,7 +3,7 @@ rendering_tools/mem_usage_parser/frame_parser.py; not part of this repository) o
 of mem_info(1) dumps, the way its own capture reader feeds it: one list of lines per dump.
 
 usage: python3 anchor_parse.py PATH/TO/frame_parser.py TEXT_FILE
-prints: <seconds> <dumps read>, <dumps the anchor refused>   (reading, splitting and HeapFrame
+prints: <CPU seconds> <dumps read>, <dumps the anchor refused>   (reading, splitting and HeapFrame
 for every dump, timed here; a dump the anchor raises on counts as refused)
 """
 
@@ -40,7 +40,7 @@ def dumps(lines):
 
 def main():
     module = load(sys.argv[1])
-    t = time.perf_counter()
+    t = time.thread_time()
     with open(sys.argv[2], encoding="utf-8", errors="replace") as f:
         lines = f.read().splitlines()
     count = refused = 0
@@ -50,7 +50,7 @@ def main():
             module.HeapFrame(0, heap)
         except Exception:
             refused += 1
-    print(time.perf_counter() - t, f"{count}, {refused}")
+    print(time.thread_time() - t, f"{count}, {refused}")
 
 
 main()

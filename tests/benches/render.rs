@@ -5,7 +5,7 @@
 
 use std::hint::black_box;
 
-use heapscope_tests::best_of;
+use heapscope_tests::best_cpu_of as best_of;
 
 use heapscope::entry::{Entry, Source};
 use heapscope::tui::app::{App, View};

@@ -678,42 +678,22 @@ mod tests {
         assert!(r.is_empty());
     }
 
-    /// A keyframe body with a valid CRC whose areas each claim `blocks` blocks, all free, in
-    /// a few bytes of run-length code.
-    fn claiming_keyframe(areas: u64, blocks: u64) -> Vec<u8> {
-        let mut w = Writer::default();
-        w.u8(VERSION);
-        w.u8(FrameType::Keyframe as u8);
-        w.u16(7);
-        w.u32(0);
-        w.varint(16);
-        w.varint(areas);
-        for i in 0..areas {
-            w.varint(0x1000_0000 * (i + 1));
-            w.varint(blocks);
-            w.varint((blocks.div_ceil(4) - 1) << 2 | atb_op::FREE);
-        }
-        let crc = crc32(&w.buf);
-        w.u32(crc);
-        w.buf
-    }
-
     #[test]
     fn a_keyframe_may_not_claim_more_than_any_heap() {
         // 64 areas of 2^28 blocks in about 1 KB: 8 GB before the limit.
-        let body = claiming_keyframe(64, 1 << 28);
+        let body = crate::synth::claiming_keyframe_body(64, 1 << 28);
         assert!(body.len() < 1200, "{}", body.len());
         let err = decode_body(&body).unwrap_err();
         assert_eq!(err.offset, 8 + 1 + 1 + 5, "the first area's block count: {err}");
         assert!(err.message.contains("at most 16777216"), "{err}");
         // The limit is over all areas together, and exactly the limit is accepted.
-        let err = decode_body(&claiming_keyframe(2, (1 << 23) + 4)).unwrap_err();
+        let err = decode_body(&crate::synth::claiming_keyframe_body(2, (1 << 23) + 4)).unwrap_err();
         assert!(err.message.contains("16777224 blocks"), "{err}");
-        let Body::Keyframe(k) = decode_body(&claiming_keyframe(2, 1 << 23)).unwrap().body else { panic!() };
+        let Body::Keyframe(k) = decode_body(&crate::synth::claiming_keyframe_body(2, 1 << 23)).unwrap().body else { panic!() };
         assert_eq!(k.areas.iter().map(|a| a.blocks).sum::<usize>(), 1 << 24);
         // Through the demultiplexer, as `record` reads a stream: a counted corrupt frame.
         let mut line = FRAME_START.to_vec();
-        cobs_encode(&claiming_keyframe(64, 1 << 28), &mut line);
+        cobs_encode(&crate::synth::claiming_keyframe_body(64, 1 << 28), &mut line);
         line.push(FRAME_END);
         let items = demux::Demux::new().push(&line);
         let [demux::Item::Corrupt(c)] = items.as_slice() else { panic!("{items:?}") };
