@@ -13,8 +13,10 @@ use codec::{cobs_encode, crc32, DecodeError, Reader, Writer};
 
 use crate::model::{GcFigures, MemStats, PythonFigures, Reported, StackFigures, SystemHeap, MAX_HEAP_BLOCKS};
 
-/// Version byte of every frame body.
-pub const VERSION: u8 = 1;
+/// Version byte of every frame body the encoders write.
+pub const VERSION: u8 = 2;
+/// Oldest version the decoder reads (1 differs only in how a range of blocks is coded).
+pub const OLDEST_VERSION: u8 = 1;
 /// Bytes that start a frame on the line: 0xFF never occurs in UTF-8 text.
 pub const FRAME_START: [u8; 2] = [0xFF, 0x00];
 /// Byte that ends a frame: COBS leaves no zero inside.
@@ -165,54 +167,197 @@ mod figure_tag {
     pub const PYTHON: u8 = 6;
 }
 
-/// ATB run-length tokens: a varint `(count - 1) << 2 | op`.
-mod atb_op {
-    /// `count` bytes of 0x00: four free blocks each.
-    pub const FREE: u64 = 0;
-    /// `count` bytes of 0xAA: four tail blocks each.
-    pub const TAIL: u64 = 1;
-    /// `count` literal bytes follow.
-    pub const LITERAL: u64 = 2;
-    /// One byte follows, repeated `count` times.
-    pub const REPEAT: u64 = 3;
-}
-
-/// Runs shorter than this are cheaper as literals.
-const MIN_REPEAT: usize = 3;
-
 pub use crate::model::heads_in;
 
-fn write_atb(w: &mut Writer, atb: &[u8]) {
-    let mut i = 0;
-    let mut literal_start = 0;
-    let flush_literal = |w: &mut Writer, from: usize, to: usize| {
-        if to > from {
-            w.varint(((to - from - 1) as u64) << 2 | atb_op::LITERAL);
-            w.bytes(&atb[from..to]);
-        }
-    };
-    while i < atb.len() {
-        let b = atb[i];
-        let run = atb[i..].iter().take_while(|&&x| x == b).count();
-        let special = b == 0x00 || b == 0xAA;
-        if run >= MIN_REPEAT || (special && run >= 1 && (run >= 2 || literal_start == i)) {
-            flush_literal(w, literal_start, i);
-            let op = match b {
-                0x00 => atb_op::FREE,
-                0xAA => atb_op::TAIL,
-                _ => atb_op::REPEAT,
-            };
-            w.varint(((run - 1) as u64) << 2 | op);
-            if op == atb_op::REPEAT {
-                w.u8(b);
-            }
-            i += run;
-            literal_start = i;
+/// Block kinds in the ATB: 2 bits per block.
+const FREE: u8 = 0;
+const HEAD: u8 = 1;
+const TAIL: u8 = 2;
+const MARK: u8 = 3;
+
+fn kind_at(atb: &[u8], block: usize) -> u8 {
+    (atb[block / 4] >> (2 * (block % 4))) & 3
+}
+
+/// First block at or after `from` (before `to`) that is not of `kind`.
+fn run_end(atb: &[u8], from: usize, to: usize, kind: u8) -> usize {
+    let fill = [0x00u8, 0x55, 0xAA, 0xFF][kind as usize];
+    let mut i = from;
+    while i < to {
+        if i.is_multiple_of(4) && i + 4 <= to && atb[i / 4] == fill {
+            i += 4;
+        } else if kind_at(atb, i) == kind {
+            i += 1;
         } else {
-            i += run;
+            break;
         }
     }
-    flush_literal(w, literal_start, atb.len());
+    i
+}
+
+/// Bits packed least significant first, then padded with zeros to a whole byte (SPEC 3.4).
+struct BitWriter<'a> {
+    w: &'a mut Writer,
+    acc: u32,
+    bits: u32,
+}
+
+impl BitWriter<'_> {
+    fn put(&mut self, value: u32, count: u32) {
+        debug_assert!(count <= 16);
+        self.acc |= (value & ((1 << count) - 1)) << self.bits;
+        self.bits += count;
+        while self.bits >= 8 {
+            self.w.u8(self.acc as u8);
+            self.acc >>= 8;
+            self.bits -= 8;
+        }
+    }
+
+    /// Elias gamma of `v >= 1`: n zero bits, a one bit, then the low n bits of v, n = log2(v).
+    fn gamma(&mut self, v: u64) {
+        let n = 63 - v.leading_zeros();
+        let mut zeros = n;
+        while zeros > 0 {
+            let c = zeros.min(16);
+            self.put(0, c);
+            zeros -= c;
+        }
+        self.put(1, 1);
+        let mut shift = 0;
+        while shift < n {
+            let c = (n - shift).min(16);
+            self.put((v >> shift) as u32, c);
+            shift += c;
+        }
+    }
+
+    fn finish(self) {
+        if self.bits > 0 {
+            self.w.u8(self.acc as u8);
+        }
+    }
+}
+
+/// The layout code of `blocks` blocks (SPEC 3.4): their table bytes `atb` (bits past `blocks`
+/// zero) and the type codes of their heads, in block order.
+fn write_layout(w: &mut Writer, atb: &[u8], blocks: usize, codes: &[u8]) {
+    let exact = (0..blocks).any(|i| {
+        let k = kind_at(atb, i);
+        k == MARK || (k == TAIL && i > 0 && kind_at(atb, i - 1) == FREE)
+    });
+    let mut b = BitWriter { w, acc: 0, bits: 0 };
+    b.put(u32::from(exact), 1);
+    let mut i = run_end(atb, 0, blocks, TAIL);
+    b.gamma(i as u64 + 1);
+    let mut code = codes.iter();
+    while i < blocks {
+        let e = run_end(atb, i, blocks, FREE);
+        b.gamma((e - i) as u64 + 1);
+        i = e;
+        if i >= blocks {
+            break;
+        }
+        let k = kind_at(atb, i);
+        if exact {
+            b.put(u32::from(k), 2);
+        }
+        if k != TAIL {
+            b.put(u32::from(*code.next().expect("one type code per head")), 4);
+        }
+        let e = run_end(atb, i + 1, blocks, TAIL);
+        b.gamma((e - i) as u64);
+        i = e;
+    }
+    b.finish();
+}
+
+/// Reads bits as [`BitWriter`] writes them, a byte at a time from the frame.
+struct BitReader<'r, 'a> {
+    r: &'r mut Reader<'a>,
+    acc: u32,
+    bits: u32,
+}
+
+impl BitReader<'_, '_> {
+    fn get(&mut self, count: u32) -> Result<u32, DecodeError> {
+        while self.bits < count {
+            self.acc |= u32::from(self.r.u8("layout code")?) << self.bits;
+            self.bits += 8;
+        }
+        let v = self.acc & ((1u32 << count) - 1);
+        self.acc >>= count;
+        self.bits -= count;
+        Ok(v)
+    }
+
+    fn gamma(&mut self, what: &str) -> Result<u64, DecodeError> {
+        let at = self.r.offset();
+        let mut n = 0;
+        while self.get(1)? == 0 {
+            n += 1;
+            if n > 40 {
+                return Err(DecodeError::new(at, format!("{what}: gamma code longer than 40 bits")));
+            }
+        }
+        let mut v = 1u64 << n;
+        let mut shift = 0;
+        while shift < n {
+            let c = (n - shift).min(16);
+            v |= u64::from(self.get(c)?) << shift;
+            shift += c;
+        }
+        Ok(v)
+    }
+}
+
+/// Reads the layout code of `blocks` blocks: their table bytes and their heads' type codes.
+fn read_layout(r: &mut Reader<'_>, blocks: usize) -> Result<(Vec<u8>, Vec<u8>), DecodeError> {
+    let mut atb = vec![0u8; blocks.div_ceil(4)];
+    let mut codes = Vec::new();
+    let mut b = BitReader { r, acc: 0, bits: 0 };
+    let run = |b: &mut BitReader<'_, '_>, atb: &mut [u8], at: &mut usize, kind: u8, count: u64, what: &str| {
+        if count > (blocks - *at) as u64 {
+            return Err(b.r.error(format!("{what} of {count} blocks overruns the {} blocks left", blocks - *at)));
+        }
+        if kind != FREE {
+            for i in *at..*at + count as usize {
+                atb[i / 4] |= kind << (2 * (i % 4));
+            }
+        }
+        *at += count as usize;
+        Ok(())
+    };
+    let exact = b.get(1)? == 1;
+    let mut i = 0;
+    let lead = b.gamma("leading tails")? - 1;
+    run(&mut b, &mut atb, &mut i, TAIL, lead, "leading tail run")?;
+    while i < blocks {
+        let gap = b.gamma("free run")? - 1;
+        run(&mut b, &mut atb, &mut i, FREE, gap, "free run")?;
+        if i >= blocks {
+            break;
+        }
+        let kind = if exact { b.get(2)? as u8 } else { HEAD };
+        if kind == FREE {
+            return Err(b.r.error("layout item of kind free"));
+        }
+        if kind != TAIL {
+            codes.push(b.get(4)? as u8);
+        }
+        run(&mut b, &mut atb, &mut i, kind, 1, "allocation")?;
+        let tails = b.gamma("tail run")? - 1;
+        run(&mut b, &mut atb, &mut i, TAIL, tails, "tail run")?;
+    }
+    Ok((atb, codes))
+}
+
+/// Version 1 coded a range as an ATB run list and then its type codes, two per byte; recordings
+/// made with it stay readable.
+mod atb_op {
+    pub const FREE: u64 = 0;
+    pub const TAIL: u64 = 1;
+    pub const LITERAL: u64 = 2;
 }
 
 fn read_atb(r: &mut Reader<'_>, len: usize) -> Result<Vec<u8>, DecodeError> {
@@ -238,12 +383,6 @@ fn read_atb(r: &mut Reader<'_>, len: usize) -> Result<Vec<u8>, DecodeError> {
     Ok(atb)
 }
 
-fn write_codes(w: &mut Writer, codes: &[u8]) {
-    for pair in codes.chunks(2) {
-        w.u8((pair[0] & 0x0F) | (pair.get(1).copied().unwrap_or(0) & 0x0F) << 4);
-    }
-}
-
 fn read_codes(r: &mut Reader<'_>, heads: usize) -> Result<Vec<u8>, DecodeError> {
     let bytes = r.take(heads.div_ceil(2), "type codes")?;
     Ok((0..heads).map(|i| (bytes[i / 2] >> (4 * (i & 1))) & 0x0F).collect())
@@ -255,6 +394,18 @@ fn mask_tail(atb: &mut [u8], blocks: usize) {
         if let Some(last) = atb.last_mut() {
             *last &= (1u8 << (2 * (blocks % 4))) - 1;
         }
+    }
+}
+
+/// The table bytes and type codes of a range of `blocks` blocks, in the frame's version.
+fn read_range(r: &mut Reader<'_>, version: u8, blocks: usize) -> Result<(Vec<u8>, Vec<u8>), DecodeError> {
+    if version == 1 {
+        let mut atb = read_atb(r, blocks.div_ceil(4))?;
+        mask_tail(&mut atb, blocks);
+        let codes = read_codes(r, heads_in(&atb))?;
+        Ok((atb, codes))
+    } else {
+        read_layout(r, blocks)
     }
 }
 
@@ -369,8 +520,7 @@ fn write_payload(w: &mut Writer, body: &Body) {
             for a in &k.areas {
                 w.varint(a.pool_start);
                 w.varint(a.blocks as u64);
-                write_atb(w, &a.atb);
-                write_codes(w, &a.codes);
+                write_layout(w, &a.atb, a.blocks, &a.codes);
             }
             write_figures(w, &k.figures);
         }
@@ -386,8 +536,8 @@ fn write_payload(w: &mut Writer, body: &Body) {
                 for c in &a.chunks {
                     w.varint((c.index - next_index) as u64);
                     next_index = c.index + 1;
-                    write_atb(w, &c.atb);
-                    write_codes(w, &c.codes);
+                    let first = c.index * d.chunk_blocks;
+                    write_layout(w, &c.atb, (first + d.chunk_blocks).min(a.blocks) - first, &c.codes);
                 }
             }
             write_figures(w, &d.figures);
@@ -448,7 +598,7 @@ fn read_area_head(r: &mut Reader<'_>, claimed: &mut u64) -> Result<(u64, usize),
     Ok((pool_start, blocks as usize))
 }
 
-fn read_payload(r: &mut Reader<'_>, frame_type: u8) -> Result<Body, DecodeError> {
+fn read_payload(r: &mut Reader<'_>, version: u8, frame_type: u8) -> Result<Body, DecodeError> {
     Ok(match frame_type {
         t if t == FrameType::Hello as u8 => {
             let block_size = r.count("block size", 1 << 16)? as u32;
@@ -475,9 +625,7 @@ fn read_payload(r: &mut Reader<'_>, frame_type: u8) -> Result<Body, DecodeError>
             let mut claimed = 0;
             for _ in 0..n {
                 let (pool_start, blocks) = read_area_head(r, &mut claimed)?;
-                let mut atb = read_atb(r, blocks.div_ceil(4))?;
-                mask_tail(&mut atb, blocks);
-                let codes = read_codes(r, heads_in(&atb))?;
+                let (atb, codes) = read_range(r, version, blocks)?;
                 areas.push(WireArea { pool_start, blocks, atb, codes });
             }
             let figures = read_figures(r)?;
@@ -496,8 +644,8 @@ fn read_payload(r: &mut Reader<'_>, frame_type: u8) -> Result<Body, DecodeError>
             for _ in 0..n {
                 let (pool_start, blocks) = read_area_head(r, &mut claimed)?;
                 let chunk_count = blocks.div_ceil(chunk_blocks);
-                // Each chunk takes at least two bytes (index gap, table run): the input bounds them.
-                let changed = r.count("changed chunks", (chunk_count as u64).min(r.remaining() as u64 / 2))?;
+                // Each chunk takes at least a byte (its index gap): the input bounds them.
+                let changed = r.count("changed chunks", (chunk_count as u64).min(r.remaining() as u64))?;
                 let mut chunks = Vec::with_capacity(changed);
                 let mut next_index = 0usize;
                 for _ in 0..changed {
@@ -508,9 +656,7 @@ fn read_payload(r: &mut Reader<'_>, frame_type: u8) -> Result<Body, DecodeError>
                     }
                     let first = index * chunk_blocks;
                     let end = (first + chunk_blocks).min(blocks);
-                    let mut atb = read_atb(r, end.div_ceil(4) - first / 4)?;
-                    mask_tail(&mut atb, end - first);
-                    let codes = read_codes(r, heads_in(&atb))?;
+                    let (atb, codes) = read_range(r, version, end - first)?;
                     chunks.push(Chunk { index, atb, codes });
                     next_index = index + 1;
                 }
@@ -599,13 +745,13 @@ fn split_crc(body: &[u8]) -> Result<&[u8], DecodeError> {
 fn decode_payload(data: &[u8]) -> Result<Frame, DecodeError> {
     let mut r = Reader::new(data);
     let version = r.u8("version")?;
-    if version != VERSION {
-        return Err(DecodeError::new(0, format!("protocol version {version}, this decoder reads {VERSION}")));
+    if !(OLDEST_VERSION..=VERSION).contains(&version) {
+        return Err(DecodeError::new(0, format!("protocol version {version}, this decoder reads {OLDEST_VERSION} to {VERSION}")));
     }
     let frame_type = r.u8("frame type")?;
     let seq = r.u16("sequence")?;
     let device_ms = r.u32("device time")?;
-    let body = read_payload(&mut r, frame_type)?;
+    let body = read_payload(&mut r, version, frame_type)?;
     if !r.is_empty() {
         return Err(r.error(format!("{} bytes left over after the payload", r.remaining())));
     }
@@ -666,16 +812,30 @@ mod tests {
     }
 
     #[test]
-    fn atb_runs_compress_and_round_trip() {
+    fn layouts_compress_and_round_trip_any_table() {
+        // Long free and tail runs, a mark, a tail after a free block, a range that starts in
+        // the middle of an allocation, and an odd block count.
         let mut atb = vec![0u8; 1000];
         atb.extend([0xAA; 500]);
-        atb.extend([0x55, 0x59, 0x00, 0x99, 0x99, 0x99, 0x99, 0xAA, 0x01]);
-        let mut w = Writer::default();
-        write_atb(&mut w, &atb);
-        assert!(w.buf.len() < 20, "{} bytes", w.buf.len());
-        let mut r = Reader::new(&w.buf);
-        assert_eq!(read_atb(&mut r, atb.len()).unwrap(), atb);
-        assert!(r.is_empty());
+        atb.extend([0x55, 0x59, 0x00, 0x99, 0x9B, 0x99, 0x99, 0xA8, 0x01]);
+        let blocks = atb.len() * 4 - 3;
+        let heads = heads_in(&atb);
+        let codes: Vec<u8> = (0..heads).map(|i| (i * 7 % 16) as u8).collect();
+        for from in [0usize, 4000, 4004] {
+            let part = &atb[from / 4..];
+            let n = blocks - from;
+            let part_codes = &codes[heads - heads_in(part)..];
+            let mut w = Writer::default();
+            write_layout(&mut w, part, n, part_codes);
+            if from == 0 {
+                assert!(w.buf.len() < 40, "{} bytes", w.buf.len());
+            }
+            let mut r = Reader::new(&w.buf);
+            let (got, got_codes) = read_layout(&mut r, n).unwrap();
+            assert_eq!(got, part, "from {from}");
+            assert_eq!(got_codes, part_codes, "from {from}");
+            assert!(r.is_empty());
+        }
     }
 
     #[test]
