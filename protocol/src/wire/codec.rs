@@ -210,6 +210,11 @@ impl<'a> Reader<'a> {
         self.remaining() == 0
     }
 
+    /// Steps back over the last `n` bytes read (a bit reader gives back what it read ahead).
+    pub fn unread(&mut self, n: usize) {
+        self.pos = self.pos.checked_sub(n).expect("unread only what was read");
+    }
+
     pub fn error(&self, message: impl Into<String>) -> DecodeError {
         DecodeError::new(self.offset(), message)
     }

@@ -272,27 +272,66 @@ fn write_layout(w: &mut Writer, atb: &[u8], blocks: usize, codes: &[u8]) {
     b.finish();
 }
 
-/// Reads bits as [`BitWriter`] writes them, a byte at a time from the frame.
+/// Reads bits as [`BitWriter`] writes them, least significant first, from the frame's bytes.
 struct BitReader<'r, 'a> {
     r: &'r mut Reader<'a>,
-    acc: u32,
+    acc: u64,
     bits: u32,
 }
 
 impl BitReader<'_, '_> {
-    fn get(&mut self, count: u32) -> Result<u32, DecodeError> {
-        while self.bits < count {
-            self.acc |= u32::from(self.r.u8("layout code")?) << self.bits;
+    /// Tops the accumulator up to at least 57 bits, or to the end of the frame.
+    #[inline]
+    fn refill(&mut self) {
+        while self.bits <= 56 && !self.r.is_empty() {
+            let byte = self.r.u8("layout code").expect("not empty");
+            self.acc |= u64::from(byte) << self.bits;
             self.bits += 8;
         }
-        let v = self.acc & ((1u32 << count) - 1);
+    }
+
+    #[inline]
+    fn get(&mut self, count: u32) -> Result<u32, DecodeError> {
+        debug_assert!(count <= 32);
+        if self.bits < count {
+            self.refill();
+            if self.bits < count {
+                return Err(self.r.error("layout code: need 1 bytes, 0 left"));
+            }
+        }
+        let v = (self.acc & ((1u64 << count) - 1)) as u32;
         self.acc >>= count;
         self.bits -= count;
         Ok(v)
     }
 
+    /// Offset of the byte holding the next unread bit.
+    fn offset(&self) -> usize {
+        self.r.offset() - (self.bits / 8) as usize
+    }
+
+    /// Gives back the whole bytes read ahead: the code ends in the byte of its last bit.
+    fn finish(self) {
+        self.r.unread((self.bits / 8) as usize);
+    }
+
+    /// Elias gamma: `n` zero bits, a one, then the `n` low bits of the value.
+    #[inline]
     fn gamma(&mut self, what: &str) -> Result<u64, DecodeError> {
-        let at = self.r.offset();
+        let at = self.offset();
+        self.refill();
+        let zeros = self.acc.trailing_zeros();
+        if zeros < self.bits && 2 * zeros < self.bits {
+            // The whole code is in the accumulator.
+            let n = zeros;
+            if n > 40 {
+                return Err(DecodeError::new(at, format!("{what}: gamma code longer than 40 bits")));
+            }
+            let low = (self.acc >> (n + 1)) & ((1u64 << n) - 1);
+            self.acc >>= 2 * n + 1;
+            self.bits -= 2 * n + 1;
+            return Ok(1u64 << n | low);
+        }
         let mut n = 0;
         while self.get(1)? == 0 {
             n += 1;
@@ -311,6 +350,24 @@ impl BitReader<'_, '_> {
     }
 }
 
+/// Sets `count` blocks from `at` to `kind` in a table whose bits there are zero: whole bytes at
+/// once where the run covers them.
+fn fill_kind(atb: &mut [u8], at: usize, count: usize, kind: u8) {
+    let end = at + count;
+    let mut i = at;
+    while i < end && !i.is_multiple_of(4) {
+        atb[i / 4] |= kind << (2 * (i % 4));
+        i += 1;
+    }
+    let whole = (end - i) / 4;
+    atb[i / 4..i / 4 + whole].fill(kind * 0x55);
+    i += whole * 4;
+    while i < end {
+        atb[i / 4] |= kind << (2 * (i % 4));
+        i += 1;
+    }
+}
+
 /// Reads the layout code of `blocks` blocks: their table bytes and their heads' type codes.
 fn read_layout(r: &mut Reader<'_>, blocks: usize) -> Result<(Vec<u8>, Vec<u8>), DecodeError> {
     let mut atb = vec![0u8; blocks.div_ceil(4)];
@@ -318,12 +375,10 @@ fn read_layout(r: &mut Reader<'_>, blocks: usize) -> Result<(Vec<u8>, Vec<u8>), 
     let mut b = BitReader { r, acc: 0, bits: 0 };
     let run = |b: &mut BitReader<'_, '_>, atb: &mut [u8], at: &mut usize, kind: u8, count: u64, what: &str| {
         if count > (blocks - *at) as u64 {
-            return Err(b.r.error(format!("{what} of {count} blocks overruns the {} blocks left", blocks - *at)));
+            return Err(DecodeError::new(b.offset(), format!("{what} of {count} blocks overruns the {} blocks left", blocks - *at)));
         }
         if kind != FREE {
-            for i in *at..*at + count as usize {
-                atb[i / 4] |= kind << (2 * (i % 4));
-            }
+            fill_kind(atb, *at, count as usize, kind);
         }
         *at += count as usize;
         Ok(())
@@ -340,7 +395,7 @@ fn read_layout(r: &mut Reader<'_>, blocks: usize) -> Result<(Vec<u8>, Vec<u8>), 
         }
         let kind = if exact { b.get(2)? as u8 } else { HEAD };
         if kind == FREE {
-            return Err(b.r.error("layout item of kind free"));
+            return Err(DecodeError::new(b.offset(), "layout item of kind free"));
         }
         if kind != TAIL {
             codes.push(b.get(4)? as u8);
@@ -349,6 +404,7 @@ fn read_layout(r: &mut Reader<'_>, blocks: usize) -> Result<(Vec<u8>, Vec<u8>), 
         let tails = b.gamma("tail run")? - 1;
         run(&mut b, &mut atb, &mut i, TAIL, tails, "tail run")?;
     }
+    b.finish();
     Ok((atb, codes))
 }
 
