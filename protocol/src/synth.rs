@@ -116,6 +116,30 @@ pub fn mutate(snapshot: &Snapshot, seed: u64, changes: usize) -> Snapshot {
     out
 }
 
+/// A keyframe body (before COBS) with a valid CRC whose `areas` areas each claim `blocks`
+/// blocks, all free, in a few bytes of run-length code: hostile input for the decoder's limits
+/// (64 areas of 2^28 blocks is 8 GB of table in about 1 KB).
+pub fn claiming_keyframe_body(areas: u64, blocks: u64) -> Vec<u8> {
+    use crate::wire::codec::{crc32, Writer};
+    let mut w = Writer::default();
+    // Version 1: its run-length table code claims any size in one varint.
+    w.u8(1);
+    w.u8(crate::wire::FrameType::Keyframe as u8);
+    w.u16(7);
+    w.u32(0);
+    w.varint(16);
+    w.varint(areas);
+    for i in 0..areas {
+        w.varint(0x1000_0000 * (i + 1));
+        w.varint(blocks);
+        // One run of free table bytes (`atb_op::FREE`) for the whole area.
+        w.varint((blocks.div_ceil(4) - 1) << 2);
+    }
+    let crc = crc32(&w.buf);
+    w.u32(crc);
+    w.buf
+}
+
 /// A heap that a running program churns, one area: allocations go first-fit from the lowest
 /// free block (as `gc_alloc` searches from `gc_last_free_atb_index`, which every free lowers),
 /// objects die at random (young ones more often), sizes and types mixed as in a Python program

@@ -11,7 +11,7 @@ pub mod session;
 
 use codec::{cobs_encode, crc32, DecodeError, Reader, Writer};
 
-use crate::model::{GcFigures, MemStats, PythonFigures, Reported, StackFigures, SystemHeap};
+use crate::model::{GcFigures, MemStats, PythonFigures, Reported, StackFigures, SystemHeap, MAX_HEAP_BLOCKS};
 
 /// Version byte of every frame body the encoders write.
 pub const VERSION: u8 = 2;
@@ -171,10 +171,7 @@ mod figure_tag {
     pub const PYTHON: u8 = 6;
 }
 
-/// Number of head blocks (HEAD or MARK: bit 0 set) in ATB bytes.
-pub fn heads_in(atb: &[u8]) -> usize {
-    atb.iter().map(|b| (b & 0x55).count_ones() as usize).sum()
-}
+pub use crate::model::heads_in;
 
 /// Block kinds in the ATB: 2 bits per block.
 const FREE: u8 = 0;
@@ -352,27 +349,66 @@ fn write_layout_as(b: &mut BitWriter<'_>, atb: &[u8], blocks: usize, codes: &[u8
     put_items(b, atb, blocks, codes, exact, compact);
 }
 
-/// Reads bits as [`BitWriter`] writes them, a byte at a time from the frame.
+/// Reads bits as [`BitWriter`] writes them, least significant first, from the frame's bytes.
 struct BitReader<'r, 'a> {
     r: &'r mut Reader<'a>,
-    acc: u32,
+    acc: u64,
     bits: u32,
 }
 
 impl BitReader<'_, '_> {
-    fn get(&mut self, count: u32) -> Result<u32, DecodeError> {
-        while self.bits < count {
-            self.acc |= u32::from(self.r.u8("layout code")?) << self.bits;
+    /// Tops the accumulator up to at least 57 bits, or to the end of the frame.
+    #[inline]
+    fn refill(&mut self) {
+        while self.bits <= 56 && !self.r.is_empty() {
+            let byte = self.r.u8("layout code").expect("not empty");
+            self.acc |= u64::from(byte) << self.bits;
             self.bits += 8;
         }
-        let v = self.acc & ((1u32 << count) - 1);
+    }
+
+    #[inline]
+    fn get(&mut self, count: u32) -> Result<u32, DecodeError> {
+        debug_assert!(count <= 32);
+        if self.bits < count {
+            self.refill();
+            if self.bits < count {
+                return Err(self.r.error("layout code: need 1 bytes, 0 left"));
+            }
+        }
+        let v = (self.acc & ((1u64 << count) - 1)) as u32;
         self.acc >>= count;
         self.bits -= count;
         Ok(v)
     }
 
+    /// Offset of the byte holding the next unread bit.
+    fn offset(&self) -> usize {
+        self.r.offset() - (self.bits / 8) as usize
+    }
+
+    /// Gives back the whole bytes read ahead: the code ends in the byte of its last bit.
+    fn finish(self) {
+        self.r.unread((self.bits / 8) as usize);
+    }
+
+    /// Elias gamma: `n` zero bits, a one, then the `n` low bits of the value.
+    #[inline]
     fn gamma(&mut self, what: &str) -> Result<u64, DecodeError> {
-        let at = self.r.offset();
+        let at = self.offset();
+        self.refill();
+        let zeros = self.acc.trailing_zeros();
+        if zeros < self.bits && 2 * zeros < self.bits {
+            // The whole code is in the accumulator.
+            let n = zeros;
+            if n > 40 {
+                return Err(DecodeError::new(at, format!("{what}: gamma code longer than 40 bits")));
+            }
+            let low = (self.acc >> (n + 1)) & ((1u64 << n) - 1);
+            self.acc >>= 2 * n + 1;
+            self.bits -= 2 * n + 1;
+            return Ok(1u64 << n | low);
+        }
         let mut n = 0;
         while self.get(1)? == 0 {
             n += 1;
@@ -391,6 +427,24 @@ impl BitReader<'_, '_> {
     }
 }
 
+/// Sets `count` blocks from `at` to `kind` in a table whose bits there are zero: whole bytes at
+/// once where the run covers them.
+fn fill_kind(atb: &mut [u8], at: usize, count: usize, kind: u8) {
+    let end = at + count;
+    let mut i = at;
+    while i < end && !i.is_multiple_of(4) {
+        atb[i / 4] |= kind << (2 * (i % 4));
+        i += 1;
+    }
+    let whole = (end - i) / 4;
+    atb[i / 4..i / 4 + whole].fill(kind * 0x55);
+    i += whole * 4;
+    while i < end {
+        atb[i / 4] |= kind << (2 * (i % 4));
+        i += 1;
+    }
+}
+
 /// Reads the layout code of `blocks` blocks: their table bytes and their heads' type codes.
 fn read_layout(r: &mut Reader<'_>, blocks: usize) -> Result<(Vec<u8>, Vec<u8>), DecodeError> {
     let mut atb = vec![0u8; blocks.div_ceil(4)];
@@ -398,12 +452,10 @@ fn read_layout(r: &mut Reader<'_>, blocks: usize) -> Result<(Vec<u8>, Vec<u8>), 
     let mut b = BitReader { r, acc: 0, bits: 0 };
     let run = |b: &mut BitReader<'_, '_>, atb: &mut [u8], at: &mut usize, kind: u8, count: u64, what: &str| {
         if count > (blocks - *at) as u64 {
-            return Err(b.r.error(format!("{what} of {count} blocks overruns the {} blocks left", blocks - *at)));
+            return Err(DecodeError::new(b.offset(), format!("{what} of {count} blocks overruns the {} blocks left", blocks - *at)));
         }
         if kind != FREE {
-            for i in *at..*at + count as usize {
-                atb[i / 4] |= kind << (2 * (i % 4));
-            }
+            fill_kind(atb, *at, count as usize, kind);
         }
         *at += count as usize;
         Ok(())
@@ -447,7 +499,7 @@ fn read_layout(r: &mut Reader<'_>, blocks: usize) -> Result<(Vec<u8>, Vec<u8>), 
         };
         let kind = if exact { b.get(2)? as u8 } else { HEAD };
         if kind == FREE {
-            return Err(b.r.error("layout item of kind free"));
+            return Err(DecodeError::new(b.offset(), "layout item of kind free"));
         }
         if kind != TAIL {
             let code = if compact {
@@ -470,6 +522,7 @@ fn read_layout(r: &mut Reader<'_>, blocks: usize) -> Result<(Vec<u8>, Vec<u8>), 
         let tails = if compact { len - 1 } else { b.gamma("tail run")? - 1 };
         run(&mut b, &mut atb, &mut i, TAIL, tails, "tail run")?;
     }
+    b.finish();
     Ok((atb, codes))
 }
 
@@ -482,23 +535,24 @@ mod atb_op {
 }
 
 fn read_atb(r: &mut Reader<'_>, len: usize) -> Result<Vec<u8>, DecodeError> {
-    let mut atb = Vec::with_capacity(len);
-    while atb.len() < len {
-        let at = r.offset();
+    // Zeroed once: free runs, the commonest token, then cost nothing.
+    let mut atb = vec![0u8; len];
+    let mut at = 0;
+    while at < len {
+        let token_at = r.offset();
         let token = r.varint("ATB run")?;
         let count = (token >> 2) as usize + 1;
-        if count > len - atb.len() {
-            return Err(DecodeError::new(at, format!("ATB run of {count} bytes overruns the table ({} left)", len - atb.len())));
+        if count > len - at {
+            return Err(DecodeError::new(token_at, format!("ATB run of {count} bytes overruns the table ({} left)", len - at)));
         }
+        let run = &mut atb[at..at + count];
         match token & 3 {
-            atb_op::FREE => atb.resize(atb.len() + count, 0x00),
-            atb_op::TAIL => atb.resize(atb.len() + count, 0xAA),
-            atb_op::LITERAL => atb.extend_from_slice(r.take(count, "ATB literal")?),
-            _ => {
-                let b = r.u8("ATB repeated byte")?;
-                atb.resize(atb.len() + count, b);
-            }
+            atb_op::FREE => {}
+            atb_op::TAIL => run.fill(0xAA),
+            atb_op::LITERAL => run.copy_from_slice(r.take(count, "ATB literal")?),
+            _ => run.fill(r.u8("ATB repeated byte")?),
         }
+        at += count;
     }
     Ok(atb)
 }
@@ -612,8 +666,10 @@ fn read_figures(r: &mut Reader<'_>) -> Result<Reported, DecodeError> {
     Ok(f)
 }
 
-/// Most blocks an area may claim: a 1 GiB heap of 4-byte blocks.
-const MAX_BLOCKS: u64 = 1 << 28;
+/// Most blocks a frame may claim over all its areas (the model's limit, a heap no board has):
+/// a run-length-coded table lets a few bytes claim any size, so the decoder refuses more
+/// before it allocates anything.
+const MAX_BLOCKS: u64 = MAX_HEAP_BLOCKS as u64;
 const MAX_AREAS: u64 = 64;
 
 fn write_payload(w: &mut Writer, body: &Body) {
@@ -699,8 +755,25 @@ fn write_payload(w: &mut Writer, body: &Body) {
     }
 }
 
-fn read_area_head(r: &mut Reader<'_>) -> Result<(u64, usize), DecodeError> {
-    Ok((r.varint("pool start")?, r.count("area blocks", MAX_BLOCKS)?))
+/// An area's start and size; `claimed` counts the blocks of the frame's areas so far, which
+/// together may not pass [`MAX_BLOCKS`].
+fn read_area_head(r: &mut Reader<'_>, claimed: &mut u64) -> Result<(u64, usize), DecodeError> {
+    let pool_start = r.varint("pool start")?;
+    let at = r.offset();
+    let blocks = r.varint("area blocks")?;
+    match claimed.checked_add(blocks) {
+        Some(total) if total <= MAX_BLOCKS => *claimed = total,
+        _ => {
+            return Err(DecodeError::new(
+                at,
+                format!(
+                    "areas of {} blocks in all; a snapshot holds at most {MAX_BLOCKS} (a 256 MiB heap of 16-byte blocks, larger than any board's)",
+                    claimed.saturating_add(blocks)
+                ),
+            ))
+        }
+    }
+    Ok((pool_start, blocks as usize))
 }
 
 fn read_payload(r: &mut Reader<'_>, version: u8, frame_type: u8) -> Result<Body, DecodeError> {
@@ -711,8 +784,9 @@ fn read_payload(r: &mut Reader<'_>, version: u8, frame_type: u8) -> Result<Body,
             let platform = r.str("platform")?;
             let n = r.count("area count", MAX_AREAS)?;
             let mut areas = Vec::with_capacity(n);
+            let mut claimed = 0;
             for _ in 0..n {
-                let (pool_start, blocks) = read_area_head(r)?;
+                let (pool_start, blocks) = read_area_head(r, &mut claimed)?;
                 areas.push(AreaExtent { pool_start, blocks });
             }
             let types = r.u8("type count")? as usize;
@@ -726,8 +800,9 @@ fn read_payload(r: &mut Reader<'_>, version: u8, frame_type: u8) -> Result<Body,
             let block_size = r.count("block size", 1 << 16)? as u32;
             let n = r.count("area count", MAX_AREAS)?;
             let mut areas = Vec::with_capacity(n);
+            let mut claimed = 0;
             for _ in 0..n {
-                let (pool_start, blocks) = read_area_head(r)?;
+                let (pool_start, blocks) = read_area_head(r, &mut claimed)?;
                 let (atb, codes) = read_range(r, version, blocks)?;
                 areas.push(WireArea { pool_start, blocks, atb, codes });
             }
@@ -743,10 +818,12 @@ fn read_payload(r: &mut Reader<'_>, version: u8, frame_type: u8) -> Result<Body,
             }
             let n = r.count("area count", MAX_AREAS)?;
             let mut areas = Vec::with_capacity(n);
+            let mut claimed = 0;
             for _ in 0..n {
-                let (pool_start, blocks) = read_area_head(r)?;
+                let (pool_start, blocks) = read_area_head(r, &mut claimed)?;
                 let chunk_count = blocks.div_ceil(chunk_blocks);
-                let changed = r.count("changed chunks", chunk_count as u64)?;
+                // Each chunk takes at least a byte (its index gap): the input bounds them.
+                let changed = r.count("changed chunks", (chunk_count as u64).min(r.remaining() as u64))?;
                 let mut chunks = Vec::with_capacity(changed);
                 let mut next_index = 0usize;
                 for _ in 0..changed {
@@ -779,7 +856,7 @@ fn read_payload(r: &mut Reader<'_>, version: u8, frame_type: u8) -> Result<Body,
                 },
                 event_kind::MARK => Event::Mark { label: r.str("mark label")? },
                 event_kind::AREA_ADDED => {
-                    let (pool_start, blocks) = read_area_head(r)?;
+                    let (pool_start, blocks) = read_area_head(r, &mut 0)?;
                     Event::AreaAdded(AreaExtent { pool_start, blocks })
                 }
                 event_kind::AREA_REMOVED => Event::AreaRemoved { pool_start: r.varint("pool start")? },
@@ -821,15 +898,30 @@ pub fn encode_frame(frame: &Frame) -> Vec<u8> {
 /// Decodes a body (COBS already undone). The CRC is checked before anything else is read, so a
 /// damaged frame is rejected, never decoded into wrong data.
 pub fn decode_body(body: &[u8]) -> Result<Frame, DecodeError> {
-    if body.len() < HEADER_LEN + CRC_LEN {
-        return Err(DecodeError::new(0, format!("frame of {} bytes is shorter than header and CRC", body.len())));
-    }
-    let (data, crc_bytes) = body.split_at(body.len() - CRC_LEN);
-    let sent = u32::from_le_bytes([crc_bytes[0], crc_bytes[1], crc_bytes[2], crc_bytes[3]]);
+    let data = split_crc(body)?;
     let computed = crc32(data);
+    let sent = u32::from_le_bytes(body[data.len()..].try_into().expect("4 CRC bytes"));
     if sent != computed {
         return Err(DecodeError::new(data.len(), format!("CRC mismatch: frame says {sent:08x}, content gives {computed:08x}")));
     }
+    decode_payload(data)
+}
+
+/// Decodes a body whose bytes a check already covered (a recording's record CRC spans the
+/// whole frame, its own CRC included), without computing the frame's CRC a second time.
+pub fn decode_body_verified(body: &[u8]) -> Result<Frame, DecodeError> {
+    decode_payload(split_crc(body)?)
+}
+
+/// The body without its CRC.
+fn split_crc(body: &[u8]) -> Result<&[u8], DecodeError> {
+    if body.len() < HEADER_LEN + CRC_LEN {
+        return Err(DecodeError::new(0, format!("frame of {} bytes is shorter than header and CRC", body.len())));
+    }
+    Ok(&body[..body.len() - CRC_LEN])
+}
+
+fn decode_payload(data: &[u8]) -> Result<Frame, DecodeError> {
     let mut r = Reader::new(data);
     let version = r.u8("version")?;
     if !(OLDEST_VERSION..=VERSION).contains(&version) {
@@ -986,11 +1078,55 @@ mod tests {
     }
 
     #[test]
+    fn a_keyframe_may_not_claim_more_than_any_heap() {
+        // 64 areas of 2^28 blocks in about 1 KB: 8 GB before the limit.
+        let body = crate::synth::claiming_keyframe_body(64, 1 << 28);
+        assert!(body.len() < 1200, "{}", body.len());
+        let err = decode_body(&body).unwrap_err();
+        assert_eq!(err.offset, 8 + 1 + 1 + 5, "the first area's block count: {err}");
+        assert!(err.message.contains("at most 16777216"), "{err}");
+        // The limit is over all areas together, and exactly the limit is accepted.
+        let err = decode_body(&crate::synth::claiming_keyframe_body(2, (1 << 23) + 4)).unwrap_err();
+        assert!(err.message.contains("16777224 blocks"), "{err}");
+        let Body::Keyframe(k) = decode_body(&crate::synth::claiming_keyframe_body(2, 1 << 23)).unwrap().body else { panic!() };
+        assert_eq!(k.areas.iter().map(|a| a.blocks).sum::<usize>(), 1 << 24);
+        // Through the demultiplexer, as `record` reads a stream: a counted corrupt frame.
+        let mut line = FRAME_START.to_vec();
+        cobs_encode(&crate::synth::claiming_keyframe_body(64, 1 << 28), &mut line);
+        line.push(FRAME_END);
+        let items = demux::Demux::new().push(&line);
+        let [demux::Item::Corrupt(c)] = items.as_slice() else { panic!("{items:?}") };
+        assert!(c.error.message.contains("at most 16777216"), "{c}");
+    }
+
+    #[test]
+    fn a_delta_cannot_claim_more_chunks_than_its_bytes_hold() {
+        let mut w = Writer::default();
+        w.u8(VERSION);
+        w.u8(FrameType::Delta as u8);
+        w.u16(8);
+        w.u32(0);
+        w.u16(7);
+        w.varint(4);
+        w.varint(1);
+        w.varint(0x1000);
+        w.varint(1 << 24);
+        w.varint(1 << 22);
+        let crc = crc32(&w.buf);
+        w.u32(crc);
+        let err = decode_body(&w.buf).unwrap_err();
+        assert!(err.message.contains("changed chunks"), "{err}");
+    }
+
+    #[test]
     fn a_flipped_bit_is_caught_by_the_crc() {
         let frame = Frame { seq: 1, device_ms: 2, body: Body::Event(Event::Mark { label: "x".into() }) };
         let mut body = encode_body(&frame);
         body[9] ^= 0x10;
         let err = decode_body(&body).unwrap_err();
         assert!(err.message.contains("CRC"), "{err}");
+        // Without the frame's own check (a record CRC covered it), the same bytes decode.
+        body[9] ^= 0x10;
+        assert_eq!(decode_body_verified(&body).unwrap(), frame);
     }
 }
