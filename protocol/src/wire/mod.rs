@@ -248,19 +248,51 @@ impl BitWriter<'_> {
     }
 }
 
-/// Compact layout code: the order type codes start in before move-to-front ranks them
-/// (SPEC 3.4), most common first on real heaps.
+/// Compact layout code: the order type codes start in before they are ranked by how often they
+/// occurred (SPEC 3.4), most common first on real heaps.
 const TYPE_ORDER: [u8; 16] = [1, 5, 2, 8, 4, 3, 6, 7, 14, 13, 12, 9, 11, 10, 15, 0];
 
-/// Move-to-front rank of `code` in `order`, which moves it to the front.
-fn move_to_front(order: &mut [u8; 16], code: u8) -> usize {
-    let rank = order.iter().position(|&c| c == code & 0x0F).unwrap_or(15);
-    order.copy_within(0..rank, 1);
-    order[0] = code & 0x0F;
-    rank
+/// The compact code's type ranks: per allocation length (1, 2, 3, 4 or more blocks) the 16 type
+/// codes, most frequent in the range so far first, and how often each occurred.
+struct TypeRanks {
+    order: [[u8; 16]; 4],
+    count: [[u16; 16]; 4],
 }
 
-/// A move-to-front rank `p` (0..16) in the compact code: its class `c` (`p` below 2, 4, 8, 16)
+impl TypeRanks {
+    fn new() -> TypeRanks {
+        TypeRanks { order: [TYPE_ORDER; 4], count: [[0; 16]; 4] }
+    }
+
+    /// The type at `rank` for an allocation of `len` blocks, counted.
+    fn take(&mut self, len: usize, rank: usize) -> u8 {
+        let class = len.clamp(1, 4) - 1;
+        let code = self.order[class][rank];
+        self.count_at(class, rank);
+        code
+    }
+
+    /// The rank of `code` for an allocation of `len` blocks, counted.
+    fn rank(&mut self, len: usize, code: u8) -> usize {
+        let class = len.clamp(1, 4) - 1;
+        let rank = self.order[class].iter().position(|&c| c == code & 0x0F).unwrap_or(15);
+        self.count_at(class, rank);
+        rank
+    }
+
+    /// One more at `rank`, which moves ahead of the codes now counted fewer times.
+    fn count_at(&mut self, class: usize, mut rank: usize) {
+        let (order, count) = (&mut self.order[class], &mut self.count[class]);
+        count[rank] = count[rank].saturating_add(1);
+        while rank > 0 && count[rank] > count[rank - 1] {
+            order.swap(rank, rank - 1);
+            count.swap(rank, rank - 1);
+            rank -= 1;
+        }
+    }
+}
+
+/// A type rank `p` (0..16) in the compact code: its class `c` (`p` below 2, 4, 8, 16)
 /// as `c` one bits and a zero below 3, then the low `max(c, 1)` bits of `p`.
 fn rank_class(rank: usize) -> u32 {
     (rank | 1).ilog2()
@@ -271,7 +303,7 @@ fn put_items(b: &mut BitWriter<'_>, atb: &[u8], blocks: usize, codes: &[u8], exa
     let mut i = run_end(atb, 0, blocks, TAIL);
     b.gamma(i as u64 + 1);
     let mut code = codes.iter();
-    let mut order = TYPE_ORDER;
+    let mut ranks = TypeRanks::new();
     while i < blocks {
         let e = run_end(atb, i, blocks, FREE);
         let gap = e - i;
@@ -300,7 +332,7 @@ fn put_items(b: &mut BitWriter<'_>, atb: &[u8], blocks: usize, codes: &[u8], exa
         if k != TAIL {
             let c = *code.next().expect("one type code per head");
             if compact {
-                let rank = move_to_front(&mut order, c);
+                let rank = ranks.rank(len, c);
                 let class = rank_class(rank);
                 b.put((1 << class) - 1, (class + 1).min(3));
                 b.put(rank as u32, class.max(1));
@@ -413,7 +445,7 @@ fn read_layout(r: &mut Reader<'_>, blocks: usize) -> Result<(Vec<u8>, Vec<u8>), 
     let mut i = 0;
     let lead = b.gamma("leading tails")? - 1;
     run(&mut b, &mut atb, &mut i, TAIL, lead, "leading tail run")?;
-    let mut order = TYPE_ORDER;
+    let mut ranks = TypeRanks::new();
     while i < blocks {
         // The free run before the item, and the item's length where the code gives it first.
         let (gap, len) = if !compact {
@@ -454,9 +486,7 @@ fn read_layout(r: &mut Reader<'_>, blocks: usize) -> Result<(Vec<u8>, Vec<u8>), 
                 let low = b.get(class.max(1))? as usize;
                 let rank = if class == 0 { low } else { 1 << class | low };
                 debug_assert_eq!(rank_class(rank), class);
-                let code = order[rank];
-                move_to_front(&mut order, code);
-                code
+                ranks.take(len.min(4) as usize, rank)
             } else {
                 b.get(4)? as u8
             };
