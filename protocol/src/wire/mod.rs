@@ -919,9 +919,18 @@ mod tests {
         }));
     }
 
+    /// A range in both layout codes, what `write_layout` sent, and its table and type codes.
+    struct BothCodes {
+        classic: Vec<u8>,
+        compact: Vec<u8>,
+        chosen: Vec<u8>,
+        atb: Vec<u8>,
+        codes: Vec<u8>,
+    }
+
     /// `pattern` (mem_info letters, `m` a mark, `=` after `.` a stray tail) in the classic or
     /// the compact code, and what `write_layout` chose.
-    fn both_codes(pattern: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>) {
+    fn both_codes(pattern: &str) -> BothCodes {
         let area = crate::synth::pattern_area(0, 16, pattern);
         let atb = area.kinds().atb().to_vec();
         let codes: Vec<u8> = area.types().iter().map(|t| t.code()).collect();
@@ -934,7 +943,7 @@ mod tests {
         };
         let mut chosen = Writer::default();
         write_layout(&mut chosen, &atb, pattern.len(), &codes);
-        (code(false), code(true), chosen.buf, atb, codes)
+        BothCodes { classic: code(false), compact: code(true), chosen: chosen.buf, atb, codes }
     }
 
     #[test]
@@ -952,7 +961,7 @@ mod tests {
         ];
         let mut compact_sent = 0;
         for pattern in patterns {
-            let (classic, compact, chosen, atb, codes) = both_codes(pattern);
+            let BothCodes { classic, compact, chosen, atb, codes } = both_codes(pattern);
             for (name, code) in [("classic", &classic), ("compact", &compact)] {
                 let mut r = Reader::new(code);
                 let (got, got_codes) = read_layout(&mut r, pattern.len()).unwrap();
@@ -965,8 +974,8 @@ mod tests {
         }
         // The busy rows, the mark among them, go compact; a free range stays classic.
         assert!(compact_sent >= 3, "{compact_sent} ranges sent compact");
-        let (classic, _, chosen, _, _) = both_codes("................");
-        assert_eq!(chosen, classic);
+        let free = both_codes("................");
+        assert_eq!(free.chosen, free.classic);
     }
 
     #[test]
