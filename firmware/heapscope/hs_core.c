@@ -227,7 +227,7 @@ static void put_gamma(bit_writer_t *b, uint64_t v) {
     }
 }
 
-/* Compact code: type codes in the order move-to-front starts from (SPEC 3.4). */
+/* Compact code: type codes in the order their ranks start from (SPEC 3.4). */
 static const uint8_t type_order[16] = {1, 5, 2, 8, 4, 3, 6, 7, 14, 13, 12, 9, 11, 10, 15, 0};
 
 /* Blocks [from, to) of an area and how to code them. */
@@ -242,9 +242,11 @@ typedef struct {
 /* The items of a range after the header, in the classic code to `classic` and in the compact
  * code to `compact` (SPEC 3.4); either may be NULL. One walk serves both. */
 static void put_items(bit_writer_t *classic, bit_writer_t *compact, const layout_t *l) {
-    uint8_t order[16];
-    for (unsigned t = 0; t < 16; t++) {
-        order[t] = type_order[t];
+    /* Per allocation length (1, 2, 3, 4+ blocks) the type codes, most frequent so far first. */
+    uint8_t order[4][16];
+    uint16_t count[4][16] = {{0}};
+    for (unsigned t = 0; t < 64; t++) {
+        order[t / 16][t % 16] = type_order[t % 16];
     }
     size_t i = run_end(l->a, l->from, l->to, KIND_TAIL);
     put_gamma(classic, i - l->from + 1);
@@ -277,21 +279,30 @@ static void put_items(bit_writer_t *classic, bit_writer_t *compact, const layout
         if (k != KIND_TAIL) {
             uint8_t code = (uint8_t)(l->classify(l->ctx, l->index, i) & 0x0Fu);
             put_bits(classic, code, 4);
-            /* Move-to-front rank p: class c (p < 2, < 4, < 8, < 16) as c ones and a zero
-             * below 3, then the low bits of p (one for class 0). */
+            /* Rank p: class c (p < 2, < 4, < 8, < 16) as c ones and a zero below 3, then the
+             * low bits of p (one for class 0). The code is counted and moves ahead of codes
+             * now counted fewer times. */
+            uint8_t *o = order[len < 4 ? len - 1 : 3];
+            uint16_t *n = count[len < 4 ? len - 1 : 3];
             unsigned rank = 0, c = 0;
-            while (rank < 15 && order[rank] != code) {
+            while (rank < 15 && o[rank] != code) {
                 rank++;
             }
-            for (unsigned t = rank; t > 0; t--) {
-                order[t] = order[t - 1];
-            }
-            order[0] = code;
             while (rank >> (c + 1)) {
                 c++;
             }
             put_bits(compact, (1u << c) - 1u, c < 3 ? c + 1 : 3);
             put_bits(compact, rank, c ? c : 1);
+            if (n[rank] < 0xFFFFu) {
+                n[rank]++;
+            }
+            for (; rank > 0 && n[rank] > n[rank - 1]; rank--) {
+                uint16_t held = n[rank];
+                n[rank] = n[rank - 1];
+                n[rank - 1] = held;
+                o[rank] = o[rank - 1];
+                o[rank - 1] = code;
+            }
         }
         put_gamma(classic, len);
         i = end;

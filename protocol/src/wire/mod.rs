@@ -249,19 +249,51 @@ impl BitWriter<'_> {
     }
 }
 
-/// Compact layout code: the order type codes start in before move-to-front ranks them
-/// (SPEC 3.4), most common first on real heaps.
+/// Compact layout code: the order type codes start in before they are ranked by how often they
+/// occurred (SPEC 3.4), most common first on real heaps.
 const TYPE_ORDER: [u8; 16] = [1, 5, 2, 8, 4, 3, 6, 7, 14, 13, 12, 9, 11, 10, 15, 0];
 
-/// Move-to-front rank of `code` in `order`, which moves it to the front.
-fn move_to_front(order: &mut [u8; 16], code: u8) -> usize {
-    let rank = order.iter().position(|&c| c == code & 0x0F).unwrap_or(15);
-    order.copy_within(0..rank, 1);
-    order[0] = code & 0x0F;
-    rank
+/// The compact code's type ranks: per allocation length (1, 2, 3, 4 or more blocks) the 16 type
+/// codes, most frequent in the range so far first, and how often each occurred.
+struct TypeRanks {
+    order: [[u8; 16]; 4],
+    count: [[u16; 16]; 4],
 }
 
-/// A move-to-front rank `p` (0..16) in the compact code: its class `c` (`p` below 2, 4, 8, 16)
+impl TypeRanks {
+    fn new() -> TypeRanks {
+        TypeRanks { order: [TYPE_ORDER; 4], count: [[0; 16]; 4] }
+    }
+
+    /// The type at `rank` for an allocation of `len` blocks, counted.
+    fn take(&mut self, len: usize, rank: usize) -> u8 {
+        let class = len.clamp(1, 4) - 1;
+        let code = self.order[class][rank];
+        self.count_at(class, rank);
+        code
+    }
+
+    /// The rank of `code` for an allocation of `len` blocks, counted.
+    fn rank(&mut self, len: usize, code: u8) -> usize {
+        let class = len.clamp(1, 4) - 1;
+        let rank = self.order[class].iter().position(|&c| c == code & 0x0F).unwrap_or(15);
+        self.count_at(class, rank);
+        rank
+    }
+
+    /// One more at `rank`, which moves ahead of the codes now counted fewer times.
+    fn count_at(&mut self, class: usize, mut rank: usize) {
+        let (order, count) = (&mut self.order[class], &mut self.count[class]);
+        count[rank] = count[rank].saturating_add(1);
+        while rank > 0 && count[rank] > count[rank - 1] {
+            order.swap(rank, rank - 1);
+            count.swap(rank, rank - 1);
+            rank -= 1;
+        }
+    }
+}
+
+/// A type rank `p` (0..16) in the compact code: its class `c` (`p` below 2, 4, 8, 16)
 /// as `c` one bits and a zero below 3, then the low `max(c, 1)` bits of `p`.
 fn rank_class(rank: usize) -> u32 {
     (rank | 1).ilog2()
@@ -272,7 +304,7 @@ fn put_items(b: &mut BitWriter<'_>, atb: &[u8], blocks: usize, codes: &[u8], exa
     let mut i = run_end(atb, 0, blocks, TAIL);
     b.gamma(i as u64 + 1);
     let mut code = codes.iter();
-    let mut order = TYPE_ORDER;
+    let mut ranks = TypeRanks::new();
     while i < blocks {
         let e = run_end(atb, i, blocks, FREE);
         let gap = e - i;
@@ -301,7 +333,7 @@ fn put_items(b: &mut BitWriter<'_>, atb: &[u8], blocks: usize, codes: &[u8], exa
         if k != TAIL {
             let c = *code.next().expect("one type code per head");
             if compact {
-                let rank = move_to_front(&mut order, c);
+                let rank = ranks.rank(len, c);
                 let class = rank_class(rank);
                 b.put((1 << class) - 1, (class + 1).min(3));
                 b.put(rank as u32, class.max(1));
@@ -469,7 +501,7 @@ fn read_layout(r: &mut Reader<'_>, blocks: usize) -> Result<(Vec<u8>, Vec<u8>), 
     let mut i = 0;
     let lead = b.gamma("leading tails")? - 1;
     run(&mut b, &mut atb, &mut i, TAIL, lead, "leading tail run")?;
-    let mut order = TYPE_ORDER;
+    let mut ranks = TypeRanks::new();
     while i < blocks {
         // The free run before the item, and the item's length where the code gives it first.
         let (gap, len) = if !compact {
@@ -510,9 +542,7 @@ fn read_layout(r: &mut Reader<'_>, blocks: usize) -> Result<(Vec<u8>, Vec<u8>), 
                 let low = b.get(class.max(1))? as usize;
                 let rank = if class == 0 { low } else { 1 << class | low };
                 debug_assert_eq!(rank_class(rank), class);
-                let code = order[rank];
-                move_to_front(&mut order, code);
-                code
+                ranks.take(len.min(4) as usize, rank)
             } else {
                 b.get(4)? as u8
             };
@@ -991,9 +1021,18 @@ mod tests {
         }));
     }
 
+    /// A range in both layout codes, what `write_layout` sent, and its table and type codes.
+    struct BothCodes {
+        classic: Vec<u8>,
+        compact: Vec<u8>,
+        chosen: Vec<u8>,
+        atb: Vec<u8>,
+        codes: Vec<u8>,
+    }
+
     /// `pattern` (mem_info letters, `m` a mark, `=` after `.` a stray tail) in the classic or
     /// the compact code, and what `write_layout` chose.
-    fn both_codes(pattern: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>) {
+    fn both_codes(pattern: &str) -> BothCodes {
         let area = crate::synth::pattern_area(0, 16, pattern);
         let atb = area.kinds().atb().to_vec();
         let codes: Vec<u8> = area.types().iter().map(|t| t.code()).collect();
@@ -1006,7 +1045,7 @@ mod tests {
         };
         let mut chosen = Writer::default();
         write_layout(&mut chosen, &atb, pattern.len(), &codes);
-        (code(false), code(true), chosen.buf, atb, codes)
+        BothCodes { classic: code(false), compact: code(true), chosen: chosen.buf, atb, codes }
     }
 
     #[test]
@@ -1024,7 +1063,7 @@ mod tests {
         ];
         let mut compact_sent = 0;
         for pattern in patterns {
-            let (classic, compact, chosen, atb, codes) = both_codes(pattern);
+            let BothCodes { classic, compact, chosen, atb, codes } = both_codes(pattern);
             for (name, code) in [("classic", &classic), ("compact", &compact)] {
                 let mut r = Reader::new(code);
                 let (got, got_codes) = read_layout(&mut r, pattern.len()).unwrap();
@@ -1037,8 +1076,8 @@ mod tests {
         }
         // The busy rows, the mark among them, go compact; a free range stays classic.
         assert!(compact_sent >= 3, "{compact_sent} ranges sent compact");
-        let (classic, _, chosen, _, _) = both_codes("................");
-        assert_eq!(chosen, classic);
+        let free = both_codes("................");
+        assert_eq!(free.chosen, free.classic);
     }
 
     #[test]
