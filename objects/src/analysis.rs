@@ -525,12 +525,13 @@ fn fallback_type(t: ObjType) -> (String, bool) {
 }
 
 /// Objects in `later` that are not in `earlier` (same address, size and type): the leak
-/// suspects, grouped by type and by the oldest dominator that is not new itself.
+/// suspects, grouped by type and by what holds them: the nearest dominator that is not new
+/// itself, or the topmost new one where only roots hold them.
 pub struct Diff {
     pub new_objects: Vec<u32>,
     /// (type, count, bytes), most bytes first.
     pub by_type: Vec<(String, usize, u64)>,
-    /// (the surviving object that holds them, or TOP; count, bytes), most bytes first.
+    /// (the object that holds them; count, bytes), most bytes first.
     pub by_holder: Vec<(u32, usize, u64)>,
 }
 
@@ -548,9 +549,16 @@ pub fn diff(earlier: &Analysis, later: &Analysis) -> Diff {
         let t = by_type.entry(later.type_name(i).to_string()).or_default();
         t.0 += 1;
         t.1 += bytes;
+        // Up the dominator tree to the first object that is not new; where only the roots hold
+        // the new objects, the topmost new one stands for them.
+        let mut below = i;
         let mut holder = later.dominator(i);
         while holder != TOP && is_new[holder as usize] {
+            below = holder;
             holder = later.dominator(holder);
+        }
+        if holder == TOP {
+            holder = below;
         }
         let h = by_holder.entry(holder).or_default();
         h.0 += 1;

@@ -43,6 +43,16 @@ pub enum Command {
     Flash(FlashArgs),
     /// Run a real MicroPython interpreter with a demo workload and watch its heap.
     Demo(DemoArgs),
+    /// Take a heap dump: the contents of every used block, the layout and the names of modules
+    /// and globals, for `heapscope objects`.
+    ///
+    /// Stock firmware is read through the raw REPL with `uctypes` (this stops the running
+    /// program; the board is left at its prompt).
+    Dump(DumpArgs),
+    /// Who holds the memory: the objects of a dump by retained size (what freeing them would
+    /// give back), the path from a root that keeps an object alive, what is new since an
+    /// earlier dump.
+    Objects(ObjectsArgs),
 }
 
 /// How to reach the board.
@@ -176,6 +186,45 @@ pub struct ImportsArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// The dump file to write (JSON, `heapscope-dump` version 1).
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// Print the closing summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ObjectsArgs {
+    /// A dump written by `heapscope dump`.
+    pub input: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// How many objects to list, largest retained first (0: all).
+    #[arg(long, default_value_t = 20)]
+    pub top: usize,
+    /// Print the path from a root that keeps the object at (or covering) this address alive.
+    #[arg(long, value_name = "ADDR", value_parser = parse_heap_address, conflicts_with = "diff")]
+    pub why: Option<u64>,
+    /// A later dump: list the objects in it that are not in INPUT, grouped by type and by
+    /// the object that holds them (the leak suspects).
+    #[arg(long, value_name = "LATER")]
+    pub diff: Option<PathBuf>,
+}
+
+fn parse_heap_address(s: &str) -> Result<u64, String> {
+    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    parsed.map_err(|_| format!("{s:?} is not an address (like 0x3ffb1230)"))
 }
 
 #[derive(Debug, Args)]
