@@ -159,3 +159,54 @@ pub fn dict(b: &mut HeapBuilder, pairs: &[(u64, u64)]) -> u64 {
     let t = b.alloc(&table, 1);
     b.object("dict", &[(pairs.len() as u64) << 3 | 0b100, pairs.len() as u64, t])
 }
+
+/// A 32-bit heap of `blocks` 16-byte blocks, about `fill` percent used, shaped like a program's:
+/// module globals holding lists of strings, bytearrays and tuples, some shared between lists.
+/// Stops at `max_objects` allocations.
+pub fn program_heap(seed: u64, blocks: usize, fill: u64, max_objects: usize) -> HeapDump {
+    let mut rng = heapscope_protocol::synth::Rng::new(seed);
+    let mut b = HeapBuilder::new32(blocks);
+    let limit = blocks * fill as usize / 100;
+    let mut allocations = 0;
+    let mut shared: Vec<u64> = Vec::new();
+    let mut global = 0;
+    let used = |b: &HeapBuilder| ((b.next_address() - b.pool_start) / u64::from(b.block_size)) as usize;
+    while allocations + 400 < max_objects && used(&b) + 8000 < limit {
+        let count = 20 + rng.below(160) as usize;
+        let mut items = Vec::with_capacity(count);
+        for _ in 0..count {
+            if rng.below(8) == 0 {
+                b.skip(1 + rng.below(3) as usize);
+            }
+            let item = match rng.below(10) {
+                0..=3 => {
+                    let len = 8 + rng.below(150) as usize;
+                    allocations += 2;
+                    string(&mut b, &"s".repeat(len))
+                }
+                4..=5 => {
+                    allocations += 2;
+                    bytearray(&mut b, 16 + rng.below(600) as usize)
+                }
+                6..=7 => {
+                    allocations += 1;
+                    b.object("tuple", &[2, 0x7, 0x9])
+                }
+                _ if !shared.is_empty() => shared[rng.below(shared.len() as u64) as usize],
+                _ => {
+                    allocations += 1;
+                    b.alloc(&[0; 8], 2)
+                }
+            };
+            if rng.below(50) == 0 {
+                shared.push(item);
+            }
+            items.push(item);
+        }
+        allocations += 2;
+        let l = list(&mut b, &items);
+        b.name(&format!("app.g{global}"), l);
+        global += 1;
+    }
+    b.finish()
+}
