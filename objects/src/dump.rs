@@ -224,6 +224,11 @@ impl HeapDump {
         })
     }
 
+    /// The layout the dump was taken from, as a snapshot (for the heap map).
+    pub fn snapshot(&self) -> heapscope_protocol::Snapshot {
+        heapscope_protocol::Snapshot { areas: self.areas.iter().map(|a| a.area.clone()).collect(), reported: Default::default() }
+    }
+
     /// Blocks marked unreliable, over all areas.
     pub fn unreliable_blocks(&self) -> usize {
         self.areas.iter().flat_map(|a| a.unreliable.iter()).map(|&(_, n)| n).sum()

@@ -210,3 +210,24 @@ pub fn program_heap(seed: u64, blocks: usize, fill: u64, max_objects: usize) -> 
     }
     b.finish()
 }
+
+/// A small program's heap for views and demos: module `app` with `app.readings`, a dict holding
+/// a list of three bytearrays, `app.greeting`, a str, and `app.cache`, a list of strs.
+pub fn example() -> HeapDump {
+    let mut b = HeapBuilder::new32(1024);
+    b.skip(2);
+    let arrays: Vec<u64> = (0..3).map(|_| bytearray(&mut b, 200)).collect();
+    let l = list(&mut b, &arrays);
+    let readings = dict(&mut b, &[(0x1e, l)]);
+    let greeting = string(&mut b, "hello from the heap, a string long enough to be cut short in a preview");
+    b.skip(5);
+    let words: Vec<u64> = ["alpha", "beta", "gamma"].iter().map(|w| string(&mut b, w)).collect();
+    let cache = list(&mut b, &words);
+    let globals = dict(&mut b, &[(0x2e, readings), (0x3e, greeting), (0x4e, cache)]);
+    let module = b.object("module", &[globals]);
+    b.name("app", module);
+    b.name("app.readings", readings);
+    b.name("app.greeting", greeting);
+    b.name("app.cache", cache);
+    b.finish()
+}

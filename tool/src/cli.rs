@@ -217,6 +217,10 @@ pub struct ObjectsArgs {
     /// the object that holds them (the leak suspects).
     #[arg(long, value_name = "LATER")]
     pub diff: Option<PathBuf>,
+    /// Open the dump full screen: the dominator tree, and the heap map of the same moment
+    /// (`o` on the map opens the object under the cursor).
+    #[arg(long, conflicts_with_all = ["json", "why", "diff"])]
+    pub tui: bool,
 }
 
 fn parse_heap_address(s: &str) -> Result<u64, String> {

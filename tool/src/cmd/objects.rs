@@ -1,6 +1,7 @@
 //! `heapscope objects`: who holds the memory in a dump.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use heapscope_objects::dump::hex;
 use heapscope_objects::{diff, Analysis, HeapDump};
@@ -8,11 +9,25 @@ use serde_json::{json, Value};
 
 use crate::cli::ObjectsArgs;
 use crate::exit::{file_error, CliError};
+use crate::entry::{Entry, Source};
 use crate::human::thousands;
+use crate::tui::app::{App, View};
+use crate::tui::history::History;
+use crate::tui::render::objects::ObjectsState;
 
 pub fn load(path: &Path) -> Result<HeapDump, CliError> {
     let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
     HeapDump::from_json(&bytes).map_err(|e| CliError::BadInput(format!("{}: {e}", path.display())))
+}
+
+/// The full-screen view of a dump: its layout on the map, its objects in the Objects view.
+pub fn app(dump: &HeapDump, analysis: Analysis, title: &str) -> App {
+    let mut history = History::new();
+    history.push(Entry::Snapshot { at: 0, device_ms: None, source: Source::Poll, snapshot: Box::new(dump.snapshot()) });
+    let mut app = App::new(history, title, false);
+    app.objects = Some(ObjectsState::new(Arc::new(analysis)));
+    app.view = View::Objects;
+    app
 }
 
 fn object_json(a: &Analysis, i: u32) -> Value {
@@ -51,6 +66,11 @@ pub fn run(args: &ObjectsArgs) -> Result<(), CliError> {
     }
     if let Some(address) = args.why {
         return print_why(args, &analysis, address);
+    }
+    if args.tui {
+        let app = app(&dump, analysis, &args.input.display().to_string());
+        crate::tui::run_in_terminal(app, None).map_err(|e| CliError::Io(format!("terminal: {e}")))?;
+        return Ok(());
     }
     let order = analysis.by_retained();
     let top = take(order.iter().copied(), args.top);
