@@ -1,14 +1,22 @@
-//! `cargo bench -p heapscope-tests --bench objects`: who-holds-what analysis of a 4 MB heap
-//! (262,144 blocks, about 40,000 objects), its time and its peak memory, beside reading every
-//! word of the same dump once and loading the dump file, measured in the same run. Prints
-//! figures; asserts nothing about time.
+//! `cargo bench -p heapscope-tests --bench objects`:
+//! - who-holds-what analysis of a 4 MB heap (262,144 blocks, about 40,000 objects), its time
+//!   and its peak memory, beside reading every word of the same dump once and loading the dump
+//!   file, measured in the same run;
+//! - a stock-firmware dump (raw REPL) of a half-used ~119 KB heap of the real interpreter on a
+//!   pseudo-terminal: the bytes it puts on the line each way, counted, against the heap bytes
+//!   it reads, and the seconds those bytes take on a 115200-baud UART (8N1: 11,520 B/s).
+//!
+//! Prints figures; asserts nothing about time.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use heapscope::link::{Gone, Link, Opener, PathOpener};
+use heapscope::port::OpenOptions;
 use heapscope_objects::{synth, Analysis, HeapDump};
 use heapscope_tests::best_of;
+use heapscope_tests::board::PtyBoard;
 
 /// Counts heap bytes in use and their peak, to measure what the analysis needs.
 struct Counting;
@@ -36,6 +44,65 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOCATOR: Counting = Counting;
 
 fn main() {
+    analysis();
+    line();
+}
+
+/// A link that counts what passes each way.
+struct CountingLink {
+    inner: Box<dyn Link>,
+    read: usize,
+    written: usize,
+}
+
+impl Link for CountingLink {
+    fn read_some(&mut self, buf: &mut [u8]) -> Result<usize, Gone> {
+        let n = self.inner.read_some(buf)?;
+        self.read += n;
+        Ok(n)
+    }
+
+    fn write_all(&mut self, data: &[u8]) -> Result<(), Gone> {
+        self.written += data.len();
+        self.inner.write_all(data)
+    }
+}
+
+fn line() {
+    // -X heapsize=120800 gives a pool of 119,296 bytes on the 64-bit build (the closest to an
+    // ESP32's 119,360 its 128-byte table granularity allows).
+    let board = PtyBoard::start(&["-X", "heapsize=120800"]);
+    let mut opener = PathOpener { path: board.port(), options: OpenOptions { baud: 115_200, reset: false } };
+    let open = |opener: &mut PathOpener| CountingLink { inner: opener.open().expect("open the board"), read: 0, written: 0 };
+    let mut link = open(&mut opener);
+    {
+        let mut demux = heapscope_protocol::wire::demux::Demux::new();
+        let mut repl = heapscope::repl::RawRepl::new(&mut link, &mut demux);
+        repl.enter().unwrap();
+        // Live objects up to half the pool (checked after collections, so garbage is not counted).
+        let fill = "import gc\nkeep = []\nwhile True:\n gc.collect()\n if gc.mem_alloc() >= 119296 // 2:\n  break\n for _ in range(10):\n  keep.append((str(len(keep)) * 30, bytearray(64), [len(keep)] * 4))\ngc.collect()\nprint(gc.mem_alloc(), gc.mem_free())\n";
+        let out = repl.exec(fill, std::time::Duration::from_secs(60)).unwrap();
+        assert!(!out.failed(), "{}", String::from_utf8_lossy(&out.stderr));
+        repl.leave().unwrap();
+    }
+    drop(link);
+    let mut link = open(&mut opener);
+    let dump = heapscope::cmd::dump::take(&mut link, &mut |_, _| {}).expect("a dump");
+    let pool = dump.areas[0].area.pool_bytes();
+    let heap = dump.content_bytes();
+    let line = link.read + link.written;
+    println!("stock dump through the raw REPL of a half-used {pool}-byte heap (the real interpreter on a pty)");
+    println!("  heap bytes read (used blocks):            {heap:>8}");
+    println!("  line bytes, board to host:                {:>8}   {:.2}x the heap bytes", link.read, link.read as f64 / heap as f64);
+    println!("  line bytes, host to board:                {:>8}   {:.2}x the heap bytes", link.written, link.written as f64 / heap as f64);
+    println!(
+        "  at 115200 baud (11,520 B/s, computed from the bytes): {:.1} s (the raw heap bytes alone: {:.1} s)",
+        line as f64 / 11_520.0,
+        heap as f64 / 11_520.0
+    );
+}
+
+fn analysis() {
     let dump = synth::program_heap(11, 262_144, 85, 40_000);
     let blocks = dump.areas[0].area.blocks();
     let file = dump.to_json();
