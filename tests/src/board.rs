@@ -1,19 +1,19 @@
 //! A real MicroPython interpreter standing in for a board on a serial port.
 //!
-//! The interpreter runs on pseudo-terminal A. A bridge thread copies bytes between A and a
-//! second pseudo-terminal B, and a symlink (like `/dev/serial/by-id/...`) names B's slave: that
-//! path is the "serial port" the tool opens, through the same code as a real one. Pulling the
+//! The interpreter runs on pseudo-terminal A. A [`Cable`] carries bytes between A and a second
+//! pseudo-terminal B (directly, or paced like a UART with a dropping receive buffer), and a
+//! symlink (like `/dev/serial/by-id/...`) names B's slave: that path is the "serial port" the
+//! tool opens, through the same code as a real one. Pulling the
 //! cable closes B and removes the link; plugging it back makes a new B and points the link at
 //! it. The interpreter runs on throughout, as a board does while its cable is out.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use serialport::{SerialPort, TTYPort};
+use serialport::TTYPort;
+
+use crate::cable::{Cable, CableSpec, CableStats};
 
 /// The stock interpreter: `HEAPSCOPE_MICROPYTHON`, the project's `.venv` (scripts/test installs
 /// it there), or `micropython` on PATH.
@@ -36,49 +36,43 @@ pub fn micropython() -> PathBuf {
     );
 }
 
-/// What the bridge connects A to: the current B, if the cable is in.
-struct Cable {
-    master: TTYPort,
-    /// Held so B stays open (and buffers) until the tool opens its slave.
-    _slave: TTYPort,
-}
-
 pub struct PtyBoard {
     child: Child,
     link: PathBuf,
     dir: PathBuf,
-    cable: Arc<Mutex<Option<Cable>>>,
-    stop: Arc<AtomicBool>,
-    bridge: Option<JoinHandle<()>>,
-    /// Everything the interpreter wrote, for test diagnostics.
-    pub transcript: Arc<Mutex<Vec<u8>>>,
+    cable: Cable,
 }
 
 fn stdio(port: &TTYPort) -> Stdio {
     heapscope::link::pty_stdio(port).expect("dup the pty slave")
 }
 
-fn plug_in(link: &Path) -> Cable {
-    let (master, slave) = TTYPort::pair().expect("a pseudo-terminal pair");
-    let name = slave.name().expect("the pty has a name");
+/// Points `link` at `target`, replacing what it named.
+fn relink(link: &Path, target: &Path) {
     let _ = std::fs::remove_file(link);
-    std::os::unix::fs::symlink(&name, link).expect("link the port name");
-    Cable { master, _slave: slave }
+    std::os::unix::fs::symlink(target, link).expect("link the port name");
 }
 
 impl PtyBoard {
-    /// Starts the stock interpreter (`args` after the binary, e.g. a heap size) as a board.
+    /// Starts the stock interpreter (`args` after the binary, e.g. a heap size) as a board on a
+    /// direct line.
     pub fn start(args: &[&str]) -> PtyBoard {
         PtyBoard::start_with(&micropython(), args)
     }
 
-    /// Starts the given interpreter as a board.
+    /// Starts the given interpreter as a board on a direct line.
     pub fn start_with(interpreter: &Path, args: &[&str]) -> PtyBoard {
+        PtyBoard::start_on(interpreter, args, CableSpec::DIRECT)
+    }
+
+    /// Starts the given interpreter as a board behind a cable like `spec` (e.g.
+    /// `CableSpec::uart(115_200)` for a UART board with a dropping receive buffer).
+    pub fn start_on(interpreter: &Path, args: &[&str], spec: CableSpec) -> PtyBoard {
         static BOARDS: AtomicU64 = AtomicU64::new(0);
         let n = BOARDS.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("heapscope-board-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let (mut a_master, a_slave) = TTYPort::pair().expect("a pseudo-terminal pair");
+        let (a_master, a_slave) = TTYPort::pair().expect("a pseudo-terminal pair");
         let child = Command::new(interpreter)
             .args(args)
             .current_dir(&dir)
@@ -87,43 +81,10 @@ impl PtyBoard {
             .stderr(stdio(&a_slave))
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", interpreter.display()));
-        drop(a_slave);
+        let cable = Cable::connect(a_master, a_slave, spec);
         let link = dir.join("ttyUSB-board");
-        let cable = Arc::new(Mutex::new(Some(plug_in(&link))));
-        let stop = Arc::new(AtomicBool::new(false));
-        let transcript = Arc::new(Mutex::new(Vec::new()));
-        a_master.set_timeout(Duration::from_millis(5)).unwrap();
-        let bridge = {
-            let (cable, stop, transcript) = (cable.clone(), stop.clone(), transcript.clone());
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while !stop.load(Ordering::Relaxed) {
-                    // Board to host: dropped while the cable is out, as on a real line.
-                    if let Ok(n) = std::io::Read::read(&mut a_master, &mut buf) {
-                        if n > 0 {
-                            transcript.lock().unwrap().extend_from_slice(&buf[..n]);
-                            if let Some(c) = cable.lock().unwrap().as_mut() {
-                                let _ = std::io::Write::write_all(&mut c.master, &buf[..n]);
-                            }
-                        }
-                    }
-                    // Host to board.
-                    let mut guard = cable.lock().unwrap();
-                    if let Some(c) = guard.as_mut() {
-                        let _ = c.master.set_timeout(Duration::from_millis(5));
-                        if let Ok(n) = std::io::Read::read(&mut c.master, &mut buf) {
-                            if n > 0 {
-                                let _ = std::io::Write::write_all(&mut a_master, &buf[..n]);
-                            }
-                        }
-                    } else {
-                        drop(guard);
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                }
-            })
-        };
-        PtyBoard { child, link, dir, cable, stop, bridge: Some(bridge), transcript }
+        relink(&link, &cable.plug_in());
+        PtyBoard { child, link, dir, cable }
     }
 
     /// The port's name, as a tool would be given it.
@@ -137,17 +98,23 @@ impl PtyBoard {
 
     /// Pulls the cable: the port disappears.
     pub fn unplug(&self) {
-        *self.cable.lock().unwrap() = None;
+        self.cable.unplug();
         let _ = std::fs::remove_file(&self.link);
     }
 
     /// Plugs the cable back in: the same name, a new device.
     pub fn plug(&self) {
-        *self.cable.lock().unwrap() = Some(plug_in(&self.link));
+        relink(&self.link, &self.cable.plug_in());
     }
 
+    /// What the cable carried and dropped so far.
+    pub fn cable_stats(&self) -> CableStats {
+        self.cable.stats()
+    }
+
+    /// Everything the interpreter wrote, for test diagnostics.
     pub fn transcript(&self) -> String {
-        String::from_utf8_lossy(&self.transcript.lock().unwrap()).into_owned()
+        String::from_utf8_lossy(&self.cable.transcript()).into_owned()
     }
 
     /// Whether the interpreter is still running.
@@ -160,10 +127,6 @@ impl Drop for PtyBoard {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(b) = self.bridge.take() {
-            let _ = b.join();
-        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

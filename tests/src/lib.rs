@@ -2,6 +2,7 @@
 //! and the worked examples of `protocol/SPEC.md`.
 
 pub mod board;
+pub mod cable;
 pub mod c_core;
 pub mod spec;
 

@@ -340,7 +340,6 @@ impl Worker {
                 }
             }
         }
-        self.finish();
     }
 
     fn handle_commands(&mut self) -> Flow {
@@ -456,7 +455,11 @@ impl Worker {
         }
     }
 
-    fn finish(&mut self) {
+}
+
+/// However the worker ends (stopped, or a panic unwinding), the board is left at its prompt.
+impl Drop for Worker {
+    fn drop(&mut self) {
         if let PollState::On { entered: true, .. } = self.poll {
             // Leave the board at its normal REPL prompt.
             let mut repl = RawRepl::new(&mut *self.link, self.decoder.demux());

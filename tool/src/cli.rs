@@ -80,6 +80,11 @@ pub struct PortsArgs {
     pub boards: bool,
 }
 
+/// The shortest and longest durations accepted: below a millisecond nothing can be timed on a
+/// serial line; above a year is a typo.
+const SHORTEST: Duration = Duration::from_millis(1);
+const LONGEST: Duration = Duration::from_secs(366 * 24 * 3600);
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (number, scale) = if let Some(ms) = s.strip_suffix("ms") {
@@ -88,14 +93,20 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         (sec, 1.0)
     } else if let Some(min) = s.strip_suffix('m') {
         (min, 60.0)
+    } else if let Some(hours) = s.strip_suffix('h') {
+        (hours, 3600.0)
     } else {
         (s, 1.0)
     };
-    let v: f64 = number.trim().parse().map_err(|_| format!("{s:?} is not a duration (like 500ms, 2s, 1.5m)"))?;
-    if !(v.is_finite() && v > 0.0) {
+    let v: f64 = number.trim().parse().map_err(|_| format!("{s:?} is not a duration (like 500ms, 2s, 1.5m, 2h)"))?;
+    let seconds = v * scale;
+    if !(seconds.is_finite() && seconds > 0.0) {
         return Err(format!("{s:?}: a duration must be positive"));
     }
-    Ok(Duration::from_secs_f64(v * scale))
+    if seconds < SHORTEST.as_secs_f64() || seconds > LONGEST.as_secs_f64() {
+        return Err(format!("{s:?}: a duration must be between 1ms and 366 days"));
+    }
+    Ok(Duration::from_secs_f64(seconds).max(SHORTEST))
 }
 
 #[derive(Debug, Args)]
@@ -285,8 +296,12 @@ mod tests {
         assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert!(parse_duration("0").is_err());
         assert!(parse_duration("soon").is_err());
+        for absurd in ["1e-300ms", "0.5ms", "18446744073709551615s", "10000000000000000000s", "1e30s", "inf", "NaN", "-1s"] {
+            assert!(parse_duration(absurd).is_err(), "{absurd} was taken");
+        }
     }
 
     #[test]

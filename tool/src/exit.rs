@@ -63,3 +63,27 @@ impl From<RecordingError> for CliError {
 pub fn file_error(path: &std::path::Path, e: std::io::Error) -> CliError {
     CliError::Io(format!("{}: {e}", path.display()))
 }
+
+/// Writes to standard output. A reader that went away (`| head`) ends the output quietly; a
+/// closed or failing stdout is an error, never a panic.
+pub fn print_out(args: fmt::Arguments<'_>) -> Result<(), CliError> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_fmt(args) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(CliError::Io(format!("writing standard output: {e}"))),
+    }
+}
+
+/// `print!` that returns a [`CliError`] instead of panicking (see [`print_out`]).
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::exit::print_out(format_args!($($arg)*)) };
+}
+
+/// `println!` that returns a [`CliError`] instead of panicking (see [`print_out`]).
+#[macro_export]
+macro_rules! outln {
+    () => { $crate::exit::print_out(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::exit::print_out(format_args!("{}\n", format_args!($($arg)*))) };
+}

@@ -56,6 +56,10 @@ pub struct ReportedFigures {
     pub mem_total: Option<u64>,
     pub mem_current: Option<u64>,
     pub mem_peak: Option<u64>,
+    /// What `gc.mem_alloc()` returned to Python at the same moment (polls and the module).
+    pub mem_alloc: Option<u64>,
+    /// What `gc.mem_free()` returned (on split heaps it includes `max_new_split`).
+    pub mem_free: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -136,6 +140,8 @@ impl From<&Snapshot> for ReportedFigures {
             mem_total: r.mem.map(|m| m.total),
             mem_current: r.mem.map(|m| m.current),
             mem_peak: r.mem.map(|m| m.peak),
+            mem_alloc: r.python.map(|p| p.mem_alloc),
+            mem_free: r.python.map(|p| p.mem_free),
         }
     }
 }

@@ -33,11 +33,11 @@ fn inspect_recording(name: &str, bytes: Vec<u8>, args: &InspectArgs) -> Result<(
     let last_report = last.as_ref().map(SnapshotReport::from_snapshot);
     if args.json {
         let v = json!({"recording": report, "last": last_report});
-        println!("{}", serde_json::to_string_pretty(&v).expect("report serialises"));
+        crate::outln!("{}", serde_json::to_string_pretty(&v).expect("report serialises"))?;
     } else {
-        println!("{name}: heapscope recording, {:.1} s", report.seconds);
+        crate::outln!("{name}: heapscope recording, {:.1} s", report.seconds)?;
         let sources: Vec<String> = report.sources.iter().map(|(s, n)| format!("{n} {s}")).collect();
-        println!(
+        crate::outln!(
             "  {} snapshots ({}), {} events, {} segments ({} resets), {} gaps, {} damaged, {} bytes of console text",
             report.snapshots,
             if sources.is_empty() { "none".into() } else { sources.join(", ") },
@@ -47,15 +47,15 @@ fn inspect_recording(name: &str, bytes: Vec<u8>, args: &InspectArgs) -> Result<(
             report.gaps,
             report.damaged,
             human::thousands(report.console_bytes as u64)
-        );
+        )?;
         if let Some(t) = &report.truncated {
-            println!("  ends early at byte {} ({}): everything before it was read", t.offset, t.reason);
+            crate::outln!("  ends early at byte {} ({}): everything before it was read", t.offset, t.reason)?;
         } else if !report.closed {
-            println!("  not closed cleanly (no index): every record was read");
+            crate::outln!("  not closed cleanly (no index): every record was read")?;
         }
         if let Some(r) = &last_report {
-            println!("  last snapshot:");
-            print!("{}", human::snapshot(r));
+            crate::outln!("  last snapshot:")?;
+            crate::out!("{}", human::snapshot(r))?;
         }
     }
     Ok(())
@@ -74,13 +74,13 @@ fn inspect_text(name: &str, bytes: &[u8], args: &InspectArgs) -> Result<(), CliE
         };
         let json = json.map_err(|e| CliError::Io(format!("encoding JSON: {e}")))?;
         if !json.is_empty() {
-            println!("{json}");
+            crate::outln!("{json}")?;
         }
     } else {
         for (i, (dump, report)) in shown.iter().zip(&reports).enumerate() {
             let which = if args.all { i + 1 } else { dumps.len() };
-            println!("{name}: dump {which} of {}, lines {}-{}", dumps.len(), dump.first_line, dump.last_line);
-            print!("{}", human::snapshot(report));
+            crate::outln!("{name}: dump {which} of {}, lines {}-{}", dumps.len(), dump.first_line, dump.last_line)?;
+            crate::out!("{}", human::snapshot(report))?;
         }
     }
 

@@ -10,11 +10,11 @@ pub fn run(args: &PortsArgs) -> Result<(), CliError> {
         ports.retain(|p| p.likely_board.is_some());
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&ports).expect("ports serialise"));
+        crate::outln!("{}", serde_json::to_string_pretty(&ports).expect("ports serialise"))?;
         return Ok(());
     }
     if ports.is_empty() {
-        println!("{}", if args.boards { "no port looks like a MicroPython board" } else { "no serial ports found" });
+        crate::outln!("{}", if args.boards { "no port looks like a MicroPython board" } else { "no serial ports found" })?;
         return Ok(());
     }
     let width = ports.iter().map(|p| p.path.len()).max().unwrap_or(0);
@@ -25,7 +25,7 @@ pub fn run(args: &PortsArgs) -> Result<(), CliError> {
         };
         let what = p.likely_board.map(|b| format!("board? {b}")).or_else(|| p.product.clone()).unwrap_or_default();
         let serial = p.serial.as_ref().map(|s| format!("  id:{s}")).unwrap_or_default();
-        println!("{:<width$}  {id:<10}  {what}{serial}", p.path);
+        crate::outln!("{:<width$}  {id:<10}  {what}{serial}", p.path)?;
     }
     Ok(())
 }

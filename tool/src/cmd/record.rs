@@ -3,7 +3,8 @@
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::mpsc::RecvTimeoutError;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
@@ -25,13 +26,18 @@ pub fn start_capture(device: &DeviceArgs, options: capture::Options) -> Result<(
     Ok((Capture::start(Box::new(opener), options)?, path))
 }
 
-/// Set by Ctrl-C: the headless loop finishes cleanly.
+/// Set by Ctrl-C: the headless loop finishes cleanly. One flag per process (there is only one
+/// handler), cleared at each call so every run starts uninterrupted.
 pub fn interrupt_flag() -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let f = flag.clone();
-    // Only one handler per process: a second call (tests, demo after record) keeps the first.
-    let _ = ctrlc::set_handler(move || f.store(true, Ordering::SeqCst));
-    flag
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    let flag = FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let f = flag.clone();
+        let _ = ctrlc::set_handler(move || f.store(true, Ordering::SeqCst));
+        flag
+    });
+    flag.store(false, Ordering::SeqCst);
+    flag.clone()
 }
 
 pub fn meta(port: &str, mode: &str) -> String {
@@ -91,8 +97,11 @@ pub fn run_headless(
         if interrupted.load(Ordering::SeqCst) || limit.is_some_and(|l| start.elapsed() >= l) {
             break;
         }
-        if let Ok(e) = capture.entries.recv_timeout(Duration::from_millis(100)) {
-            handle(e, &mut tally, &mut writer);
+        match capture.entries.recv_timeout(Duration::from_millis(100)) {
+            Ok(e) => handle(e, &mut tally, &mut writer),
+            Err(RecvTimeoutError::Timeout) => {}
+            // The capture ended by itself (the board's process exited, or the worker failed).
+            Err(RecvTimeoutError::Disconnected) => break,
         }
         if tty && last_status.is_none_or(|t| t.elapsed() >= Duration::from_millis(250)) {
             let bytes = writer.as_ref().map_or(0, |w| w.len());
@@ -145,7 +154,7 @@ pub fn run(args: &RecordArgs) -> Result<(), CliError> {
             "damaged": t.corrupt,
             "console_bytes": t.console_bytes,
         });
-        println!("{}", serde_json::to_string_pretty(&summary).expect("summary serialises"));
+        crate::outln!("{}", serde_json::to_string_pretty(&summary).expect("summary serialises"))?;
     } else {
         eprintln!(
             "recorded {} snapshots ({}), {} events, {} gaps in {:.1} s: {} ({} bytes)",
@@ -157,6 +166,13 @@ pub fn run(args: &RecordArgs) -> Result<(), CliError> {
             args.output.display(),
             thousands(out.bytes)
         );
+    }
+    if t.snapshots == 0 {
+        return Err(CliError::Io(format!(
+            "nothing was captured from {port}: no snapshot in {:.1} s (see the notes above; the recording {} holds what the port said)",
+            out.elapsed.as_secs_f64(),
+            args.output.display()
+        )));
     }
     Ok(())
 }

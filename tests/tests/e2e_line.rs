@@ -1,0 +1,116 @@
+//! The tool against boards that behave like real ones on real lines: closed outputs, absurd
+//! arguments, ports that are not REPLs, UART cables that drop bytes, resets, unplugs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use heapscope_tests::board::PtyBoard;
+use heapscope_tests::cable::CableSpec;
+
+fn heapscope() -> Command {
+    Command::new(heapscope_tests::heapscope_binary())
+}
+
+fn run(args: &[&str]) -> Output {
+    heapscope().args(args).output().expect("run heapscope")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "exit {:?}: {}", o.status.code(), stderr(o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/mem_info").join(name)
+}
+
+/// A pipe whose reading end is already closed, as after `heapscope ... | head -0`.
+fn widowed_pipe() -> std::process::Stdio {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe() fills two fds; the read end is closed at once, the write end is owned.
+    unsafe {
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+        libc::close(fds[0]);
+        std::process::Stdio::from(std::os::fd::OwnedFd::from_raw_fd(fds[1]))
+    }
+}
+
+#[test]
+fn a_closed_or_failing_stdout_is_never_a_panic() {
+    let dump = fixture("seed_esp32_v1.11_mem_info1_int.txt");
+    let dump = dump.to_str().unwrap();
+    for args in [vec!["inspect", dump], vec!["inspect", "--json", dump], vec!["ports"], vec!["ports", "--json"]] {
+        // The reader went away: the output ends quietly.
+        let out = heapscope().args(&args).stdout(widowed_pipe()).output().unwrap();
+        let err = stderr(&out);
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        // A full device: a clear error, exit 1.
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
+        let out = heapscope().args(&args).stdout(full).output().unwrap();
+        let err = stderr(&out);
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("writing standard output"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn absurd_durations_are_refused_as_bad_input() {
+    for (option, value) in [
+        ("--interval", "10000000000000000000s"),
+        ("--interval", "18446744073709551615s"),
+        ("--duration", "1e30s"),
+        ("--interval", "1e-300ms"),
+        ("--duration", "NaN"),
+    ] {
+        let out = run(&["record", "--port", "/nonexistent", "-o", "/nonexistent/x.hsr", option, value]);
+        let err = stderr(&out);
+        assert!(!err.contains("panicked"), "{option} {value} panicked: {err}");
+        assert_eq!(out.status.code(), Some(2), "{option} {value}: {err}");
+        assert!(err.contains(value), "{option} {value}: the error names the value: {err}");
+    }
+}
+
+#[test]
+fn record_on_a_port_with_no_repl_explains_and_fails() {
+    // `sleep` holds the port and never answers, like a device that is not a MicroPython REPL.
+    let board = PtyBoard::start_on(Path::new("sleep"), &["120"], CableSpec::DIRECT);
+    let file = board.dir().join("silent.hsr");
+    let out = run(&["record", "--port", &board.port(), "-o", file.to_str().unwrap(), "--duration", "8s"]);
+    let err = stderr(&out);
+    assert!(err.contains("not a MicroPython REPL"), "{err}");
+    assert!(err.contains("nothing was captured"), "{err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+}
+
+/// Polls an idle board for a while; returns each poll snapshot's `gc.mem_alloc()` as exported.
+fn poll_an_idle_board(board: &PtyBoard, name: &str, duration: &str) -> Vec<u64> {
+    let file = board.dir().join(name);
+    let out = run(&["record", "--port", &board.port(), "-o", file.to_str().unwrap(), "--mode", "poll", "--interval", "200ms", "--duration", duration]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = json(&run(&["export", "--json", file.to_str().unwrap()]));
+    let snapshots = v["snapshots"].as_array().expect("snapshots");
+    snapshots
+        .iter()
+        .map(|s| {
+            let r = &s["reported"];
+            // gc.mem_alloc() is in the JSON, and agrees with mem_info's `used`.
+            assert_eq!(r["mem_alloc"], r["used"], "{r}");
+            assert!(r["mem_free"].as_u64().is_some(), "{r}");
+            r["mem_alloc"].as_u64().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn polls_report_what_python_sees() {
+    let board = PtyBoard::start(&["-X", "heapsize=120K"]);
+    let used = poll_an_idle_board(&board, "python.hsr", "3s");
+    assert!(used.len() >= 3, "{used:?}\n{}", board.transcript());
+}
