@@ -2,9 +2,10 @@
 //! - who-holds-what analysis of a 4 MB heap (262,144 blocks, about 40,000 objects), its time
 //!   and its peak memory, beside reading every word of the same dump once and loading the dump
 //!   file, measured in the same run;
-//! - a stock-firmware dump (raw REPL) of a half-used ~119 KB heap of the real interpreter on a
-//!   pseudo-terminal: the bytes it puts on the line each way, counted, against the heap bytes
-//!   it reads, and the seconds those bytes take on a 115200-baud UART (8N1: 11,520 B/s).
+//! - a stock-firmware dump (raw REPL) of a half-used ~119 KB heap of the real interpreter
+//!   behind the tests' UART-like cable at 115200 baud (11,520 B/s each way, a 256-byte receive
+//!   buffer): the bytes it puts on the line each way, counted, and the seconds it took, against
+//!   the heap bytes it reads and the seconds those alone take at the line's rate.
 //!
 //! Prints figures; asserts nothing about time.
 
@@ -17,6 +18,7 @@ use heapscope::port::OpenOptions;
 use heapscope_objects::{synth, Analysis, HeapDump};
 use heapscope_tests::best_of;
 use heapscope_tests::board::PtyBoard;
+use heapscope_tests::cable::CableSpec;
 
 /// Counts heap bytes in use and their peak, to measure what the analysis needs.
 struct Counting;
@@ -71,7 +73,7 @@ impl Link for CountingLink {
 fn line() {
     // -X heapsize=120800 gives a pool of 119,296 bytes on the 64-bit build (the closest to an
     // ESP32's 119,360 its 128-byte table granularity allows).
-    let board = PtyBoard::start(&["-X", "heapsize=120800"]);
+    let board = PtyBoard::start_on(&heapscope_tests::board::micropython(), &["-X", "heapsize=120800"], CableSpec::uart(115_200));
     let mut opener = PathOpener { path: board.port(), options: OpenOptions { baud: 115_200, reset: false } };
     let open = |opener: &mut PathOpener| CountingLink { inner: opener.open().expect("open the board"), read: 0, written: 0 };
     let mut link = open(&mut opener);
@@ -87,18 +89,22 @@ fn line() {
     }
     drop(link);
     let mut link = open(&mut opener);
+    let started = std::time::Instant::now();
     let dump = heapscope::cmd::dump::take(&mut link, &mut |_, _| {}).expect("a dump");
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(board.cable_stats().dropped, 0, "the board's receive buffer overflowed");
     let pool = dump.areas[0].area.pool_bytes();
     let heap = dump.content_bytes();
     let line = link.read + link.written;
-    println!("stock dump through the raw REPL of a half-used {pool}-byte heap (the real interpreter on a pty)");
+    println!("stock dump through the raw REPL of a half-used {pool}-byte heap (the real interpreter behind a 115200-baud cable)");
     println!("  heap bytes read (used blocks):            {heap:>8}");
     println!("  line bytes, board to host:                {:>8}   {:.2}x the heap bytes", link.read, link.read as f64 / heap as f64);
     println!("  line bytes, host to board:                {:>8}   {:.2}x the heap bytes", link.written, link.written as f64 / heap as f64);
     println!(
-        "  at 115200 baud (11,520 B/s, computed from the bytes): {:.1} s (the raw heap bytes alone: {:.1} s)",
-        line as f64 / 11_520.0,
-        heap as f64 / 11_520.0
+        "  took {seconds:.1} s   {:.2}x the heap bytes alone at 11,520 B/s ({:.1} s; all the line bytes at that rate: {:.1} s)",
+        seconds / (heap as f64 / 11_520.0),
+        heap as f64 / 11_520.0,
+        line as f64 / 11_520.0
     );
 }
 
