@@ -103,7 +103,7 @@ impl Heads {
         for (start, end, block_size, index) in &self.areas {
             if ptr >= *start && ptr < *end {
                 let offset = ptr - start;
-                if offset % u64::from(*block_size) != 0 {
+                if !offset.is_multiple_of(u64::from(*block_size)) {
                     return None;
                 }
                 let i = index[(offset / u64::from(*block_size)) as usize];
@@ -114,7 +114,7 @@ impl Heads {
     }
 }
 
-fn contents<'d>(dump: &'d HeapDump, address: u64, len: u64) -> Option<&'d [u8]> {
+fn contents(dump: &HeapDump, address: u64, len: u64) -> Option<&[u8]> {
     let i = dump.memory.partition_point(|r| r.address <= address).checked_sub(1)?;
     let r = &dump.memory[i];
     let offset = (address - r.address) as usize;

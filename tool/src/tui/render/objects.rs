@@ -77,12 +77,10 @@ impl ObjectsState {
             Action::Right => {
                 self.expanded.insert(object);
             }
-            Action::Left => {
-                if !self.expanded.remove(&object) && depth > 0 {
-                    // Already collapsed: go up to the parent.
-                    if let Some(p) = rows[..self.selected].iter().rposition(|r| r.1 < depth) {
-                        self.selected = p;
-                    }
+            // Already collapsed: go up to the parent.
+            Action::Left if !self.expanded.remove(&object) && depth > 0 => {
+                if let Some(p) = rows[..self.selected].iter().rposition(|r| r.1 < depth) {
+                    self.selected = p;
                 }
             }
             _ => {}
