@@ -234,12 +234,16 @@ pub struct ObjectsArgs {
     pub tui: bool,
 }
 
+/// A number in hex (`0x...`) or decimal.
+fn parse_number(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
 fn parse_heap_address(s: &str) -> Result<u64, String> {
-    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => s.parse(),
-    };
-    parsed.map_err(|_| format!("{s:?} is not an address (like 0x3ffb1230)"))
+    parse_number(s).ok_or_else(|| format!("{s:?} is not an address (like 0x3ffb1230)"))
 }
 
 #[derive(Debug, Args)]
@@ -260,11 +264,7 @@ pub struct FlashArgs {
 }
 
 fn parse_address(s: &str) -> Result<u32, String> {
-    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(hex) => u32::from_str_radix(hex, 16),
-        None => s.parse(),
-    };
-    parsed.map_err(|_| format!("{s:?} is not an address (like 0x1000)"))
+    parse_number(s).and_then(|n| u32::try_from(n).ok()).ok_or_else(|| format!("{s:?} is not an address (like 0x1000)"))
 }
 
 #[derive(Debug, Args)]
@@ -309,6 +309,9 @@ mod tests {
         assert_eq!(parse_address("0x1000"), Ok(0x1000));
         assert_eq!(parse_address("4096"), Ok(4096));
         assert!(parse_address("x").is_err());
+        assert!(parse_address("0x100000000").is_err(), "flash addresses are 32-bit");
+        assert_eq!(parse_heap_address("0x7fa881843540"), Ok(0x7fa8_8184_3540));
+        assert!(parse_heap_address("0xzz").is_err());
     }
 
     #[test]
