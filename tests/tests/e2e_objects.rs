@@ -93,6 +93,17 @@ fn retained_sizes_match_what_deleting_the_holders_frees() {
     assert_eq!(dump.unreliable_blocks(), 0, "nothing changed while the program was stopped");
     let a = Analysis::new(&dump);
     let bs = u64::from(dump.areas[0].area.block_size());
+    // What nothing in the heap points at: held from outside the heap, or the REPL's garbage.
+    let unreferenced: Vec<u32> =
+        a.roots.iter().filter(|r| r.kind == heapscope_objects::RootKind::Unreferenced).map(|r| r.object).collect();
+    eprintln!(
+        "{} roots: {} named, {} unreferenced retaining {} B of {} B in use",
+        a.roots.len(),
+        a.roots.len() - unreferenced.len(),
+        unreferenced.len(),
+        unreferenced.iter().map(|&o| a.retained(o)).sum::<u64>(),
+        a.objects.iter().map(|o| o.bytes).sum::<u64>()
+    );
 
     // The dict, the list of 100 bytearrays in it, its path.
     let readings = named(&a, "app.readings");

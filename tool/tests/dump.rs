@@ -66,3 +66,25 @@ fn a_dump_reads_the_used_blocks_and_marks_what_changed() {
     assert_eq!(a.references(0), [1]);
     assert!(a.objects[1].unreliable);
 }
+
+#[test]
+fn damaged_or_missing_dump_files_are_named_with_their_exit_codes() {
+    let dir = std::env::temp_dir().join(format!("heapscope-dumpfile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = heapscope_objects::synth::example().to_json();
+    let bad = dir.join("bad.hsd");
+    std::fs::write(&bad, good.replacen("\"base64\":\"", "\"base64\":\"*", 1)).unwrap();
+    let run = |args: &[&str]| std::process::Command::new(env!("CARGO_BIN_EXE_heapscope")).args(args).output().unwrap();
+    let out = run(&["objects", bad.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("bad.hsd") && err.contains("memory range 0") && err.contains("base64"), "{err}");
+    let out = run(&["objects", dir.join("missing.hsd").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = dir.join("text.hsd");
+    std::fs::write(&text, "GC: total: 1\n").unwrap();
+    let out = run(&["objects", text.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a heapscope dump"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
