@@ -76,8 +76,10 @@ fn the_object_under_the_map_cursor_opens_in_the_objects_view() {
 }
 
 #[test]
-fn without_a_dump_the_view_says_how_to_get_one() {
+fn without_a_dump_the_view_says_how_to_get_one_and_a_replay_cannot_take_one() {
     let a = App::new(heapscope::tui::history::History::new(), "none", false);
-    let (_, text) = run(a, 100, 20, vec![key(KeyCode::Char('8'))]);
+    let (app, text) = run(a, 100, 20, vec![key(KeyCode::Char('8')), key(KeyCode::Char('d'))]);
     assert!(text.contains("heapscope objects FILE --tui"), "{text}");
+    assert!(app.message.as_deref().unwrap().contains("a replay has no board to dump"), "{:?}", app.message);
+    assert!(app.pending_dump.is_none() && app.outgoing.is_empty());
 }

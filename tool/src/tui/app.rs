@@ -94,6 +94,8 @@ pub struct App {
     pub map_codes: Option<(usize, Arc<super::render::heapmap::BlockCodes>)>,
     /// The heap dump the Objects view shows, if one was opened.
     pub objects: Option<super::render::objects::ObjectsState>,
+    /// The answer to a dump asked of the live capture, while it is being taken.
+    pub pending_dump: Option<std::sync::mpsc::Receiver<Result<crate::capture::DumpTaken, String>>>,
     marks: usize,
 }
 
@@ -121,6 +123,7 @@ impl App {
             regions: Regions::default(),
             map_codes: None,
             objects: None,
+            pending_dump: None,
             marks: 0,
         }
     }
@@ -260,6 +263,16 @@ impl App {
             Action::ToggleChanges => self.highlight_changes = !self.highlight_changes,
             Action::Sort => self.imports_by_bytes = !self.imports_by_bytes,
             Action::OpenObject => self.open_object_under_cursor(),
+            Action::TakeDump => {
+                if !self.live {
+                    self.message = Some("a replay has no board to dump: `heapscope objects FILE --tui` opens a dump".into());
+                } else if self.pending_dump.is_none() {
+                    let (reply, answer) = std::sync::mpsc::channel();
+                    self.outgoing.push(Command::Dump(reply));
+                    self.pending_dump = Some(answer);
+                    self.message = Some("taking a heap dump through the raw REPL (this stops the board's program)...".into());
+                }
+            }
             Action::Input => {
                 if self.live {
                     self.view = View::Console;
@@ -293,6 +306,29 @@ impl App {
                 Action::PageDown => self.step(10),
                 _ => {}
             },
+        }
+    }
+
+    /// Takes the answer to a dump, if it has come, into the Objects view.
+    pub fn receive_dump(&mut self) {
+        let Some(answer) = &self.pending_dump else { return };
+        let result = match answer.try_recv() {
+            Ok(result) => result,
+            Err(std::sync::mpsc::TryRecvError::Empty) => return,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => Err("heap dump: the capture stopped".into()),
+        };
+        self.pending_dump = None;
+        match result {
+            Ok(taken) => {
+                self.message = Some(format!(
+                    "heap dump: {} objects, {} unreliable blocks",
+                    taken.analysis.objects.len(),
+                    taken.analysis.unreliable_blocks
+                ));
+                self.objects = Some(super::render::objects::ObjectsState::new(Arc::new(taken.analysis)));
+                self.view = View::Objects;
+            }
+            Err(e) => self.message = Some(e),
         }
     }
 

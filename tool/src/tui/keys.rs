@@ -29,6 +29,7 @@ pub enum Action {
     Sort,
     Input,
     OpenObject,
+    TakeDump,
 }
 
 /// (keys as shown, action, what it does)
@@ -50,6 +51,7 @@ pub const BINDINGS: &[(&str, Action, &str)] = &[
     ("s", Action::Sort, "imports: sort by bytes kept / by order"),
     ("i", Action::Input, "console: type a line for the REPL (Enter sends, Esc leaves)"),
     ("o", Action::OpenObject, "map: show the object under the cursor in Objects"),
+    ("d", Action::TakeDump, "live: take a heap dump into Objects (stops the program)"),
 ];
 
 pub fn action(key: KeyEvent) -> Option<Action> {
@@ -82,6 +84,7 @@ pub fn action(key: KeyEvent) -> Option<Action> {
         KeyCode::Char('s') => Action::Sort,
         KeyCode::Char('i') => Action::Input,
         KeyCode::Char('o') => Action::OpenObject,
+        KeyCode::Char('d') => Action::TakeDump,
         _ => return None,
     })
 }

@@ -91,7 +91,7 @@ impl ObjectsState {
 pub fn draw(f: &mut Frame, rect: Rect, app: &mut App) {
     let block = Block::default().borders(Borders::ALL).title(" Objects: who holds the memory (dominator tree, largest retained first) ");
     let Some(state) = app.objects.as_mut() else {
-        let text = "no heap dump: open one with `heapscope objects FILE --tui` (take it with `heapscope dump -o FILE`)";
+        let text = "no heap dump: press d in a live session, or open one with `heapscope objects FILE --tui` (take it with `heapscope dump -o FILE`)";
         f.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }).block(block), rect);
         return;
     };
