@@ -118,3 +118,27 @@ fn attach_to_a_board_in_a_real_terminal() {
     assert!(rec.closed && rec.snapshot_count() >= 2, "closed {}, {} snapshots", rec.closed, rec.snapshot_count());
     assert!(board.transcript().trim_end().ends_with(">>>"), "{}", board.transcript());
 }
+
+#[test]
+fn objects_view_of_a_dump_in_a_real_terminal() {
+    let file = std::env::temp_dir().join(format!("heapscope-tmux-{}.hsd", std::process::id()));
+    std::fs::write(&file, heapscope_objects::synth::example().to_json()).unwrap();
+    let bin = heapscope_tests::heapscope_binary();
+    let t = Tmux::start(&format!("{} objects --tui {}", bin.display(), file.display()));
+    let s = t.wait_for("┌ Objects");
+    assert!(s.contains("▸ dict  app.readings"), "the dominator tree, largest first:\n{s}");
+    assert!(s.contains("kept alive by (named root): app.readings"), "the selected object's path:\n{s}");
+    // Expand twice and walk down to a bytearray: its path names the module and the global.
+    for k in ["Right", "Down", "Right", "Down", "Right", "Down", "Right", "Down"] {
+        t.keys(k);
+    }
+    let s = t.wait_for("app.readings -> list -> bytearray");
+    assert!(s.contains("▾ dict  app.readings") && s.contains("length 200"), "{s}");
+    // The heap map shows the dump's moment (`o` there is covered by tool/tests/tui_objects.rs).
+    t.keys("1");
+    t.wait_for("Heap map");
+    t.keys("q");
+    let after = t.wait_for("heapscope exited");
+    assert!(after.contains("heapscope exited 0"), "exit status 0:\n{after}");
+    let _ = std::fs::remove_file(&file);
+}

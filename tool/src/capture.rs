@@ -64,7 +64,22 @@ pub enum Command {
     Input(Vec<u8>),
     /// A mark on the timeline, made on the host.
     Mark(String),
+    /// Take a heap dump through the raw REPL (stopping the running program) and analyse it
+    /// here, off the UI thread; the answer goes to the sender.
+    Dump(Sender<Result<DumpTaken, String>>),
     Stop,
+}
+
+/// A heap dump taken during a live session, with its analysis.
+pub struct DumpTaken {
+    pub dump: heapscope_objects::HeapDump,
+    pub analysis: heapscope_objects::Analysis,
+}
+
+impl std::fmt::Debug for DumpTaken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DumpTaken({} objects)", self.analysis.objects.len())
+    }
 }
 
 /// A running capture. Dropping it stops the worker.
@@ -357,6 +372,9 @@ impl Worker {
                     let at = self.now();
                     self.emit(vec![Entry::Event { at, device_ms: None, event: Event::Mark { label } }]);
                 }
+                Ok(Command::Dump(reply)) => {
+                    let _ = reply.send(self.take_dump());
+                }
                 Err(mpsc::TryRecvError::Empty) => return Flow::Continue,
             }
         }
@@ -427,6 +445,35 @@ impl Worker {
         }
         self.emit(entries);
         Ok(())
+    }
+
+    /// A heap dump through the raw REPL; a polling session stays in the raw REPL, any other
+    /// is left at its prompt.
+    fn take_dump(&mut self) -> Result<DumpTaken, String> {
+        let at = self.now();
+        let entered = matches!(self.poll, PollState::On { entered: true, .. });
+        let mut repl = RawRepl::new(&mut *self.link, self.decoder.demux());
+        let result = (|| -> Result<heapscope_objects::HeapDump, crate::heapdump::DumpError> {
+            if !entered {
+                repl.enter()?;
+            }
+            let dump = crate::heapdump::take_stock(&mut repl, &mut |_, _| {});
+            if !entered {
+                repl.leave()?;
+            }
+            dump
+        })();
+        let console = repl.take_console();
+        let items = std::mem::take(&mut repl.items);
+        let mut entries = Vec::new();
+        if !console.is_empty() {
+            entries.push(Entry::Console { at, bytes: console });
+        }
+        self.decoder.items(items, at, &mut entries);
+        self.emit(entries);
+        let dump = result.map_err(|e| format!("heap dump: {e}"))?;
+        let analysis = heapscope_objects::Analysis::new(&dump);
+        Ok(DumpTaken { dump, analysis })
     }
 
     /// The port went away: mark a gap and wait for it to return (or stop).

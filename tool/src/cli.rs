@@ -43,6 +43,16 @@ pub enum Command {
     Flash(FlashArgs),
     /// Run a real MicroPython interpreter with a demo workload and watch its heap.
     Demo(DemoArgs),
+    /// Take a heap dump: the contents of every used block, the layout and the names of modules
+    /// and globals, for `heapscope objects`.
+    ///
+    /// Stock firmware is read through the raw REPL with `uctypes` (this stops the running
+    /// program; the board is left at its prompt).
+    Dump(DumpArgs),
+    /// Who holds the memory: the objects of a dump by retained size (what freeing them would
+    /// give back), the path from a root that keeps an object alive, what is new since an
+    /// earlier dump.
+    Objects(ObjectsArgs),
 }
 
 /// How to reach the board.
@@ -190,6 +200,53 @@ pub struct ImportsArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct DumpArgs {
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// The dump file to write (JSON, `heapscope-dump` version 1).
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// Print the closing summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ObjectsArgs {
+    /// A dump written by `heapscope dump`.
+    pub input: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// How many objects to list, largest retained first (0: all).
+    #[arg(long, default_value_t = 20)]
+    pub top: usize,
+    /// Print the path from a root that keeps the object at (or covering) this address alive.
+    #[arg(long, value_name = "ADDR", value_parser = parse_heap_address, conflicts_with = "diff")]
+    pub why: Option<u64>,
+    /// A later dump: list the objects in it that are not in INPUT, grouped by type and by
+    /// the object that holds them (the leak suspects).
+    #[arg(long, value_name = "LATER")]
+    pub diff: Option<PathBuf>,
+    /// Open the dump full screen: the dominator tree, and the heap map of the same moment
+    /// (`o` on the map opens the object under the cursor).
+    #[arg(long, conflicts_with_all = ["json", "why", "diff"])]
+    pub tui: bool,
+}
+
+/// A number in hex (`0x...`) or decimal.
+fn parse_number(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+fn parse_heap_address(s: &str) -> Result<u64, String> {
+    parse_number(s).ok_or_else(|| format!("{s:?} is not an address (like 0x3ffb1230)"))
+}
+
+#[derive(Debug, Args)]
 pub struct FlashArgs {
     #[command(flatten)]
     pub device: DeviceArgs,
@@ -207,11 +264,7 @@ pub struct FlashArgs {
 }
 
 fn parse_address(s: &str) -> Result<u32, String> {
-    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(hex) => u32::from_str_radix(hex, 16),
-        None => s.parse(),
-    };
-    parsed.map_err(|_| format!("{s:?} is not an address (like 0x1000)"))
+    parse_number(s).and_then(|n| u32::try_from(n).ok()).ok_or_else(|| format!("{s:?} is not an address (like 0x1000)"))
 }
 
 #[derive(Debug, Args)]
@@ -256,6 +309,9 @@ mod tests {
         assert_eq!(parse_address("0x1000"), Ok(0x1000));
         assert_eq!(parse_address("4096"), Ok(4096));
         assert!(parse_address("x").is_err());
+        assert!(parse_address("0x100000000").is_err(), "flash addresses are 32-bit");
+        assert_eq!(parse_heap_address("0x7fa881843540"), Ok(0x7fa8_8184_3540));
+        assert!(parse_heap_address("0xzz").is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod cmd;
 pub mod entry;
 pub mod exit;
+pub mod heapdump;
 pub mod human;
 pub mod link;
 pub mod port;
@@ -29,6 +30,8 @@ pub fn run() -> Result<(), exit::CliError> {
         cli::Command::Imports(args) => cmd::imports::run(&args),
         cli::Command::Flash(args) => cmd::flash::run(&args),
         cli::Command::Demo(args) => cmd::demo::run(&args),
+        cli::Command::Dump(args) => cmd::dump::run(&args),
+        cli::Command::Objects(args) => cmd::objects::run(&args),
         cli::Command::Attach(args) => cmd::view::attach(&args),
         cli::Command::Replay(args) => cmd::view::replay(&args),
     }

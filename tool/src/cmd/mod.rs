@@ -1,10 +1,12 @@
 //! One module per command.
 
 pub mod demo;
+pub mod dump;
 pub mod export;
 pub mod flash;
 pub mod imports;
 pub mod inspect;
+pub mod objects;
 pub mod ports;
 pub mod record;
 pub mod view;

@@ -20,10 +20,12 @@ pub enum View {
     Diff,
     Types,
     Console,
+    Objects,
 }
 
 impl View {
-    pub const ALL: [View; 7] = [View::Map, View::Fragmentation, View::Timeline, View::Imports, View::Diff, View::Types, View::Console];
+    pub const ALL: [View; 8] =
+        [View::Map, View::Fragmentation, View::Timeline, View::Imports, View::Diff, View::Types, View::Console, View::Objects];
 
     pub fn title(self) -> &'static str {
         match self {
@@ -34,6 +36,7 @@ impl View {
             View::Diff => "Diff",
             View::Types => "Types",
             View::Console => "Console",
+            View::Objects => "Objects",
         }
     }
 
@@ -89,6 +92,10 @@ pub struct App {
     /// The heap map's per-block types for the snapshot last drawn: redraws of the same moment
     /// (every tick) reuse them.
     pub map_codes: Option<(usize, Arc<super::render::heapmap::BlockCodes>)>,
+    /// The heap dump the Objects view shows, if one was opened.
+    pub objects: Option<super::render::objects::ObjectsState>,
+    /// The answer to a dump asked of the live capture, while it is being taken.
+    pub pending_dump: Option<std::sync::mpsc::Receiver<Result<crate::capture::DumpTaken, String>>>,
     marks: usize,
 }
 
@@ -115,6 +122,8 @@ impl App {
             outgoing: Vec::new(),
             regions: Regions::default(),
             map_codes: None,
+            objects: None,
+            pending_dump: None,
             marks: 0,
         }
     }
@@ -253,6 +262,17 @@ impl App {
             }
             Action::ToggleChanges => self.highlight_changes = !self.highlight_changes,
             Action::Sort => self.imports_by_bytes = !self.imports_by_bytes,
+            Action::OpenObject => self.open_object_under_cursor(),
+            Action::TakeDump => {
+                if !self.live {
+                    self.message = Some("a replay has no board to dump: `heapscope objects FILE --tui` opens a dump".into());
+                } else if self.pending_dump.is_none() {
+                    let (reply, answer) = std::sync::mpsc::channel();
+                    self.outgoing.push(Command::Dump(reply));
+                    self.pending_dump = Some(answer);
+                    self.message = Some("taking a heap dump through the raw REPL (this stops the board's program)...".into());
+                }
+            }
             Action::Input => {
                 if self.live {
                     self.view = View::Console;
@@ -274,6 +294,11 @@ impl App {
                 Action::PageDown => self.console_scroll = self.console_scroll.saturating_sub(20),
                 _ => {}
             },
+            View::Objects => {
+                if let Some(o) = self.objects.as_mut() {
+                    o.navigate(a);
+                }
+            }
             View::Timeline | View::Fragmentation | View::Diff | View::Types | View::Imports => match a {
                 Action::Left => self.step(-1),
                 Action::Right => self.step(1),
@@ -281,6 +306,46 @@ impl App {
                 Action::PageDown => self.step(10),
                 _ => {}
             },
+        }
+    }
+
+    /// Takes the answer to a dump, if it has come, into the Objects view.
+    pub fn receive_dump(&mut self) {
+        let Some(answer) = &self.pending_dump else { return };
+        let result = match answer.try_recv() {
+            Ok(result) => result,
+            Err(std::sync::mpsc::TryRecvError::Empty) => return,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => Err("heap dump: the capture stopped".into()),
+        };
+        self.pending_dump = None;
+        match result {
+            Ok(taken) => {
+                self.message = Some(format!(
+                    "heap dump: {} objects, {} unreliable blocks",
+                    taken.analysis.objects.len(),
+                    taken.analysis.unreliable_blocks
+                ));
+                self.objects = Some(super::render::objects::ObjectsState::new(Arc::new(taken.analysis)));
+                self.view = View::Objects;
+            }
+            Err(e) => self.message = Some(e),
+        }
+    }
+
+    /// From the heap map: the object under the cursor, in the Objects view.
+    fn open_object_under_cursor(&mut self) {
+        if self.view != View::Map {
+            return;
+        }
+        let address = self.snapshot().and_then(|s| s.areas.get(self.block.0).map(|a| a.address_of(self.block.1)));
+        let Some(objects) = self.objects.as_mut() else {
+            self.message = Some("no heap dump open: `heapscope objects FILE --tui`".into());
+            return;
+        };
+        if address.is_some_and(|a| objects.reveal(a)) {
+            self.view = View::Objects;
+        } else {
+            self.message = Some("no object of the dump under the cursor".into());
         }
     }
 

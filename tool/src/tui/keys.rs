@@ -28,6 +28,8 @@ pub enum Action {
     ToggleChanges,
     Sort,
     Input,
+    OpenObject,
+    TakeDump,
 }
 
 /// (keys as shown, action, what it does)
@@ -35,7 +37,7 @@ pub const BINDINGS: &[(&str, Action, &str)] = &[
     ("q", Action::Quit, "quit"),
     ("?", Action::Help, "this help"),
     ("Tab / Shift-Tab", Action::NextView, "next / previous view"),
-    ("1-7", Action::View(0), "map, fragmentation, timeline, imports, diff, types, console"),
+    ("1-8", Action::View(0), "map, fragmentation, timeline, imports, diff, types, console, objects"),
     ("arrows / hjkl", Action::Left, "move the cursor (pans the map)"),
     ("PgUp / PgDn", Action::PageUp, "scroll a page"),
     ("+ / -", Action::ZoomIn, "zoom the map in / out"),
@@ -48,6 +50,8 @@ pub const BINDINGS: &[(&str, Action, &str)] = &[
     ("c", Action::ToggleChanges, "map: highlight blocks changed since the snapshot before"),
     ("s", Action::Sort, "imports: sort by bytes kept / by order"),
     ("i", Action::Input, "console: type a line for the REPL (Enter sends, Esc leaves)"),
+    ("o", Action::OpenObject, "map: show the object under the cursor in Objects"),
+    ("d", Action::TakeDump, "live: take a heap dump into Objects (stops the program)"),
 ];
 
 pub fn action(key: KeyEvent) -> Option<Action> {
@@ -59,7 +63,7 @@ pub fn action(key: KeyEvent) -> Option<Action> {
         KeyCode::Tab if shift => Action::PrevView,
         KeyCode::Tab => Action::NextView,
         KeyCode::BackTab => Action::PrevView,
-        KeyCode::Char(c @ '1'..='7') => Action::View(c as usize - '1' as usize),
+        KeyCode::Char(c @ '1'..='8') => Action::View(c as usize - '1' as usize),
         KeyCode::Left | KeyCode::Char('h') => Action::Left,
         KeyCode::Right | KeyCode::Char('l') => Action::Right,
         KeyCode::Up | KeyCode::Char('k') => Action::Up,
@@ -79,6 +83,8 @@ pub fn action(key: KeyEvent) -> Option<Action> {
         KeyCode::Char('c') => Action::ToggleChanges,
         KeyCode::Char('s') => Action::Sort,
         KeyCode::Char('i') => Action::Input,
+        KeyCode::Char('o') => Action::OpenObject,
+        KeyCode::Char('d') => Action::TakeDump,
         _ => return None,
     })
 }

@@ -40,6 +40,7 @@ impl Feed {
         for c in app.outgoing.drain(..) {
             self.capture.send(c);
         }
+        app.receive_dump();
         Ok(())
     }
 }

@@ -15,10 +15,11 @@ pub fn draw(f: &mut Frame, rect: Rect, app: &App) {
         return;
     }
     let keys = match app.view {
-        View::Map => "q quit · ? help · Tab view · hjkl move · +/- zoom · 0 fit · c changes · [ ] step · space freeze · m mark",
+        View::Map => "q quit · ? help · Tab view · hjkl move · +/- zoom · 0 fit · c changes · [ ] step · space freeze · m mark · o object",
         View::Console if app.live => "q quit · ? help · Tab view · i type to the REPL · ↑↓ scroll",
         View::Console => "q quit · ? help · Tab view · ↑↓ scroll",
         View::Imports => "q quit · ? help · Tab view · s sort · [ ] step",
+        View::Objects => "q quit · ? help · Tab view · ↑↓ select · → expand · ← collapse · PgUp/PgDn",
         View::Diff => "q quit · ? help · Tab view · a compare against this moment · [ ] step",
         _ => "q quit · ? help · Tab view · ←→ or [ ] step · Home/End · space freeze · m mark",
     };

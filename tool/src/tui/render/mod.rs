@@ -8,6 +8,7 @@ pub mod header;
 pub mod heapmap;
 pub mod help;
 pub mod imports;
+pub mod objects;
 pub mod tabs;
 pub mod timeline;
 pub mod types;
@@ -30,6 +31,7 @@ pub fn draw(f: &mut Frame, app: &mut App) {
         View::Diff => diff::draw(f, body, app),
         View::Types => types::draw(f, body, app),
         View::Console => console::draw(f, body, app),
+        View::Objects => objects::draw(f, body, app),
     }
     footer::draw(f, footer_rect, app);
     if app.show_help {

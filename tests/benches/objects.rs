@@ -1,0 +1,160 @@
+//! `cargo bench -p heapscope-tests --bench objects`:
+//! - who-holds-what analysis of a 4 MB heap (262,144 blocks, about 40,000 objects), its time
+//!   and its peak memory, beside reading every word of the same dump once and loading the dump
+//!   file, measured in the same run;
+//! - a stock-firmware dump (raw REPL) of a half-used ~119 KB heap of the real interpreter
+//!   behind the tests' UART-like cable at 115200 baud (11,520 B/s each way, a 256-byte receive
+//!   buffer): the bytes it puts on the line each way, counted, and the seconds it took, against
+//!   the heap bytes it reads and the seconds those alone take at the line's rate.
+//!
+//! Prints figures; asserts nothing about time.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use heapscope::link::{Gone, Link, Opener, PathOpener};
+use heapscope::port::OpenOptions;
+use heapscope_objects::{synth, Analysis, HeapDump};
+use heapscope_tests::best_of;
+use heapscope_tests::board::PtyBoard;
+use heapscope_tests::cable::CableSpec;
+
+/// Counts heap bytes in use and their peak, to measure what the analysis needs.
+struct Counting;
+
+static CURRENT: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            let now = CURRENT.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn main() {
+    analysis();
+    line();
+}
+
+/// A link that counts what passes each way.
+struct CountingLink {
+    inner: Box<dyn Link>,
+    read: usize,
+    written: usize,
+}
+
+impl Link for CountingLink {
+    fn read_some(&mut self, buf: &mut [u8]) -> Result<usize, Gone> {
+        let n = self.inner.read_some(buf)?;
+        self.read += n;
+        Ok(n)
+    }
+
+    fn write_all(&mut self, data: &[u8]) -> Result<(), Gone> {
+        self.written += data.len();
+        self.inner.write_all(data)
+    }
+}
+
+fn line() {
+    // -X heapsize=120800 gives a pool of 119,296 bytes on the 64-bit build (the closest to an
+    // ESP32's 119,360 its 128-byte table granularity allows).
+    let board = PtyBoard::start_on(&heapscope_tests::board::micropython(), &["-X", "heapsize=120800"], CableSpec::uart(115_200));
+    let mut opener = PathOpener { path: board.port(), options: OpenOptions { baud: 115_200, reset: false } };
+    let open = |opener: &mut PathOpener| CountingLink { inner: opener.open().expect("open the board"), read: 0, written: 0 };
+    let mut link = open(&mut opener);
+    {
+        let mut demux = heapscope_protocol::wire::demux::Demux::new();
+        let mut repl = heapscope::repl::RawRepl::new(&mut link, &mut demux);
+        repl.enter().unwrap();
+        // Live objects up to half the pool (checked after collections, so garbage is not counted).
+        let fill = "import gc\nkeep = []\nwhile True:\n gc.collect()\n if gc.mem_alloc() >= 119296 // 2:\n  break\n for _ in range(10):\n  keep.append((str(len(keep)) * 30, bytearray(64), [len(keep)] * 4))\ngc.collect()\nprint(gc.mem_alloc(), gc.mem_free())\n";
+        let out = repl.exec(fill, std::time::Duration::from_secs(60)).unwrap();
+        assert!(!out.failed(), "{}", String::from_utf8_lossy(&out.stderr));
+        repl.leave().unwrap();
+    }
+    drop(link);
+    let mut link = open(&mut opener);
+    let started = std::time::Instant::now();
+    let dump = heapscope::cmd::dump::take(&mut link, &mut |_, _| {}).expect("a dump");
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(board.cable_stats().dropped, 0, "the board's receive buffer overflowed");
+    let pool = dump.areas[0].area.pool_bytes();
+    let heap = dump.content_bytes();
+    let line = link.read + link.written;
+    println!("stock dump through the raw REPL of a half-used {pool}-byte heap (the real interpreter behind a 115200-baud cable)");
+    println!("  heap bytes read (used blocks):            {heap:>8}");
+    println!("  line bytes, board to host:                {:>8}   {:.2}x the heap bytes", link.read, link.read as f64 / heap as f64);
+    println!("  line bytes, host to board:                {:>8}   {:.2}x the heap bytes", link.written, link.written as f64 / heap as f64);
+    println!(
+        "  took {seconds:.1} s   {:.2}x the heap bytes alone at 11,520 B/s ({:.1} s; all the line bytes at that rate: {:.1} s)",
+        seconds / (heap as f64 / 11_520.0),
+        heap as f64 / 11_520.0,
+        line as f64 / 11_520.0
+    );
+}
+
+fn analysis() {
+    let dump = synth::program_heap(11, 262_144, 85, 40_000);
+    let blocks = dump.areas[0].area.blocks();
+    let file = dump.to_json();
+
+    let words = best_of(5, || {
+        let mut sum = 0u64;
+        for r in &dump.memory {
+            for w in r.bytes.chunks_exact(4) {
+                sum = sum.wrapping_add(u64::from(u32::from_le_bytes(w.try_into().unwrap())));
+            }
+        }
+        black_box(sum);
+    });
+    let load = best_of(3, || {
+        black_box(HeapDump::from_json(black_box(file.as_bytes())).unwrap());
+    });
+
+    let before = CURRENT.load(Ordering::Relaxed);
+    PEAK.store(before, Ordering::Relaxed);
+    let analysis = Analysis::new(&dump);
+    let peak = PEAK.load(Ordering::Relaxed) - before;
+    let kept = CURRENT.load(Ordering::Relaxed) - before;
+    let objects = analysis.objects.len();
+    let references: usize = (0..objects as u32).map(|i| analysis.references(i).len()).sum();
+    drop(analysis);
+    let analyse = best_of(3, || {
+        black_box(Analysis::new(black_box(&dump)));
+    });
+
+    println!(
+        "objects analysis of a {blocks}-block heap ({} MB, {} bytes of used blocks, {objects} objects, {references} references, {} named roots; dump file {} bytes)",
+        blocks * 16 / (1024 * 1024),
+        dump.content_bytes(),
+        dump.names.len(),
+        file.len()
+    );
+    println!("  read every used word once (baseline):     {words:>10.2?}");
+    println!("  load the dump file (JSON, base64):        {load:>10.2?}   {:.1}x the baseline", load.as_secs_f64() / words.as_secs_f64());
+    println!(
+        "  analyse (objects, references, dominators, retained, paths): {analyse:>10.2?}   {:.1}x the baseline",
+        analyse.as_secs_f64() / words.as_secs_f64()
+    );
+    println!(
+        "  memory of the analysis: peak {:.1} MB, kept {:.1} MB (the dump itself: {:.1} MB)",
+        peak as f64 / 1e6,
+        kept as f64 / 1e6,
+        dump.content_bytes() as f64 / 1e6
+    );
+}

@@ -1,0 +1,163 @@
+//! `heapscope objects`: who holds the memory in a dump.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use heapscope_objects::dump::hex;
+use heapscope_objects::{diff, Analysis, HeapDump};
+use serde_json::{json, Value};
+
+use crate::cli::ObjectsArgs;
+use crate::exit::{file_error, CliError};
+use crate::entry::{Entry, Source};
+use crate::human::thousands;
+use crate::tui::app::{App, View};
+use crate::tui::history::History;
+use crate::tui::render::objects::ObjectsState;
+
+pub fn load(path: &Path) -> Result<HeapDump, CliError> {
+    let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
+    HeapDump::from_json(&bytes).map_err(|e| CliError::BadInput(format!("{}: {e}", path.display())))
+}
+
+/// The full-screen view of a dump: its layout on the map, its objects in the Objects view.
+pub fn app(dump: &HeapDump, analysis: Analysis, title: &str) -> App {
+    let mut history = History::new();
+    history.push(Entry::Snapshot { at: 0, device_ms: None, source: Source::Poll, snapshot: Box::new(dump.snapshot()) });
+    let mut app = App::new(history, title, false);
+    app.objects = Some(ObjectsState::new(Arc::new(analysis)));
+    app.view = View::Objects;
+    app
+}
+
+fn object_json(a: &Analysis, i: u32) -> Value {
+    let o = &a.objects[i as usize];
+    let mut v = json!({
+        "address": hex(o.address),
+        "type": a.type_name(i),
+        "bytes": o.bytes,
+        "retained": a.retained(i),
+        "path": a.path_labels(&a.path(i)),
+    });
+    if let Some(name) = a.name(i) {
+        v["name"] = json!(name);
+    }
+    if let Some(len) = o.length {
+        v["length"] = json!(len);
+    }
+    if let Some(p) = &o.preview {
+        v["preview"] = json!(p);
+    }
+    if o.unreliable {
+        v["unreliable"] = json!(true);
+    }
+    v
+}
+
+fn take<T>(list: impl Iterator<Item = T>, top: usize) -> Vec<T> {
+    list.take(if top == 0 { usize::MAX } else { top }).collect()
+}
+
+pub fn run(args: &ObjectsArgs) -> Result<(), CliError> {
+    let dump = load(&args.input)?;
+    let analysis = Analysis::new(&dump);
+    if let Some(later) = &args.diff {
+        return print_diff(args, &analysis, &Analysis::new(&load(later)?));
+    }
+    if let Some(address) = args.why {
+        return print_why(args, &analysis, address);
+    }
+    if args.tui {
+        let app = app(&dump, analysis, &args.input.display().to_string());
+        crate::tui::run_in_terminal(app, None).map_err(|e| CliError::Io(format!("terminal: {e}")))?;
+        return Ok(());
+    }
+    let order = analysis.by_retained();
+    let top = take(order.iter().copied(), args.top);
+    if args.json {
+        let v = json!({
+            "objects": top.iter().map(|&i| object_json(&analysis, i)).collect::<Vec<_>>(),
+            "roots": analysis.roots.len(),
+            "unreliable_blocks": analysis.unreliable_blocks,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).expect("report serialises"));
+        return Ok(());
+    }
+    let used: u64 = analysis.objects.iter().map(|o| o.bytes).sum();
+    println!(
+        "{}: {} objects, {} bytes in use, {} roots, {} unreliable blocks",
+        args.input.display(),
+        thousands(analysis.objects.len() as u64),
+        thousands(used),
+        analysis.roots.len(),
+        analysis.unreliable_blocks
+    );
+    println!("{:>10} {:>8}  {:<14} {:<16} path", "retained", "bytes", "type", "address");
+    for i in top {
+        let o = &analysis.objects[i as usize];
+        println!(
+            "{:>10} {:>8}  {:<14} {:<16} {}",
+            thousands(analysis.retained(i)),
+            thousands(o.bytes),
+            analysis.type_name(i),
+            hex(o.address),
+            analysis.path_text(i)
+        );
+    }
+    Ok(())
+}
+
+fn print_why(args: &ObjectsArgs, a: &Analysis, address: u64) -> Result<(), CliError> {
+    let i = a.object_at(address).ok_or_else(|| CliError::BadInput(format!("{}: no object at {}", args.input.display(), hex(address))))?;
+    let path = a.path(i);
+    if args.json {
+        let mut v = object_json(a, i);
+        v["root"] = json!(path.root_kind.label());
+        v["chain"] = path
+            .chain
+            .iter()
+            .map(|&o| json!({"address": hex(a.objects[o as usize].address), "type": a.type_name(o), "name": a.name(o)}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v).expect("report serialises"));
+        return Ok(());
+    }
+    let o = &a.objects[i as usize];
+    println!("{}: {} bytes, retains {}", a.describe(i), thousands(o.bytes), thousands(a.retained(i)));
+    println!("kept alive by ({} root):", path.root_kind.label());
+    for (k, &step) in path.chain.iter().enumerate() {
+        println!("  {}{}", if k == 0 { "" } else { "-> " }, a.describe(step));
+    }
+    println!("  = {}", a.path_text(i));
+    Ok(())
+}
+
+fn print_diff(args: &ObjectsArgs, earlier: &Analysis, later: &Analysis) -> Result<(), CliError> {
+    let d = diff(earlier, later);
+    let bytes: u64 = d.new_objects.iter().map(|&i| later.objects[i as usize].bytes).sum();
+    let holder = |h: u32| later.path_text(h);
+    if args.json {
+        let v = json!({
+            "new_objects": d.new_objects.len(),
+            "bytes": bytes,
+            "by_type": d.by_type.iter().map(|(t, c, b)| json!({"type": t, "count": c, "bytes": b})).collect::<Vec<_>>(),
+            "by_holder": d.by_holder.iter().map(|&(h, c, b)| json!({
+                "address": hex(later.objects[h as usize].address),
+                "type": later.type_name(h),
+                "path": holder(h), "count": c, "bytes": b})).collect::<Vec<_>>(),
+            "objects": take(d.new_objects.iter().map(|&i| json!({
+                "address": hex(later.objects[i as usize].address), "type": later.type_name(i), "bytes": later.objects[i as usize].bytes})), args.top),
+        });
+        println!("{}", serde_json::to_string_pretty(&v).expect("report serialises"));
+        return Ok(());
+    }
+    println!("{} new objects, {} bytes", thousands(d.new_objects.len() as u64), thousands(bytes));
+    println!("by type:");
+    for (t, c, b) in &d.by_type {
+        println!("  {:>10} B {:>7} x {t}", thousands(*b), thousands(*c as u64));
+    }
+    println!("held by (leak suspects):");
+    for &(h, c, b) in take(d.by_holder.iter(), args.top) {
+        println!("  {:>10} B {:>7} objects under {}", thousands(b), thousands(c as u64), holder(h));
+    }
+    Ok(())
+}
