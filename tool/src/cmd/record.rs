@@ -3,7 +3,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
@@ -25,13 +25,19 @@ pub fn start_capture(device: &DeviceArgs, options: capture::Options) -> Result<(
     Ok((Capture::start(Box::new(opener), options)?, path))
 }
 
-/// Set by Ctrl-C: the headless loop finishes cleanly.
+/// Set by Ctrl-C: the headless loop finishes cleanly. One flag per process (only one Ctrl-C
+/// handler can be installed), cleared for each run that asks for it.
 pub fn interrupt_flag() -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let f = flag.clone();
-    // Only one handler per process: a second call (tests, demo after record) keeps the first.
-    let _ = ctrlc::set_handler(move || f.store(true, Ordering::SeqCst));
-    flag
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    let flag = FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let f = flag.clone();
+        // Without a handler (another library installed one), Ctrl-C ends the process as usual.
+        let _ = ctrlc::set_handler(move || f.store(true, Ordering::SeqCst));
+        flag
+    });
+    flag.store(false, Ordering::SeqCst);
+    flag.clone()
 }
 
 pub fn meta(port: &str, mode: &str) -> String {
@@ -159,4 +165,24 @@ pub fn run(args: &RecordArgs) -> Result<(), CliError> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ctrl_c_sets_the_flag_of_every_caller() {
+        let first = interrupt_flag();
+        let second = interrupt_flag();
+        assert!(Arc::ptr_eq(&first, &second), "one flag per process");
+        // A real SIGINT, as Ctrl-C sends it, reaches the flag the second caller holds.
+        let status = std::process::Command::new("kill").args(["-INT", &std::process::id().to_string()]).status().expect("kill(1)");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !second.load(Ordering::SeqCst) {
+            assert!(Instant::now() < deadline, "Ctrl-C never set the flag");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
