@@ -120,7 +120,8 @@ pub fn bundled() -> Result<Recording, CliError> {
 fn replay_bundled(args: &DemoArgs) -> Result<(), CliError> {
     let rec = bundled()?;
     if !args.headless {
-        let app = crate::tui::app::App::new(crate::tui::history::History::from_recording(rec), "bundled demo recording", false);
+        let mut app = crate::tui::app::App::new(crate::tui::history::History::from_recording(rec), "bundled demo recording", false);
+        app.play();
         crate::tui::run_in_terminal(app, None).map_err(|e| CliError::Io(format!("terminal: {e}")))?;
         return Ok(());
     }
@@ -196,5 +197,13 @@ mod tests {
         let worst = snapshots.iter().map(|(_, s)| s.fragmentation).fold(0.0, f64::max);
         let free_then = snapshots.iter().find(|(_, s)| s.fragmentation == worst).unwrap().1.free;
         assert!(worst > 0.9 && free_then > 10_000, "fragmentation {worst}, free {free_then}");
+        // Each failure is on the timeline, with its size, and the heap it left follows it.
+        let history = crate::tui::history::History::from_recording(bundled().unwrap());
+        assert!(history.failures.len() >= 2, "{:?}", history.failures);
+        for f in &history.failures {
+            assert_eq!(f.bytes, 1088);
+            let after = history.snapshots[f.snapshot].summary;
+            assert!(after.largest_free < f.bytes && after.free > 20 * f.bytes, "{after:?}");
+        }
     }
 }

@@ -7,6 +7,7 @@ use heapscope_protocol::wire::Event;
 use heapscope_protocol::Snapshot;
 
 use crate::entry::{Entry, HostMicros, SegmentReason, Source};
+use crate::human::thousands;
 use crate::recording::{Recording, Stored, Summary};
 
 /// A point of interest on the timeline.
@@ -25,6 +26,8 @@ pub enum MarkerKind {
     Gap,
     /// The heap gained or lost an area.
     Growth,
+    /// An allocation failed (`MemoryError` in the console).
+    MemoryError,
 }
 
 impl MarkerKind {
@@ -35,8 +38,19 @@ impl MarkerKind {
             MarkerKind::Reset => 'R',
             MarkerKind::Gap => 'G',
             MarkerKind::Growth => '+',
+            MarkerKind::MemoryError => '!',
         }
     }
+}
+
+/// A `MemoryError`: the allocation that failed and the first snapshot after it (the heap as the
+/// failure left it), if one came.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub at: HostMicros,
+    pub bytes: u64,
+    /// Index of the first snapshot after the failure (`== len()` until one arrives).
+    pub snapshot: usize,
 }
 
 /// One snapshot's place in the history.
@@ -57,6 +71,8 @@ enum Store {
 pub struct History {
     pub snapshots: Vec<SnapInfo>,
     pub markers: Vec<Marker>,
+    /// Every `MemoryError` seen, in order.
+    pub failures: Vec<Failure>,
     /// Console text as lines with the time each began; the last may be unfinished.
     pub console: Vec<(HostMicros, String)>,
     /// Events with their time, for the imports view.
@@ -78,6 +94,7 @@ impl History {
         History {
             snapshots: Vec::new(),
             markers: Vec::new(),
+            failures: Vec::new(),
             console: vec![(0, String::new())],
             entries_for_imports: Vec::new(),
             store: Store::Memory(Vec::new()),
@@ -139,6 +156,10 @@ impl History {
                     Event::ImportEnd { .. } => {
                         self.entries_for_imports.push(e.clone());
                         return;
+                    }
+                    Event::Mark { .. } if let Some(bytes) = crate::capture::memory_error_of(event) => {
+                        self.failures.push(Failure { at: *at, bytes, snapshot: self.snapshots.len() });
+                        (MarkerKind::MemoryError, format!("MemoryError: allocating {} B failed", thousands(bytes)))
                     }
                     Event::Mark { label } => (MarkerKind::Mark, label.clone()),
                     Event::AreaAdded(a) => (MarkerKind::Growth, format!("area +{:#x}", a.pool_start)),
@@ -207,6 +228,11 @@ impl History {
                 Some(s)
             }
         }
+    }
+
+    /// The failure whose aftermath snapshot `i` shows.
+    pub fn failure_at(&self, i: usize) -> Option<&Failure> {
+        self.failures.iter().find(|f| f.snapshot == i)
     }
 
     /// The snapshot closest in time to `at`.

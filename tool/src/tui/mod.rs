@@ -58,6 +58,7 @@ pub fn start<B: Backend>(
         } else {
             app.outgoing.clear();
         }
+        app.tick(std::time::Instant::now());
         terminal.draw(|frame| render::draw(frame, &mut app))?;
         if let Some(ev) = next_event(Duration::from_millis(100))? {
             app.handle(ev);

@@ -33,6 +33,6 @@ pub fn draw(f: &mut Frame, app: &mut App) {
     }
     footer::draw(f, footer_rect, app);
     if app.show_help {
-        help::draw(f, f.area());
+        help::draw(f, body);
     }
 }
