@@ -9,7 +9,7 @@ use crate::capture::Mode;
 use crate::port::PortSpec;
 
 /// See the GC heap of a MicroPython board: which blocks are used and by what, how the free
-/// space is chopped up, and why a 582-byte allocation fails while 46 KB are free.
+/// space is chopped up, and why a 1,088-byte allocation fails while 23 KB are free.
 #[derive(Debug, Parser)]
 #[command(name = "heapscope", version)]
 #[command(after_help = "Exit codes: 0 success, 1 a file or device failed, 2 input not understood.\n\n\

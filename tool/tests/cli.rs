@@ -114,3 +114,24 @@ fn help_reads_well() {
     assert!(help.contains("inspect"));
     assert!(help.contains("Exit codes"));
 }
+
+#[test]
+fn the_readme_the_help_and_the_bundled_recording_tell_one_story() {
+    use heapscope::human::thousands;
+    let history = heapscope::tui::history::History::from_recording(heapscope::cmd::demo::bundled().unwrap());
+    let failure = history.failures[0];
+    let at = history.snapshots[failure.snapshot].summary;
+    let readme = std::fs::read_to_string(format!("{}/../README.md", env!("CARGO_MANIFEST_DIR"))).unwrap().replace('\n', " ");
+    for figure in [
+        format!("allocating {} bytes", failure.bytes),
+        format!("{} bytes of the heap were free", thousands(at.free)),
+        format!("largest free block was {} bytes", thousands(at.largest_free)),
+        format!("{}-byte allocation fails with {} bytes free", thousands(failure.bytes), thousands(at.free)),
+    ] {
+        assert!(readme.contains(&figure), "the README does not say {figure:?}");
+    }
+    let help = heapscope(&["--help"], None);
+    let help = String::from_utf8_lossy(&help.stdout).replace('\n', " ");
+    let story = format!("why a {}-byte allocation fails while {} KB are free", thousands(failure.bytes), at.free / 1000);
+    assert!(help.contains(&story), "--help does not say {story:?}: {help}");
+}
