@@ -65,7 +65,10 @@ fn imports_measures_a_known_allocation_within_a_block() {
     std::fs::write(board.dir().join("hs_buf.py"), "BUF = bytearray(10000)\n").unwrap();
     std::fs::write(board.dir().join("hs_broken.py"), "import hs_missing_dependency\n").unwrap();
     let out = run(&["imports", "--port", &board.port(), "--json", "hs_empty", "hs_buf", "hs_broken", "json"]);
-    let v = json(&out);
+    // The report is printed; the failed import makes the exit status 1.
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("1 of 4 imports failed on the board"), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the JSON report");
     assert_eq!(v["method"], "raw-repl");
     let bs = v["block_size"].as_i64().unwrap();
     assert_eq!(bs, 32, "the stock 64-bit build");
@@ -89,6 +92,23 @@ fn imports_measures_a_known_allocation_within_a_block() {
     assert!(table.status.success(), "{}", stderr(&table));
     let text = String::from_utf8(table.stdout).unwrap();
     assert!(text.contains("module") && text.contains("retained") && text.contains("hs_empty"), "{text}");
+
+    // No such module: the board failed what was asked.
+    let out = run(&["imports", "--port", &board.port(), "nosuchmodule"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("1 of 1 imports failed"), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nosuchmodule  failed"), "the row is still shown");
+
+    // Imported twice: the second costs nothing, and says why; a built-in module says so too.
+    std::fs::write(board.dir().join("hs_twice.py"), "X = [1, 2, 3]\n").unwrap();
+    let out = run(&["imports", "--port", &board.port(), "--json", "hs_twice", "hs_twice", "json"]);
+    let v = json(&out);
+    let notes = |i: usize| v["modules"][i]["notes"].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_string()).collect::<Vec<_>>();
+    assert!(!notes(0).iter().any(|n| n.contains("already imported")), "{v}");
+    assert!(notes(1).iter().any(|n| n.contains("already imported")), "{v}");
+    assert!(notes(2).iter().any(|n| n.contains("built into the firmware")), "{v}");
+    let table = run(&["imports", "--port", &board.port(), "hs_twice"]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("already imported before"), "{}", String::from_utf8_lossy(&table.stdout));
 }
 
 #[test]
