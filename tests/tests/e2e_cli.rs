@@ -96,7 +96,7 @@ fn imports_measures_a_known_allocation_within_a_block() {
     // No such module: the board failed what was asked.
     let out = run(&["imports", "--port", &board.port(), "nosuchmodule"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("1 of 1 imports failed"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("1 of 1 import failed"), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("nosuchmodule  failed"), "the row is still shown");
 
     // Imported twice: the second costs nothing, and says why; a built-in module says so too.

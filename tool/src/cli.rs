@@ -53,7 +53,7 @@ pub struct DeviceArgs {
     #[arg(long, short, default_value = "auto")]
     pub port: PortSpec,
     /// Serial speed (MicroPython's REPL runs at 115200 on UART boards; USB ports ignore it).
-    #[arg(long, default_value_t = crate::port::DEFAULT_BAUD)]
+    #[arg(long, default_value_t = crate::port::DEFAULT_BAUD, value_parser = clap::value_parser!(u32).range(1..))]
     pub baud: u32,
     /// Reset the board when opening the port (by default it is left running).
     #[arg(long)]
@@ -146,11 +146,12 @@ pub struct InspectArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("format").required(true).args(["csv", "json"])))]
 pub struct ExportArgs {
     /// The recording to read.
     pub input: PathBuf,
     /// The timeline as CSV: one row per snapshot, event and segment change.
-    #[arg(long, conflicts_with = "json", required_unless_present = "json")]
+    #[arg(long)]
     pub csv: bool,
     /// The timeline and every snapshot's report as JSON.
     #[arg(long)]

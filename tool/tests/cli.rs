@@ -110,7 +110,7 @@ fn no_dump_exits_2_and_missing_file_exits_1() {
 fn help_reads_well() {
     let out = heapscope(&["--help"], None);
     let help = String::from_utf8(out.stdout).unwrap();
-    assert!(help.contains("why a 582-byte allocation fails"), "{help}");
+    assert!(help.contains("why a 1,088-byte allocation fails"), "{help}");
     assert!(help.contains("inspect"));
     assert!(help.contains("Exit codes"));
 }
@@ -134,4 +134,36 @@ fn the_readme_the_help_and_the_bundled_recording_tell_one_story() {
     let help = String::from_utf8_lossy(&help.stdout).replace('\n', " ");
     let story = format!("why a {}-byte allocation fails while {} KB are free", thousands(failure.bytes), at.free / 1000);
     assert!(help.contains(&story), "--help does not say {story:?}: {help}");
+}
+
+#[test]
+fn counts_of_one_are_singular() {
+    let out = heapscope(&["inspect", &format!("{}/assets/demo.hsr", env!("CARGO_MANIFEST_DIR"))], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("1 segment (0 resets)"), "{text}");
+    assert!(!text.contains("1 segments") && !text.contains("1 areas"), "{text}");
+    assert!(text.contains("1 area, "), "{text}");
+    assert_eq!(heapscope::human::count(1usize, "area"), "1 area");
+    assert_eq!(heapscope::human::count(2048u64, "block"), "2,048 blocks");
+    assert_eq!(heapscope::human::count(0u64, "gap"), "0 gaps");
+}
+
+#[test]
+fn export_without_a_format_names_both() {
+    let out = heapscope(&["export", &format!("{}/assets/demo.hsr", env!("CARGO_MANIFEST_DIR"))], None);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--csv") && err.contains("--json"), "{err}");
+}
+
+#[test]
+fn a_baud_rate_of_zero_is_refused() {
+    for command in [&["record", "-o", "/tmp/never.hsr"][..], &["attach"], &["imports", "json"]] {
+        let mut args = command.to_vec();
+        args.extend(["--port", "/dev/null", "--baud", "0"]);
+        let out = heapscope(&args, None);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--baud") && err.contains('0'), "{err}");
+    }
 }

@@ -94,13 +94,13 @@ fn live(interpreter: &Path, args: &DemoArgs) -> Result<(), CliError> {
     let outcome = outcome?;
     print_outcome(&outcome.tally, outcome.elapsed);
     if let Some(path) = &args.output {
-        eprintln!("recording: {} ({} bytes)", path.display(), human::thousands(outcome.bytes));
+        eprintln!("recording: {} ({})", path.display(), human::count(outcome.bytes, "byte"));
     }
     Ok(())
 }
 
 fn print_outcome(tally: &Tally, elapsed: Duration) {
-    eprintln!("{} snapshots ({}) in {:.1} s", tally.snapshots, tally.sources(), elapsed.as_secs_f64());
+    eprintln!("{} ({}) in {:.1} s", human::count(tally.snapshots, "snapshot"), tally.sources(), elapsed.as_secs_f64());
     if let Some(l) = tally.last {
         eprintln!(
             "last: used {} B, free {} B, largest free block {} B, fragmentation {:.1}%",

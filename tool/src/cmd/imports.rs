@@ -300,7 +300,7 @@ pub fn run(args: &ImportsArgs) -> Result<(), CliError> {
     // A failed import is the board failing what was asked: exit 1, after the report.
     let failed = report.modules.iter().filter(|m| !m.ok && m.depth == 0).count();
     if failed > 0 {
-        return Err(CliError::Io(format!("{failed} of {} imports failed on the board", modules.len())));
+        return Err(CliError::Io(format!("{failed} of {} failed on the board", crate::human::count(modules.len(), "import"))));
     }
     Ok(())
 }

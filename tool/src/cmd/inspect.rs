@@ -38,15 +38,15 @@ fn inspect_recording(name: &str, bytes: Vec<u8>, args: &InspectArgs) -> Result<(
         println!("{name}: heapscope recording, {:.1} s", report.seconds);
         let sources: Vec<String> = report.sources.iter().map(|(s, n)| format!("{n} {s}")).collect();
         println!(
-            "  {} snapshots ({}), {} events, {} segments ({} resets), {} gaps, {} damaged, {} bytes of console text",
-            report.snapshots,
+            "  {} ({}), {}, {} ({}), {}, {} damaged, {} of console text",
+            human::count(report.snapshots, "snapshot"),
             if sources.is_empty() { "none".into() } else { sources.join(", ") },
-            report.events,
-            report.segments,
-            report.resets,
-            report.gaps,
+            human::count(report.events, "event"),
+            human::count(report.segments, "segment"),
+            human::count(report.resets, "reset"),
+            human::count(report.gaps, "gap"),
             report.damaged,
-            human::thousands(report.console_bytes as u64)
+            human::count(report.console_bytes, "byte")
         );
         if let Some(t) = &report.truncated {
             println!("  ends early at byte {} ({}): everything before it was read", t.offset, t.reason);

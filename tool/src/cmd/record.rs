@@ -12,7 +12,7 @@ use crate::capture::{self, Capture};
 use crate::cli::{DeviceArgs, RecordArgs};
 use crate::entry::Entry;
 use crate::exit::{file_error, CliError};
-use crate::human::thousands;
+use crate::human::count;
 use crate::link::PathOpener;
 use crate::port::{self, OpenOptions};
 use crate::recording::RecordingWriter;
@@ -154,14 +154,14 @@ pub fn run(args: &RecordArgs) -> Result<(), CliError> {
         println!("{}", serde_json::to_string_pretty(&summary).expect("summary serialises"));
     } else {
         eprintln!(
-            "recorded {} snapshots ({}), {} events, {} gaps in {:.1} s: {} ({} bytes)",
-            t.snapshots,
+            "recorded {} ({}), {}, {} in {:.1} s: {} ({})",
+            count(t.snapshots, "snapshot"),
             t.sources(),
-            t.events,
-            t.gaps,
+            count(t.events, "event"),
+            count(t.gaps, "gap"),
             out.elapsed.as_secs_f64(),
             args.output.display(),
-            thousands(out.bytes)
+            count(out.bytes, "byte")
         );
     }
     Ok(())

@@ -130,7 +130,7 @@ impl History {
             Entry::Snapshot { at, device_ms, source, snapshot } => {
                 let areas: Vec<(u64, usize)> = snapshot.areas.iter().map(|a| (a.pool_start(), a.blocks())).collect();
                 if !self.last_areas.is_empty() && areas != self.last_areas && !snapshot.areas.is_empty() {
-                    self.markers.push(Marker { at, kind: MarkerKind::Growth, label: format!("{} areas", areas.len()) });
+                    self.markers.push(Marker { at, kind: MarkerKind::Growth, label: crate::human::count(areas.len(), "area") });
                 }
                 if !areas.is_empty() {
                     self.last_areas = areas;

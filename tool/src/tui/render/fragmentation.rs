@@ -28,7 +28,7 @@ pub fn draw(f: &mut Frame, rect: Rect, app: &App) {
     let mut lines = vec![
         Line::from(vec![
             Span::from(format!(" {} B free", thousands(sum.free))).bold(),
-            Span::from(format!(" in {holes} holes; the largest is ")),
+            Span::from(format!(" in {}; the largest is ", crate::human::count(holes, "hole"))),
             Span::from(format!("{} B", thousands(sum.largest_free))).fg(Color::Cyan).bold(),
             Span::from(format!(" ({:.1}% fragmented)", 100.0 * sum.fragmentation)),
         ]),
