@@ -71,10 +71,10 @@ pub fn snapshot(r: &SnapshotReport) -> String {
         let runs: Vec<String> = m
             .free_runs
             .iter()
-            .filter(|b| b[1] > 0)
+            .filter(|b| b.runs > 0)
             .map(|b| {
-                let range = if b[0] == 1 { "1".to_string() } else { format!("{}-{}", b[0], 2 * b[0] - 1) };
-                format!("{range}: {}", b[1])
+                let range = if b.min_blocks == b.max_blocks { b.min_blocks.to_string() } else { format!("{}-{}", b.min_blocks, b.max_blocks) };
+                format!("{range}: {}", b.runs)
             })
             .collect();
         let _ = writeln!(s, "  free runs      {}  (blocks: count)", runs.join("  "));

@@ -29,6 +29,8 @@ fn json(out: &Output) -> serde_json::Value {
 #[test]
 fn inspect_json_of_a_layout_dump() {
     let v = json(&heapscope(&["inspect", "--json", &fixture("src129_i686_splitauto_two_areas_mem_info1.txt")], None));
+    assert_eq!(v["dumps_found"], 1);
+    let v = &v["dumps"][0];
     assert_eq!(v["block_size"], 16);
     let areas = v["areas"].as_array().unwrap();
     assert_eq!(areas.len(), 2);
@@ -52,11 +54,21 @@ fn inspect_json_of_a_layout_dump() {
     assert_eq!(type_bytes, 47904);
     assert!(m["types"]["bytearray"].as_u64().unwrap() > 0, "the A blocks are bytearrays");
     assert_eq!(v["warnings"].as_array().unwrap().len(), 0);
+    // Free runs are labelled: lengths in blocks and bytes, how many, how many blocks.
+    let runs = m["free_runs"].as_array().unwrap();
+    let free_blocks: u64 = runs.iter().map(|r| r["blocks"].as_u64().unwrap()).sum();
+    assert_eq!(free_blocks * 16, 64096);
+    for r in runs {
+        assert_eq!(r["min_bytes"].as_u64().unwrap(), r["min_blocks"].as_u64().unwrap() * 16, "{r}");
+        assert_eq!(r["max_blocks"].as_u64().unwrap(), 2 * r["min_blocks"].as_u64().unwrap() - 1, "{r}");
+        assert!(r["runs"].is_u64(), "{r}");
+    }
 }
 
 #[test]
 fn inspect_json_of_a_summary_has_no_block_size() {
     let v = json(&heapscope(&["inspect", "--json", &fixture("stock129_x64_mem_info.txt")], None));
+    let v = &v["dumps"][0];
     assert!(v.get("block_size").is_none());
     assert_eq!(v["areas"].as_array().unwrap().len(), 0);
     assert_eq!(v["reported"]["stack_limit"], 80000);
@@ -73,13 +85,16 @@ fn inspect_reads_stdin_and_reports_every_dump_with_all() {
     }
     log.extend(b">>> ");
     let v = json(&heapscope(&["inspect", "--json", "--all", "-"], Some(&log)));
-    let dumps = v.as_array().unwrap();
+    assert_eq!(v["dumps_found"], 3);
+    let dumps = v["dumps"].as_array().unwrap();
     assert_eq!(dumps.len(), 3);
     assert_eq!(dumps[1]["areas"][0]["blocks"], 7460);
     assert_eq!(dumps[2]["block_size"], 32);
-    // Without --all: the last dump only.
+    // Without --all: the same shape, with the last dump only.
     let last = json(&heapscope(&["inspect", "--json", "-"], Some(&log)));
-    assert_eq!(last["block_size"], 32);
+    assert_eq!(last["dumps_found"], 3);
+    assert_eq!(last["dumps"].as_array().unwrap().len(), 1);
+    assert_eq!(last["dumps"][0], dumps[2]);
 
     let text = heapscope(&["inspect", "--all", "-"], Some(&log));
     let stdout = String::from_utf8(text.stdout).unwrap();

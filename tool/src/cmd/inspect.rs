@@ -67,15 +67,9 @@ fn inspect_text(name: &str, bytes: &[u8], args: &InspectArgs) -> Result<(), CliE
     let reports: Vec<SnapshotReport> = shown.iter().map(SnapshotReport::from_dump).collect();
 
     if args.json {
-        let json = if args.all {
-            serde_json::to_string_pretty(&reports)
-        } else {
-            reports.first().map_or(Ok(String::new()), serde_json::to_string_pretty)
-        };
-        let json = json.map_err(|e| CliError::Io(format!("encoding JSON: {e}")))?;
-        if !json.is_empty() {
-            println!("{json}");
-        }
+        // One shape with or without --all: `dumps` holds every dump, or the last.
+        let v = json!({"input": name, "dumps_found": dumps.len(), "dumps": reports});
+        println!("{}", serde_json::to_string_pretty(&v).map_err(|e| CliError::Io(format!("encoding JSON: {e}")))?);
     } else {
         for (i, (dump, report)) in shown.iter().zip(&reports).enumerate() {
             let which = if args.all { i + 1 } else { dumps.len() };
