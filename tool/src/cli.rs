@@ -43,6 +43,17 @@ pub enum Command {
     Flash(FlashArgs),
     /// Run a real MicroPython interpreter with a demo workload and watch its heap.
     Demo(DemoArgs),
+    /// Print a shell completion script, e.g. `heapscope completions bash > /etc/bash_completion.d/heapscope`.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), e.g. `heapscope man > ~/.local/share/man/man1/heapscope.1`.
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// How to reach the board.

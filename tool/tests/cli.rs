@@ -182,3 +182,24 @@ fn a_baud_rate_of_zero_is_refused() {
         assert!(err.contains("--baud") && err.contains('0'), "{err}");
     }
 }
+
+#[test]
+fn completions_and_a_man_page_from_the_one_definition() {
+    let out = heapscope(&["completions", "bash"], None);
+    assert!(out.status.success());
+    let bash = String::from_utf8_lossy(&out.stdout);
+    assert!(bash.contains("_heapscope()") && bash.contains("record") && bash.contains("--baud"), "{bash}");
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let out = heapscope(&["completions", shell], None);
+        assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("inspect"), "{shell}");
+    }
+    let out = heapscope(&["man"], None);
+    assert!(out.status.success());
+    let man = String::from_utf8_lossy(&out.stdout);
+    assert!(man.contains(".TH heapscope 1"), "{man}");
+    for command in ["RECORD", "ATTACH", "REPLAY", "INSPECT", "EXPORT", "IMPORTS", "FLASH", "DEMO"] {
+        assert!(man.contains(&format!(".SH \"HEAPSCOPE {command}\"")), "{command} missing");
+    }
+    assert!(man.contains("\\-\\-dry\\-run") && man.contains("\\-\\-baud"), "options are listed");
+    assert!(!man.contains(".SH \"HEAPSCOPE HELP\""));
+}

@@ -1,6 +1,7 @@
 //! One module per command.
 
 pub mod demo;
+pub mod docs;
 pub mod export;
 pub mod flash;
 pub mod imports;
