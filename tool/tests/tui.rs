@@ -45,32 +45,7 @@ fn run(app: App, width: u16, height: u16, events: Vec<Event>) -> (App, String) {
 /// when the pixel is mostly free, `.` free, `@` cursor, `*` changed, `+ - =` the diff's
 /// allocated, freed and kept.
 fn pixel(c: ratatui::style::Color) -> char {
-    use heapscope::tui::palette;
-    use heapscope_protocol::ObjType;
-    let fixed = [(palette::FREE, '.'), (palette::CURSOR, '@'), (palette::CHANGED, '*'), (palette::ALLOCATED, '+'), (palette::FREED, '-'), (palette::KEPT, '=')];
-    if let Some((_, ch)) = fixed.iter().find(|(col, _)| *col == c) {
-        return *ch;
-    }
-    for t in ObjType::ALL {
-        let letter = match t {
-            ObjType::Other => 'H',
-            ObjType::Unknown => 'U',
-            ObjType::Set => 'E',
-            ObjType::Int => 'I',
-            ObjType::Closure => 'C',
-            ObjType::BoundMethod => 'N',
-            ObjType::Instance => 'O',
-            ObjType::Type => 'Y',
-            t => t.mem_info_letter(),
-        };
-        if palette::of(t) == c {
-            return letter;
-        }
-        if palette::dim(palette::of(t)) == c {
-            return letter.to_ascii_lowercase();
-        }
-    }
-    ' '
+    heapscope::tui::palette::letter(c)
 }
 
 /// The screen as text. Map cells (half blocks) show their upper pixel; the lower pixels of
@@ -368,4 +343,40 @@ fn the_timeline_legend_is_not_drawn_over_its_lines() {
     let (_, text) = run(at_the_failure(), 160, 48, vec![key('3')]);
     // The names are said once, in the line under the plot.
     assert_eq!(text.matches("largest free").count(), 1, "{text}");
+}
+
+/// Runs the UI like `run` and returns the last frame's cells.
+fn run_cells(app: App, width: u16, height: u16, events: Vec<Event>) -> ratatui::buffer::Buffer {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    let mut script: VecDeque<Event> = events.into();
+    start(&mut terminal, app, |_| Ok(Some(script.pop_front().unwrap_or_else(|| key('q')))), None).unwrap();
+    terminal.backend().buffer().clone()
+}
+
+#[test]
+fn without_colour_the_map_is_drawn_in_letters() {
+    use heapscope::tui::palette::ColorMode;
+    use ratatui::style::Color;
+    let mut app = at_the_failure();
+    app.color_mode = ColorMode::None;
+    let buf = run_cells(app, 100, 30, vec![]);
+    assert!(buf.content.iter().all(|c| c.fg == Color::Reset && c.bg == Color::Reset), "NO_COLOR: no colour at all");
+    let text: String = buf.content.iter().map(|c| c.symbol()).collect();
+    assert!(!text.contains('▀'), "no half blocks that only colour tells apart");
+    let map_row: String = buf.content[(3 * 100) as usize..(4 * 100) as usize].iter().map(|c| c.symbol()).collect();
+    assert!(map_row.contains('@') && map_row.contains('H'), "{map_row}");
+    assert!(text.contains("....."), "free blocks are dots");
+}
+
+#[test]
+fn a_256_colour_terminal_gets_256_colours() {
+    use heapscope::tui::palette::ColorMode;
+    use ratatui::style::Color;
+    for view in ['1', '2', '3', '5', '6'] {
+        let mut app = at_the_failure();
+        app.color_mode = ColorMode::Ansi256;
+        let buf = run_cells(app, 100, 30, vec![key(view)]);
+        assert!(!buf.content.iter().any(|c| matches!(c.fg, Color::Rgb(..)) || matches!(c.bg, Color::Rgb(..))), "view {view}");
+        assert!(buf.content.iter().any(|c| c.fg != Color::Reset), "view {view} still has colour");
+    }
 }

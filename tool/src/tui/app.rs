@@ -102,6 +102,8 @@ pub struct App {
     pub map_codes: Option<(usize, Arc<super::render::heapmap::BlockCodes>)>,
     /// Some while a replay plays.
     pub playback: Option<Playback>,
+    /// How the terminal shows colour; drawing adapts to it.
+    pub color_mode: super::palette::ColorMode,
     marks: usize,
     /// Failures the live view has already stopped at.
     failures_shown: usize,
@@ -139,6 +141,7 @@ impl App {
             regions: Regions::default(),
             map_codes: None,
             playback: None,
+            color_mode: super::palette::ColorMode::default(),
             marks: 0,
             failures_shown: 0,
         }

@@ -69,7 +69,8 @@ pub fn start<B: Backend>(
 
 /// `start` on the real terminal: raw mode, alternate screen and mouse, all undone on the way
 /// out (also after a panic), so the shell is left as it was.
-pub fn run_in_terminal(app: App, feed: Option<&mut Feed>) -> io::Result<App> {
+pub fn run_in_terminal(mut app: App, feed: Option<&mut Feed>) -> io::Result<App> {
+    app.color_mode = palette::ColorMode::detect();
     use crossterm::event::{DisableMouseCapture, EnableMouseCapture};
     use crossterm::execute;
     use crossterm::terminal::{disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen};

@@ -217,7 +217,15 @@ pub fn draw_map(
                         Some((st, n)) => color(area, st, n),
                         None => Color::Reset,
                     };
-                    buf[(map.x + col as u16, y)].set_symbol("▀").set_fg(fg).set_bg(bg);
+                    let cell = &mut buf[(map.x + col as u16, y)];
+                    if app.color_mode == palette::ColorMode::None {
+                        // Without colour, a letter per cell: the more telling of its two pixels.
+                        let shown = if fg == palette::FREE && bg != Color::Reset { bg } else { fg };
+                        let shown = if bg == palette::CURSOR { bg } else { shown };
+                        cell.set_char(palette::letter(shown));
+                    } else {
+                        cell.set_symbol("▀").set_fg(fg).set_bg(bg);
+                    }
                 }
             }
         }

@@ -35,4 +35,5 @@ pub fn draw(f: &mut Frame, app: &mut App) {
     if app.show_help {
         help::draw(f, body);
     }
+    app.color_mode.adapt(f.buffer_mut());
 }
