@@ -50,8 +50,22 @@ fn executable_in(messages: &str) -> Option<PathBuf> {
     })
 }
 
+/// The shortest of `runs` timings of `f`: the least disturbed by the rest of the machine.
+pub fn best_of<F: FnMut()>(runs: usize, mut f: F) -> std::time::Duration {
+    (0..runs)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            f();
+            t.elapsed()
+        })
+        .min()
+        .expect("at least one run")
+}
+
 #[cfg(test)]
 mod tests {
+    use std::process::Command;
+
     #[test]
     fn the_binary_is_the_one_cargo_built_for_this_profile() {
         let bin = super::heapscope_binary();
@@ -75,17 +89,4 @@ mod tests {
         assert_eq!(super::executable_in(messages), Some("/t/release/heapscope".into()));
         assert_eq!(super::executable_in(r#"{"reason":"build-finished","success":true}"#), None);
     }
-    use std::process::Command;
-}
-
-/// The shortest of `runs` timings of `f`: the least disturbed by the rest of the machine.
-pub fn best_of<F: FnMut()>(runs: usize, mut f: F) -> std::time::Duration {
-    (0..runs)
-        .map(|_| {
-            let t = std::time::Instant::now();
-            f();
-            t.elapsed()
-        })
-        .min()
-        .expect("at least one run")
 }

@@ -24,7 +24,7 @@ pub fn man() -> Result<(), CliError> {
     let mut out = Vec::new();
     clap_mangen::Man::new(command.clone()).render(&mut out).map_err(stdout_error)?;
     for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
-        let _ = write!(out, ".SH \"HEAPSCOPE {}\"\n", sub.get_name().to_uppercase());
+        let _ = writeln!(out, ".SH \"HEAPSCOPE {}\"", sub.get_name().to_uppercase());
         let page = clap_mangen::Man::new(sub.clone().bin_name(format!("heapscope {}", sub.get_name())));
         let mut section = Vec::new();
         page.render_description_section(&mut section).map_err(stdout_error)?;
