@@ -46,14 +46,14 @@ impl Tmux {
 
     /// Waits (up to a limit, a hang detector) until the screen shows `text`.
     fn wait_for(&self, text: &str) -> String {
-        self.wait_longer_for(text, Duration::from_secs(30))
+        self.wait_longer_for(text, Duration::from_secs(90))
     }
 
     /// Waits (up to a limit) until the screen no longer shows `text`.
     fn wait_until_gone(&self, text: &str) {
         let start = Instant::now();
         while self.screen().contains(text) {
-            assert!(start.elapsed() < Duration::from_secs(30), "{text:?} is still on the screen:\n{}", self.screen());
+            assert!(start.elapsed() < Duration::from_secs(90), "{text:?} is still on the screen:\n{}", self.screen());
             std::thread::sleep(Duration::from_millis(100));
         }
     }

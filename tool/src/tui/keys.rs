@@ -1,7 +1,7 @@
 //! Every key binding, in one table: the handler looks keys up here, the footer shows the short
 //! forms that matter in the view on screen, and `?` lists them all.
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::app::View;
 
