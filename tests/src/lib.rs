@@ -11,22 +11,46 @@ pub mod workload;
 use std::path::PathBuf;
 use std::process::Command;
 
-/// The `heapscope` binary, built fresh once per test run: this crate depends on the library,
-/// so `cargo test -p heapscope-tests` alone would not rebuild the binary.
+/// The `heapscope` binary, built fresh once per test run with the test's own profile (this
+/// crate depends on the library, so `cargo test -p heapscope-tests` alone would not rebuild
+/// the binary, and cargo sets `CARGO_BIN_EXE_heapscope` only for the tool's own tests). The
+/// path is the one cargo reports for what it built, never a guess that could find a stale
+/// binary of another profile.
 pub fn heapscope_binary() -> PathBuf {
-    static BUILT: std::sync::Once = std::sync::Once::new();
-    BUILT.call_once(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "heapscope", "--bin", "heapscope"])
-            .status()
-            .expect("run cargo to build the heapscope binary");
-        assert!(status.success(), "building the heapscope binary failed");
-    });
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(build_heapscope).clone()
+}
+
+fn build_heapscope() -> PathBuf {
+    // target/<profile dir>/deps/<this test>
     let exe = std::env::current_exe().expect("the test's own path");
-    let bin = exe.parent().and_then(|deps| deps.parent()).map(|d| d.join("heapscope")).expect("target dir");
-    assert!(bin.exists(), "{} was not built", bin.display());
-    bin
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps");
+    let target_dir = profile_dir.parent().expect("target dir");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    build.args(["build", "--quiet", "-p", "heapscope", "--bin", "heapscope", "--message-format=json-render-diagnostics"]);
+    build.arg("--target-dir").arg(target_dir);
+    match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => {}
+        Some("release") => {
+            build.arg("--release");
+        }
+        Some(other) => {
+            build.args(["--profile", other]);
+        }
+        None => panic!("no profile directory above {}", exe.display()),
+    }
+    let out = build.stderr(std::process::Stdio::inherit()).output().expect("run cargo to build the heapscope binary");
+    assert!(out.status.success(), "building the heapscope binary failed");
+    executable_in(&String::from_utf8_lossy(&out.stdout)).expect("cargo reported no heapscope executable")
+}
+
+/// The `heapscope` executable in cargo's JSON messages.
+fn executable_in(messages: &str) -> Option<PathBuf> {
+    messages.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).find_map(|m| {
+        let is_it = m["reason"] == "compiler-artifact" && m["target"]["name"] == "heapscope" && m["target"]["kind"][0] == "bin";
+        is_it.then(|| m["executable"].as_str().map(PathBuf::from)).flatten()
+    })
 }
 
 /// CPU time this thread has used (`CLOCK_THREAD_CPUTIME_ID`).
@@ -63,4 +87,33 @@ pub fn best_of<F: FnMut()>(runs: usize, mut f: F) -> std::time::Duration {
         })
         .min()
         .expect("at least one run")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    #[test]
+    fn the_binary_is_the_one_cargo_built_for_this_profile() {
+        let bin = super::heapscope_binary();
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().and_then(|d| d.parent()).unwrap();
+        assert_eq!(bin.parent(), Some(profile_dir), "{} is not in this test's profile directory", bin.display());
+        assert!(bin.is_file());
+        let out = Command::new(&bin).arg("--version").output().unwrap();
+        assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+    }
+
+    #[test]
+    fn the_executable_is_read_from_cargos_messages() {
+        let messages = concat!(
+            r#"{"reason":"compiler-artifact","target":{"name":"heapscope","kind":["lib"]},"executable":null}"#,
+            "\n",
+            r#"{"reason":"compiler-artifact","target":{"name":"heapscope","kind":["bin"]},"executable":"/t/release/heapscope"}"#,
+            "\n",
+            r#"{"reason":"build-finished","success":true}"#
+        );
+        assert_eq!(super::executable_in(messages), Some("/t/release/heapscope".into()));
+        assert_eq!(super::executable_in(r#"{"reason":"build-finished","success":true}"#), None);
+    }
 }

@@ -65,7 +65,10 @@ fn imports_measures_a_known_allocation_within_a_block() {
     std::fs::write(board.dir().join("hs_buf.py"), "BUF = bytearray(10000)\n").unwrap();
     std::fs::write(board.dir().join("hs_broken.py"), "import hs_missing_dependency\n").unwrap();
     let out = run(&["imports", "--port", &board.port(), "--json", "hs_empty", "hs_buf", "hs_broken", "json"]);
-    let v = json(&out);
+    // The report is printed; the failed import makes the exit status 1.
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("1 of 4 imports failed on the board"), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the JSON report");
     assert_eq!(v["method"], "raw-repl");
     let bs = v["block_size"].as_i64().unwrap();
     assert_eq!(bs, 32, "the stock 64-bit build");
@@ -89,6 +92,23 @@ fn imports_measures_a_known_allocation_within_a_block() {
     assert!(table.status.success(), "{}", stderr(&table));
     let text = String::from_utf8(table.stdout).unwrap();
     assert!(text.contains("module") && text.contains("retained") && text.contains("hs_empty"), "{text}");
+
+    // No such module: the board failed what was asked.
+    let out = run(&["imports", "--port", &board.port(), "nosuchmodule"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("1 of 1 import failed"), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nosuchmodule  failed"), "the row is still shown");
+
+    // Imported twice: the second costs nothing, and says why; a built-in module says so too.
+    std::fs::write(board.dir().join("hs_twice.py"), "X = [1, 2, 3]\n").unwrap();
+    let out = run(&["imports", "--port", &board.port(), "--json", "hs_twice", "hs_twice", "json"]);
+    let v = json(&out);
+    let notes = |i: usize| v["modules"][i]["notes"].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_string()).collect::<Vec<_>>();
+    assert!(!notes(0).iter().any(|n| n.contains("already imported")), "{v}");
+    assert!(notes(1).iter().any(|n| n.contains("already imported")), "{v}");
+    assert!(notes(2).iter().any(|n| n.contains("built into the firmware")), "{v}");
+    let table = run(&["imports", "--port", &board.port(), "hs_twice"]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("already imported before"), "{}", String::from_utf8_lossy(&table.stdout));
 }
 
 #[test]
@@ -155,18 +175,35 @@ fn flash_dry_run_touches_no_port() {
     let dir = std::env::temp_dir().join(format!("heapscope-flash-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let image = dir.join("firmware.bin");
-    let mut bin = vec![0xFFu8; 4096];
-    bin[0] = 0xE9;
-    bin[12] = 9; // ESP32-S3
-    bin[13] = 0;
+    let bin = heapscope::cmd::flash::sample_image(9, 3, 1000, 2, true); // ESP32-S3, revision 0.2
     std::fs::write(&image, &bin).unwrap();
     // --port names a port that does not exist: a dry run never opens it.
     let v = json(&run(&["flash", "--dry-run", "--json", "--port", "/dev/ttyUSB-nope", image.to_str().unwrap()]));
     assert_eq!(v["format"], "bin");
-    assert_eq!(v["chip"], "ESP32-S3");
+    assert_eq!(v["chip"], "esp32s3");
+    assert_eq!(v["segments"], 3);
+    assert_eq!(v["min_chip_revision"], 2);
+    assert_eq!(v["digest"], true);
     assert_eq!(v["address"], "0x0");
-    assert_eq!(v["bytes"], 4096);
+    assert_eq!(v["bytes"], bin.len());
     assert_eq!(v["dry_run"], true);
+
+    // What espflash would refuse, refused before any port: random bytes behind a header, an
+    // unknown chip even with --address, an image past the flash its header declares.
+    let mut junk = bin[..24].to_vec();
+    junk.extend((0..900_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+    std::fs::write(&image, &junk).unwrap();
+    let out = run(&["flash", "--dry-run", image.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let unknown = heapscope::cmd::flash::sample_image(99, 1, 64, 0, false);
+    std::fs::write(&image, &unknown).unwrap();
+    let out = run(&["flash", "--dry-run", "--address", "0x1000", image.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("unknown chip id 99"), "{}", stderr(&out));
+    std::fs::write(&image, &bin).unwrap();
+    let out = run(&["flash", "--dry-run", "--address", "0x3fff00", image.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("past the 4 MB of flash its header declares"), "{}", stderr(&out));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

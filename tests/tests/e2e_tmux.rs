@@ -46,13 +46,26 @@ impl Tmux {
 
     /// Waits (up to a limit, a hang detector) until the screen shows `text`.
     fn wait_for(&self, text: &str) -> String {
+        self.wait_longer_for(text, Duration::from_secs(90))
+    }
+
+    /// Waits (up to a limit) until the screen no longer shows `text`.
+    fn wait_until_gone(&self, text: &str) {
+        let start = Instant::now();
+        while self.screen().contains(text) {
+            assert!(start.elapsed() < Duration::from_secs(90), "{text:?} is still on the screen:\n{}", self.screen());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn wait_longer_for(&self, text: &str, limit: Duration) -> String {
         let start = Instant::now();
         loop {
             let s = self.screen();
             if s.contains(text) {
                 return s;
             }
-            assert!(start.elapsed() < Duration::from_secs(30), "waited for {text:?}; the screen shows:\n{s}");
+            assert!(start.elapsed() < limit, "waited for {text:?}; the screen shows:\n{s}");
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -72,9 +85,10 @@ fn exercise(t: &Tmux, first_screen_has: &str) {
     t.keys("?");
     t.wait_for("Keys (any key closes)");
     t.keys("Escape");
+    // Sent together, Escape and 3 would read as Alt-3: one key, which closes the help.
+    t.wait_until_gone("Keys (any key closes)");
     t.keys("3");
-    let s = t.wait_for("┌ Timeline");
-    assert!(!s.contains("Keys (any key closes)"), "the help closed: {s}");
+    t.wait_for("┌ Timeline");
     t.keys("2");
     t.wait_for("┌ Fragmentation");
     t.keys("q");
@@ -141,4 +155,43 @@ fn objects_view_of_a_dump_in_a_real_terminal() {
     let after = t.wait_for("heapscope exited");
     assert!(after.contains("heapscope exited 0"), "exit status 0:\n{after}");
     let _ = std::fs::remove_file(&file);
+}
+
+/// The demo's story on screen: the run stops at the MemoryError, the fragmentation view names the
+/// failed size beside the largest free block, and the timeline marks the failure.
+fn the_failure_is_shown(t: &Tmux) {
+    // The workload fails about 9 s in; a loaded machine may take longer.
+    let s = t.wait_longer_for("MemoryError", Duration::from_secs(120));
+    assert!(s.contains("1,088 B failed"), "the footer says what failed:\n{s}");
+    t.keys("2");
+    let s = t.wait_for("┌ Fragmentation");
+    let line = s.lines().find(|l| l.contains("B failed · largest free block")).unwrap_or_else(|| panic!("{s}"));
+    let after = line.split("MemoryError: 1,088 B failed · largest free block ").nth(1).unwrap_or_else(|| panic!("{s}"));
+    let largest: u64 = after.split(" B").next().unwrap().replace(',', "").parse().unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert!(largest < 1088, "the largest free block is too small for the request: {line}");
+    t.keys("3");
+    let s = t.wait_for("┌ Timeline");
+    let marks = s.lines().find(|l| l.contains('!') && !l.contains("MemoryError")).unwrap_or_else(|| panic!("no marker row:\n{s}"));
+    assert!(marks.matches('!').count() >= 1, "{s}");
+    assert!(s.contains("MemoryError: allocating 1,088 B failed"), "the marker is named with its size:\n{s}");
+    t.keys("q");
+    let after = t.wait_for("heapscope exited");
+    assert!(after.contains("heapscope exited 0"), "{after}");
+}
+
+#[test]
+fn the_live_demo_stops_at_the_memory_error() {
+    let bin = heapscope_tests::heapscope_binary();
+    let interpreter = heapscope_tests::board::micropython();
+    let t = Tmux::start(&format!("{} demo --micropython {}", bin.display(), interpreter.display()));
+    t.wait_for(" 1/");
+    the_failure_is_shown(&t);
+}
+
+#[test]
+fn the_replayed_demo_plays_to_the_memory_error() {
+    let bin = heapscope_tests::heapscope_binary();
+    let t = Tmux::start(&format!("{} demo --replay", bin.display()));
+    t.wait_for("REPLAY ▶");
+    the_failure_is_shown(&t);
 }

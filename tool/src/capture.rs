@@ -199,9 +199,12 @@ impl Decoder {
     }
 
     fn text(&mut self, t: Vec<u8>, at: HostMicros, out: &mut Vec<Entry>) {
-        if let Some(sign) = self.resets.push(&t) {
+        let seen = self.resets.push(&t);
+        if let Some(sign) = seen.reset {
             out.push(Entry::Segment { at, reason: SegmentReason::Reset, detail: sign });
         }
+        // Before the dump the program may print after it: the failure comes first in time.
+        out.extend(seen.memory_errors.into_iter().map(|bytes| Entry::Event { at, device_ms: None, event: memory_error_mark(bytes) }));
         for event in self.scanner.push(&t) {
             match event {
                 ScanEvent::Dump(d) => {
@@ -217,16 +220,23 @@ impl Decoder {
     }
 }
 
-/// Notices a board starting afresh in its console text: the banner, a soft reboot, the ESP32
-/// ROM's reset line.
+/// Notices, in console text, a board starting afresh (the banner, a soft reboot, the ESP32
+/// ROM's reset line) and `MemoryError`s.
 #[derive(Default)]
 struct ResetWatch {
     line: Vec<u8>,
 }
 
+#[derive(Default)]
+struct Seen {
+    reset: Option<String>,
+    /// The sizes of the allocations that failed.
+    memory_errors: Vec<u64>,
+}
+
 impl ResetWatch {
-    fn push(&mut self, text: &[u8]) -> Option<String> {
-        let mut found = None;
+    fn push(&mut self, text: &[u8]) -> Seen {
+        let mut seen = Seen::default();
         for &b in text {
             if b == b'\n' {
                 let line = String::from_utf8_lossy(&self.line).trim().to_string();
@@ -235,15 +245,38 @@ impl ResetWatch {
                     || line == "soft reboot"
                     || line.starts_with("rst:0x")
                     || (line.starts_with("MicroPython v") && line.contains(" on "));
-                if reset && found.is_none() {
-                    found = Some(line);
+                if reset && seen.reset.is_none() {
+                    seen.reset = Some(line);
+                } else if let Some(bytes) = failed_allocation(&line) {
+                    seen.memory_errors.push(bytes);
                 }
             } else if self.line.len() < 256 {
                 self.line.push(b);
             }
         }
-        found
+        seen
     }
+}
+
+/// The size in `... memory allocation failed, allocating N bytes` (MicroPython's MemoryError).
+fn failed_allocation(line: &str) -> Option<u64> {
+    const SIGN: &str = "memory allocation failed, allocating ";
+    let rest = &line[line.find(SIGN)? + SIGN.len()..];
+    let digits = rest.find(|c: char| !c.is_ascii_digit()).map_or(rest, |end| &rest[..end]);
+    rest[digits.len()..].starts_with(" bytes").then(|| digits.parse().ok()).flatten()
+}
+
+const MEMORY_ERROR_LABEL: &str = "MemoryError: allocating ";
+
+/// A `MemoryError` seen in the console becomes a mark on the timeline (and in the recording).
+pub fn memory_error_mark(bytes: u64) -> Event {
+    Event::Mark { label: format!("{MEMORY_ERROR_LABEL}{bytes} B failed") }
+}
+
+/// The size of the failed allocation, if `event` is a [`memory_error_mark`].
+pub fn memory_error_of(event: &Event) -> Option<u64> {
+    let Event::Mark { label } = event else { return None };
+    label.strip_prefix(MEMORY_ERROR_LABEL)?.strip_suffix(" B failed")?.parse().ok()
 }
 
 /// Code run through the raw REPL in poll mode. `gc.mem_alloc()`/`gc.mem_free()` are read right
@@ -409,7 +442,8 @@ impl Worker {
         let items = std::mem::take(&mut repl.items);
         let mut entries = Vec::new();
         if !console.is_empty() {
-            entries.push(Entry::Console { at, bytes: console });
+            // An interrupted program's last words: a MemoryError there is marked as in any mode.
+            self.decoder.text(console, at, &mut entries);
         }
         self.decoder.items(items, at, &mut entries);
         // One interval after this poll was due, but never in the past: a slow poll does not
@@ -531,11 +565,29 @@ mod tests {
     #[test]
     fn resets_are_seen_in_console_text() {
         let mut w = ResetWatch::default();
-        assert_eq!(w.push(b">>> print(1)\r\n1\r\n"), None);
-        assert_eq!(w.push(b"MPY: soft re"), None);
-        assert_eq!(w.push(b"boot\r\n"), Some("MPY: soft reboot".into()));
-        assert!(w.push(b"MicroPython v1.29.0 on 2026-07-05; ESP32 module with ESP32\r\n").is_some());
-        assert_eq!(w.push(b"the MicroPython v1 docs on x\r\n"), None);
+        assert_eq!(w.push(b">>> print(1)\r\n1\r\n").reset, None);
+        assert_eq!(w.push(b"MPY: soft re").reset, None);
+        assert_eq!(w.push(b"boot\r\n").reset, Some("MPY: soft reboot".into()));
+        assert!(w.push(b"MicroPython v1.29.0 on 2026-07-05; ESP32 module with ESP32\r\n").reset.is_some());
+        assert_eq!(w.push(b"the MicroPython v1 docs on x\r\n").reset, None);
+    }
+
+    #[test]
+    fn a_memory_error_in_the_console_becomes_a_mark_before_the_dump_after_it() {
+        let mut d = Decoder::new();
+        let mut out = Vec::new();
+        d.feed(b"Traceback (most recent call last):\r\n  File \"<stdin>\", line 3\r\nMemoryError: memory allocation failed, alloc", 1, &mut out);
+        d.feed(b"ating 1088 bytes\r\nGC: total: 2048, used: 64, free: 1984\r\n No. of 1-blocks: 0, 2-blocks: 0, max blk sz: 4, max free sz: 124\r\n>>> ", 2, &mut out);
+        let marks: Vec<u64> = out.iter().filter_map(|e| if let Entry::Event { event, .. } = e { memory_error_of(event) } else { None }).collect();
+        assert_eq!(marks, [1088]);
+        let mark = out.iter().position(|e| matches!(e, Entry::Event { .. })).unwrap();
+        let dump = out.iter().position(|e| matches!(e, Entry::Snapshot { .. })).unwrap();
+        assert!(mark < dump, "{out:?}");
+        // Other wording, a user's own mark, and a bare mention are not failures.
+        assert_eq!(failed_allocation("MemoryError: memory allocation failed, allocating 32 bytes (gc.mem_free() said 27872)"), Some(32));
+        assert_eq!(failed_allocation("memory allocation failed, allocating many bytes"), None);
+        assert_eq!(memory_error_of(&Event::Mark { label: "mark 1".into() }), None);
+        assert_eq!(memory_error_of(&memory_error_mark(582)), Some(582));
     }
 
     #[test]

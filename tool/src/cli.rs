@@ -9,7 +9,7 @@ use crate::capture::Mode;
 use crate::port::PortSpec;
 
 /// See the GC heap of a MicroPython board: which blocks are used and by what, how the free
-/// space is chopped up, and why a 582-byte allocation fails while 46 KB are free.
+/// space is chopped up, and why a 1,088-byte allocation fails while 23 KB are free.
 #[derive(Debug, Parser)]
 #[command(name = "heapscope", version)]
 #[command(after_help = "Exit codes: 0 success, 1 a file or device failed, 2 input not understood.\n\n\
@@ -53,6 +53,17 @@ pub enum Command {
     /// give back), the path from a root that keeps an object alive, what is new since an
     /// earlier dump.
     Objects(ObjectsArgs),
+    /// Print a shell completion script, e.g. `heapscope completions bash > /etc/bash_completion.d/heapscope`.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), e.g. `heapscope man > ~/.local/share/man/man1/heapscope.1`.
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// How to reach the board.
@@ -63,7 +74,7 @@ pub struct DeviceArgs {
     #[arg(long, short, default_value = "auto")]
     pub port: PortSpec,
     /// Serial speed (MicroPython's REPL runs at 115200 on UART boards; USB ports ignore it).
-    #[arg(long, default_value_t = crate::port::DEFAULT_BAUD)]
+    #[arg(long, default_value_t = crate::port::DEFAULT_BAUD, value_parser = clap::value_parser!(u32).range(1..))]
     pub baud: u32,
     /// Reset the board when opening the port (by default it is left running).
     #[arg(long)]
@@ -167,11 +178,12 @@ pub struct InspectArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("format").required(true).args(["csv", "json"])))]
 pub struct ExportArgs {
     /// The recording to read.
     pub input: PathBuf,
     /// The timeline as CSV: one row per snapshot, event and segment change.
-    #[arg(long, conflicts_with = "json", required_unless_present = "json")]
+    #[arg(long)]
     pub csv: bool,
     /// The timeline and every snapshot's report as JSON.
     #[arg(long)]

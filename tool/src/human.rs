@@ -17,6 +17,16 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
+/// `1 segment`, `2 segments`, `1,024 blocks`: a count with its noun, singular for one.
+pub fn count(n: impl TryInto<u64>, noun: &str) -> String {
+    let n = n.try_into().unwrap_or(u64::MAX);
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{} {noun}s", thousands(n))
+    }
+}
+
 fn percent(part: u64, whole: u64) -> String {
     if whole == 0 {
         "-".into()
@@ -33,7 +43,7 @@ pub fn snapshot(r: &SnapshotReport) -> String {
     match r.block_size {
         Some(bs) => {
             let blocks: usize = r.areas.iter().map(|a| a.blocks).sum();
-            let areas = if r.areas.len() == 1 { "1 area".to_string() } else { format!("{} areas", r.areas.len()) };
+            let areas = count(r.areas.len(), "area");
             let _ = writeln!(s, "  GC heap        {:>11} B   {areas}, {} blocks of {bs} B", thousands(total), thousands(blocks as u64));
         }
         None => {
@@ -61,10 +71,10 @@ pub fn snapshot(r: &SnapshotReport) -> String {
         let runs: Vec<String> = m
             .free_runs
             .iter()
-            .filter(|b| b[1] > 0)
+            .filter(|b| b.runs > 0)
             .map(|b| {
-                let range = if b[0] == 1 { "1".to_string() } else { format!("{}-{}", b[0], 2 * b[0] - 1) };
-                format!("{range}: {}", b[1])
+                let range = if b.min_blocks == b.max_blocks { b.min_blocks.to_string() } else { format!("{}-{}", b.min_blocks, b.max_blocks) };
+                format!("{range}: {}", b.runs)
             })
             .collect();
         let _ = writeln!(s, "  free runs      {}  (blocks: count)", runs.join("  "));

@@ -34,5 +34,7 @@ pub fn run() -> Result<(), exit::CliError> {
         cli::Command::Objects(args) => cmd::objects::run(&args),
         cli::Command::Attach(args) => cmd::view::attach(&args),
         cli::Command::Replay(args) => cmd::view::replay(&args),
+        cli::Command::Completions(args) => cmd::docs::completions(args.shell),
+        cli::Command::Man => cmd::docs::man(),
     }
 }

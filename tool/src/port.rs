@@ -41,8 +41,14 @@ pub struct PortInfo {
     pub serial: Option<String>,
     pub manufacturer: Option<String>,
     pub product: Option<String>,
-    /// Why this port looks like a MicroPython board, if it does.
+    /// Why this port looks like a MicroPython board, if it does (`""` in JSON when it does not:
+    /// the field is always a string).
+    #[serde(serialize_with = "empty_when_none")]
     pub likely_board: Option<&'static str>,
+}
+
+fn empty_when_none<S: serde::Serializer>(v: &Option<&'static str>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(v.unwrap_or(""))
 }
 
 pub fn list() -> Result<Vec<PortInfo>, PortError> {
@@ -266,6 +272,22 @@ pub fn reset(port: &mut dyn SerialPort) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn likely_board_is_always_a_string_in_json() {
+        let port = |likely_board| PortInfo {
+            path: "/dev/ttyS0".into(),
+            kind: "unknown",
+            vid: None,
+            pid: None,
+            serial: None,
+            manufacturer: None,
+            product: None,
+            likely_board,
+        };
+        assert_eq!(serde_json::to_value(port(None)).unwrap()["likely_board"], "");
+        assert_eq!(serde_json::to_value(port(Some("ESP32"))).unwrap()["likely_board"], "ESP32");
+    }
 
     #[test]
     fn port_specs() {

@@ -73,12 +73,25 @@ pub struct MetricsReport {
     pub largest_free_bytes: Option<u64>,
     /// `1 - largest_free / total_free`.
     pub fragmentation: Option<f64>,
-    /// Free runs by length: `[min_blocks, runs, blocks]` per power-of-two bucket.
-    pub free_runs: Vec<[usize; 3]>,
+    /// Free runs by length, one per power-of-two bucket of lengths.
+    pub free_runs: Vec<FreeRunsReport>,
     /// Bytes by object type.
     pub types: BTreeMap<&'static str, u64>,
     /// Allocation counts by object type.
     pub type_counts: BTreeMap<&'static str, usize>,
+}
+
+/// Free runs (holes) `min_blocks..=max_blocks` blocks long.
+#[derive(Debug, Serialize)]
+pub struct FreeRunsReport {
+    pub min_blocks: usize,
+    pub max_blocks: usize,
+    pub min_bytes: u64,
+    pub max_bytes: u64,
+    /// How many holes of these lengths.
+    pub runs: usize,
+    /// The blocks in them.
+    pub blocks: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -167,7 +180,23 @@ impl MetricsReport {
             free_bytes: Some(m.free_bytes),
             largest_free_bytes: Some(m.largest_free_bytes),
             fragmentation: Some(m.fragmentation),
-            free_runs: m.histogram.buckets.iter().map(|b| [b.min_blocks, b.runs, b.blocks]).collect(),
+            free_runs: m
+                .histogram
+                .buckets
+                .iter()
+                .map(|b| {
+                    let bs = u64::from(snapshot.block_size().unwrap_or(0));
+                    let max_blocks = 2 * b.min_blocks - 1;
+                    FreeRunsReport {
+                        min_blocks: b.min_blocks,
+                        max_blocks,
+                        min_bytes: b.min_blocks as u64 * bs,
+                        max_bytes: max_blocks as u64 * bs,
+                        runs: b.runs,
+                        blocks: b.blocks,
+                    }
+                })
+                .collect(),
             types: m.types.iter().map(|t| (t.obj_type.name(), t.bytes)).collect(),
             type_counts: m.types.iter().map(|t| (t.obj_type.name(), t.allocations)).collect(),
         }

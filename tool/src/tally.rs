@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::entry::{Entry, Source};
-use crate::human::thousands;
+use crate::human::{count, thousands};
 use crate::recording::Summary;
 
 #[derive(Clone, Debug, Default)]
@@ -65,7 +65,7 @@ impl Tally {
     pub fn status(&self, elapsed: Duration, bytes: u64) -> String {
         let secs = elapsed.as_secs_f64();
         let rate = if secs > 0.0 { self.snapshots as f64 / secs } else { 0.0 };
-        let mut s = format!("{secs:6.1} s  {} snapshots ({rate:.1}/s)  {} KB", self.snapshots, thousands(bytes / 1024));
+        let mut s = format!("{secs:6.1} s  {} ({rate:.1}/s)  {} KB", count(self.snapshots, "snapshot"), thousands(bytes / 1024));
         if let Some(l) = self.last {
             s += &format!("  used {} B  largest free {} B", thousands(l.used), thousands(l.largest_free));
         }
@@ -73,7 +73,7 @@ impl Tally {
             s += &format!("  {} skipped by the device", self.skipped);
         }
         if self.gaps > 0 {
-            s += &format!("  {} gaps", self.gaps);
+            s += &format!("  {}", count(self.gaps, "gap"));
         }
         if self.corrupt > 0 {
             s += &format!("  {} damaged", self.corrupt);

@@ -29,6 +29,8 @@ fn json(out: &Output) -> serde_json::Value {
 #[test]
 fn inspect_json_of_a_layout_dump() {
     let v = json(&heapscope(&["inspect", "--json", &fixture("src129_i686_splitauto_two_areas_mem_info1.txt")], None));
+    assert_eq!(v["dumps_found"], 1);
+    let v = &v["dumps"][0];
     assert_eq!(v["block_size"], 16);
     let areas = v["areas"].as_array().unwrap();
     assert_eq!(areas.len(), 2);
@@ -52,11 +54,21 @@ fn inspect_json_of_a_layout_dump() {
     assert_eq!(type_bytes, 47904);
     assert!(m["types"]["bytearray"].as_u64().unwrap() > 0, "the A blocks are bytearrays");
     assert_eq!(v["warnings"].as_array().unwrap().len(), 0);
+    // Free runs are labelled: lengths in blocks and bytes, how many, how many blocks.
+    let runs = m["free_runs"].as_array().unwrap();
+    let free_blocks: u64 = runs.iter().map(|r| r["blocks"].as_u64().unwrap()).sum();
+    assert_eq!(free_blocks * 16, 64096);
+    for r in runs {
+        assert_eq!(r["min_bytes"].as_u64().unwrap(), r["min_blocks"].as_u64().unwrap() * 16, "{r}");
+        assert_eq!(r["max_blocks"].as_u64().unwrap(), 2 * r["min_blocks"].as_u64().unwrap() - 1, "{r}");
+        assert!(r["runs"].is_u64(), "{r}");
+    }
 }
 
 #[test]
 fn inspect_json_of_a_summary_has_no_block_size() {
     let v = json(&heapscope(&["inspect", "--json", &fixture("stock129_x64_mem_info.txt")], None));
+    let v = &v["dumps"][0];
     assert!(v.get("block_size").is_none());
     assert_eq!(v["areas"].as_array().unwrap().len(), 0);
     assert_eq!(v["reported"]["stack_limit"], 80000);
@@ -73,13 +85,16 @@ fn inspect_reads_stdin_and_reports_every_dump_with_all() {
     }
     log.extend(b">>> ");
     let v = json(&heapscope(&["inspect", "--json", "--all", "-"], Some(&log)));
-    let dumps = v.as_array().unwrap();
+    assert_eq!(v["dumps_found"], 3);
+    let dumps = v["dumps"].as_array().unwrap();
     assert_eq!(dumps.len(), 3);
     assert_eq!(dumps[1]["areas"][0]["blocks"], 7460);
     assert_eq!(dumps[2]["block_size"], 32);
-    // Without --all: the last dump only.
+    // Without --all: the same shape, with the last dump only.
     let last = json(&heapscope(&["inspect", "--json", "-"], Some(&log)));
-    assert_eq!(last["block_size"], 32);
+    assert_eq!(last["dumps_found"], 3);
+    assert_eq!(last["dumps"].as_array().unwrap().len(), 1);
+    assert_eq!(last["dumps"][0], dumps[2]);
 
     let text = heapscope(&["inspect", "--all", "-"], Some(&log));
     let stdout = String::from_utf8(text.stdout).unwrap();
@@ -112,7 +127,7 @@ fn no_dump_exits_2_and_missing_file_exits_1() {
 fn help_reads_well() {
     let out = heapscope(&["--help"], None);
     let help = String::from_utf8(out.stdout).unwrap();
-    assert!(help.contains("why a 582-byte allocation fails"), "{help}");
+    assert!(help.contains("why a 1,088-byte allocation fails"), "{help}");
     assert!(help.contains("inspect"));
     assert!(help.contains("Exit codes"));
 }
@@ -162,7 +177,7 @@ fn inspect_of_a_long_log_keeps_only_what_it_prints() {
     let limited = |extra: &str| {
         Command::new("sh")
             .arg("-c")
-            .arg(format!("ulimit -v 262144 && exec \"$0\" inspect {extra} \"$1\" | tail -c 2000"))
+            .arg(format!("ulimit -v 262144 && exec \"$0\" inspect {extra} \"$1\" | tail -c 20000"))
             .arg(env!("CARGO_BIN_EXE_heapscope"))
             .arg(&path)
             .output()
@@ -173,6 +188,80 @@ fn inspect_of_a_long_log_keeps_only_what_it_prints() {
     assert!(out.status.success() && stdout.contains("dump 40000 of 40000"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let out = limited("--all --json");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.trim_end().ends_with("}\n]") && stdout.contains("\"block_size\": 32"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.trim_end().ends_with("\"dumps_found\": 40000\n}") && stdout.contains("\"block_size\": 32"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn the_readme_the_help_and_the_bundled_recording_tell_one_story() {
+    use heapscope::human::thousands;
+    let history = heapscope::tui::history::History::from_recording(heapscope::cmd::demo::bundled().unwrap());
+    let failure = history.failures[0];
+    let at = history.snapshots[failure.snapshot].summary;
+    let readme = std::fs::read_to_string(format!("{}/../README.md", env!("CARGO_MANIFEST_DIR"))).unwrap().replace('\n', " ");
+    for figure in [
+        format!("allocating {} bytes", failure.bytes),
+        format!("{} bytes of the heap were free", thousands(at.free)),
+        format!("largest free block was {} bytes", thousands(at.largest_free)),
+        format!("{}-byte allocation fails with {} bytes free", thousands(failure.bytes), thousands(at.free)),
+    ] {
+        assert!(readme.contains(&figure), "the README does not say {figure:?}");
+    }
+    let help = heapscope(&["--help"], None);
+    let help = String::from_utf8_lossy(&help.stdout).replace('\n', " ");
+    let story = format!("why a {}-byte allocation fails while {} KB are free", thousands(failure.bytes), at.free / 1000);
+    assert!(help.contains(&story), "--help does not say {story:?}: {help}");
+}
+
+#[test]
+fn counts_of_one_are_singular() {
+    let out = heapscope(&["inspect", &format!("{}/assets/demo.hsr", env!("CARGO_MANIFEST_DIR"))], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("1 segment (0 resets)"), "{text}");
+    assert!(!text.contains("1 segments") && !text.contains("1 areas"), "{text}");
+    assert!(text.contains("1 area, "), "{text}");
+    assert_eq!(heapscope::human::count(1usize, "area"), "1 area");
+    assert_eq!(heapscope::human::count(2048u64, "block"), "2,048 blocks");
+    assert_eq!(heapscope::human::count(0u64, "gap"), "0 gaps");
+}
+
+#[test]
+fn export_without_a_format_names_both() {
+    let out = heapscope(&["export", &format!("{}/assets/demo.hsr", env!("CARGO_MANIFEST_DIR"))], None);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--csv") && err.contains("--json"), "{err}");
+}
+
+#[test]
+fn a_baud_rate_of_zero_is_refused() {
+    for command in [&["record", "-o", "/tmp/never.hsr"][..], &["attach"], &["imports", "json"]] {
+        let mut args = command.to_vec();
+        args.extend(["--port", "/dev/null", "--baud", "0"]);
+        let out = heapscope(&args, None);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--baud") && err.contains('0'), "{err}");
+    }
+}
+
+#[test]
+fn completions_and_a_man_page_from_the_one_definition() {
+    let out = heapscope(&["completions", "bash"], None);
+    assert!(out.status.success());
+    let bash = String::from_utf8_lossy(&out.stdout);
+    assert!(bash.contains("_heapscope()") && bash.contains("record") && bash.contains("--baud"), "{bash}");
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let out = heapscope(&["completions", shell], None);
+        assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("inspect"), "{shell}");
+    }
+    let out = heapscope(&["man"], None);
+    assert!(out.status.success());
+    let man = String::from_utf8_lossy(&out.stdout);
+    assert!(man.contains(".TH heapscope 1"), "{man}");
+    for command in ["RECORD", "ATTACH", "REPLAY", "INSPECT", "EXPORT", "IMPORTS", "FLASH", "DEMO"] {
+        assert!(man.contains(&format!(".SH \"HEAPSCOPE {command}\"")), "{command} missing");
+    }
+    assert!(man.contains("\\-\\-dry\\-run") && man.contains("\\-\\-baud"), "options are listed");
+    assert!(!man.contains(".SH \"HEAPSCOPE HELP\""));
 }

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;
 
-use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+use ratatui::crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 use heapscope::capture::{self, Capture, Mode};
 use heapscope::cmd::demo::bundled;
 use heapscope::link::OnceOpener;
@@ -45,32 +45,7 @@ fn run(app: App, width: u16, height: u16, events: Vec<Event>) -> (App, String) {
 /// when the pixel is mostly free, `.` free, `@` cursor, `*` changed, `+ - =` the diff's
 /// allocated, freed and kept.
 fn pixel(c: ratatui::style::Color) -> char {
-    use heapscope::tui::palette;
-    use heapscope_protocol::ObjType;
-    let fixed = [(palette::FREE, '.'), (palette::CURSOR, '@'), (palette::CHANGED, '*'), (palette::ALLOCATED, '+'), (palette::FREED, '-'), (palette::KEPT, '=')];
-    if let Some((_, ch)) = fixed.iter().find(|(col, _)| *col == c) {
-        return *ch;
-    }
-    for t in ObjType::ALL {
-        let letter = match t {
-            ObjType::Other => 'H',
-            ObjType::Unknown => 'U',
-            ObjType::Set => 'E',
-            ObjType::Int => 'I',
-            ObjType::Closure => 'C',
-            ObjType::BoundMethod => 'N',
-            ObjType::Instance => 'O',
-            ObjType::Type => 'Y',
-            t => t.mem_info_letter(),
-        };
-        if palette::of(t) == c {
-            return letter;
-        }
-        if palette::dim(palette::of(t)) == c {
-            return letter.to_ascii_lowercase();
-        }
-    }
-    ' '
+    heapscope::tui::palette::letter(c)
 }
 
 /// The screen as text. Map cells (half blocks) show their upper pixel; the lower pixels of
@@ -124,8 +99,8 @@ fn help_lists_every_key() {
     let (app, text) = run(replay_app(), 80, 24, vec![key('?')]);
     assert!(app.quit);
     insta::assert_snapshot!("help_80x24", text);
-    for (keys, _, _) in heapscope::tui::keys::BINDINGS {
-        assert!(text.contains(keys), "{keys} missing from the help");
+    for b in heapscope::tui::keys::BINDINGS {
+        assert!(text.contains(b.keys), "{} missing from the help", b.keys);
     }
 }
 
@@ -226,7 +201,182 @@ fn live_entries_appear_as_they_arrive() {
 #[test]
 fn marks_land_on_the_timeline() {
     let (app, text) = run(replay_app(), 100, 30, vec![code(KeyCode::Home), key(']'), key(']'), key('m'), key('3')]);
-    assert_eq!(app.history.markers.len(), 1);
-    assert_eq!(app.history.markers[0].at, app.history.snapshots[2].at);
+    let marks: Vec<_> = app.history.markers.iter().filter(|m| m.kind == heapscope::tui::history::MarkerKind::Mark).collect();
+    assert_eq!(marks.len(), 1);
+    assert_eq!(marks[0].at, app.history.snapshots[2].at);
     assert!(text.contains("mark 1"), "{text}");
+}
+
+/// The app at the first failure of the bundled recording.
+fn at_the_failure() -> App {
+    let mut app = replay_app();
+    let f = app.history.failures[0];
+    app.cursor = Some(f.snapshot);
+    app
+}
+
+#[test]
+fn a_replay_opens_at_the_start_and_plays_to_the_failure() {
+    let mut app = replay_app();
+    assert_eq!(app.current(), Some(0), "a replay opens at its start");
+    app.play();
+    assert!(app.playback.is_some());
+    let first = app.history.failures[0];
+    // Far enough into the future to be past the failure: playing stops there.
+    app.tick(std::time::Instant::now() + Duration::from_secs(3600));
+    assert_eq!(app.current(), Some(first.snapshot), "stopped at the heap the failure left");
+    assert!(app.playback.is_none());
+    let message = app.message.clone().unwrap();
+    assert!(message.contains("MemoryError: 1,088 B failed") && message.contains("largest free block 1,024 B"), "{message}");
+    // Space plays on, to the next failure.
+    app.act(heapscope::tui::keys::Action::Freeze);
+    app.tick(std::time::Instant::now() + Duration::from_secs(3600));
+    assert_eq!(app.current(), Some(app.history.failures[1].snapshot));
+    // Space pauses.
+    app.act(heapscope::tui::keys::Action::Freeze);
+    assert!(app.playback.is_some());
+    app.act(heapscope::tui::keys::Action::Freeze);
+    assert!(app.playback.is_none());
+}
+
+#[test]
+fn a_live_view_stops_at_a_failure() {
+    use heapscope::entry::{Entry, Source};
+    let rec = bundled().unwrap();
+    let mut app = App::new(History::new(), "live", true);
+    let snapshot = |i: u32| Entry::Snapshot { at: u64::from(i) * 1000, device_ms: None, source: Source::Passive, snapshot: Box::new(rec.snapshot(i).unwrap()) };
+    app.ingest(snapshot(0));
+    app.ingest(Entry::Event { at: 1500, device_ms: None, event: heapscope::capture::memory_error_mark(582) });
+    app.tick(std::time::Instant::now());
+    assert!(!app.frozen(), "the heap after the failure has not arrived yet");
+    app.ingest(snapshot(1));
+    app.ingest(snapshot(2));
+    app.tick(std::time::Instant::now());
+    assert_eq!(app.current(), Some(1), "frozen on the heap the failure left");
+    assert!(app.message.as_deref().unwrap_or("").contains("582 B failed"));
+    app.act(heapscope::tui::keys::Action::Freeze);
+    app.tick(std::time::Instant::now());
+    assert_eq!(app.current(), Some(2), "space follows the board again");
+}
+
+#[test]
+fn the_failure_is_a_marker_on_the_timeline_with_its_size() {
+    for (w, h) in [(80, 24), (160, 48)] {
+        let (_, text) = run(at_the_failure(), w, h, vec![key('3')]);
+        let marks = text.lines().find(|l| l.trim_start().starts_with('!') || l.contains(" ! ") && !l.contains("MemoryError")).unwrap_or("");
+        assert!(marks.matches('!').count() >= 2, "one marker per failure in the marks row:\n{text}");
+        assert!(text.contains("MemoryError: allocating 1,088 B failed"), "{text}");
+        assert!(text.contains("MemoryError 1,088 B"), "the header names the failure:\n{text}");
+    }
+}
+
+#[test]
+fn the_fragmentation_view_names_the_failed_size_beside_the_largest_free_block() {
+    for (w, h) in [(80, 24), (160, 48)] {
+        let (_, text) = run(at_the_failure(), w, h, vec![key('2')]);
+        let line = text.lines().find(|l| l.contains("failed")).unwrap_or_else(|| panic!("{text}"));
+        assert!(line.contains("MemoryError: 1,088 B failed · largest free block 1,024 B"), "{line}");
+    }
+    // Not at other moments.
+    let (_, text) = run(replay_app(), 160, 48, vec![key('2')]);
+    assert!(!text.contains("B failed"), "{text}");
+}
+
+#[test]
+fn the_histogram_is_labelled_in_bytes_and_no_label_is_cut() {
+    let (_, text) = run(at_the_failure(), 160, 48, vec![key('2')]);
+    assert!(text.contains("a block is 32 B"), "{text}");
+    let labels = text.lines().find(|l| l.contains("32B")).unwrap_or_else(|| panic!("{text}"));
+    for label in labels.split_whitespace().filter(|t| *t != "│") {
+        assert!(label.ends_with('B') || label.ends_with('K') || label.ends_with('M'), "{label:?} in {labels}");
+    }
+}
+
+#[test]
+fn a_small_heap_fills_the_map_panel() {
+    let (app, text) = run(replay_app(), 160, 48, vec![]);
+    // Map rows start with the address of their first block.
+    let map_rows = text.lines().filter(|l| l.strip_prefix("│").and_then(|r| r.split(' ').next()).is_some_and(|a| a.len() >= 6 && a.chars().all(|c| c.is_ascii_hexdigit()))).count();
+    let panel = 48 - 2 - 2 - 2 - 2; // header, tabs, footer; the border; the info and legend lines
+    assert!(app.regions.map_scale.pixels_per_block > 1, "{:?}", app.regions.map_scale);
+    assert!(map_rows * 10 >= panel * 8, "{map_rows} of {panel} rows:\n{text}");
+    assert!(text.contains("pixels/block"), "{text}");
+}
+
+#[test]
+fn zooming_in_at_the_closest_says_why_nothing_changed() {
+    let events = std::iter::repeat_n(key('+'), 10).collect();
+    let (app, text) = run(replay_app(), 80, 24, events);
+    assert_eq!(app.regions.map_scale.pixels_per_block, 16);
+    assert!(text.contains("the map is at its closest: 16 pixels/block"), "{text}");
+}
+
+#[test]
+fn the_header_keeps_its_figures_behind_a_long_name() {
+    let long = format!("/home/someone/{}/micropython (demo)", "very-long-directory-name/".repeat(6));
+    for (w, wanted) in [(80, "frag"), (120, "largest"), (120, "frag")] {
+        let app = App::new(History::from_recording(bundled().unwrap()), long.clone(), false);
+        let (_, text) = run(app, w, 24, vec![]);
+        let header = text.lines().next().unwrap();
+        assert!(header.contains(wanted), "{w} columns: {header}");
+    }
+    let app = App::new(History::from_recording(bundled().unwrap()), long.clone(), false);
+    let (_, text) = run(app, 200, 24, vec![]);
+    assert!(text.lines().next().unwrap().contains("micropython (demo)"), "the name's end shows when there is room");
+}
+
+#[test]
+fn the_help_box_stays_inside_the_border_at_80x24() {
+    let (_, text) = run(replay_app(), 80, 24, vec![key('?')]);
+    let lines: Vec<Vec<char>> = text.lines().map(|l| l.chars().collect()).collect();
+    // The view's border: top row 2, bottom row 22, columns 0 and 79.
+    assert!(lines[2][1..79].iter().all(|&c| c != '┌' && c != '┐'), "{text}");
+    assert_eq!(lines[22].iter().filter(|&&c| c == '─').count(), 78, "{text}");
+    for row in &lines[3..22] {
+        assert_eq!((row[0], row.get(79).copied()), ('│', Some('│')), "{text}");
+    }
+    assert!(text.contains("Keys (any key closes)"), "{text}");
+}
+
+#[test]
+fn the_timeline_legend_is_not_drawn_over_its_lines() {
+    let (_, text) = run(at_the_failure(), 160, 48, vec![key('3')]);
+    // The names are said once, in the line under the plot.
+    assert_eq!(text.matches("largest free").count(), 1, "{text}");
+}
+
+/// Runs the UI like `run` and returns the last frame's cells.
+fn run_cells(app: App, width: u16, height: u16, events: Vec<Event>) -> ratatui::buffer::Buffer {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    let mut script: VecDeque<Event> = events.into();
+    start(&mut terminal, app, |_| Ok(Some(script.pop_front().unwrap_or_else(|| key('q')))), None).unwrap();
+    terminal.backend().buffer().clone()
+}
+
+#[test]
+fn without_colour_the_map_is_drawn_in_letters() {
+    use heapscope::tui::palette::ColorMode;
+    use ratatui::style::Color;
+    let mut app = at_the_failure();
+    app.color_mode = ColorMode::None;
+    let buf = run_cells(app, 100, 30, vec![]);
+    assert!(buf.content.iter().all(|c| c.fg == Color::Reset && c.bg == Color::Reset), "NO_COLOR: no colour at all");
+    let text: String = buf.content.iter().map(|c| c.symbol()).collect();
+    assert!(!text.contains('▀'), "no half blocks that only colour tells apart");
+    let map_row: String = buf.content[(3 * 100) as usize..(4 * 100) as usize].iter().map(|c| c.symbol()).collect();
+    assert!(map_row.contains('@') && map_row.contains('H'), "{map_row}");
+    assert!(text.contains("....."), "free blocks are dots");
+}
+
+#[test]
+fn a_256_colour_terminal_gets_256_colours() {
+    use heapscope::tui::palette::ColorMode;
+    use ratatui::style::Color;
+    for view in ['1', '2', '3', '5', '6'] {
+        let mut app = at_the_failure();
+        app.color_mode = ColorMode::Ansi256;
+        let buf = run_cells(app, 100, 30, vec![key(view)]);
+        assert!(!buf.content.iter().any(|c| matches!(c.fg, Color::Rgb(..)) || matches!(c.bg, Color::Rgb(..))), "view {view}");
+        assert!(buf.content.iter().any(|c| c.fg != Color::Reset), "view {view} still has colour");
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 
-use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
+use ratatui::crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
 use heapscope::cmd::objects::app;
 use heapscope::tui::app::{App, View};
 use heapscope::tui::start;

@@ -94,13 +94,13 @@ fn live(interpreter: &Path, args: &DemoArgs) -> Result<(), CliError> {
     let outcome = outcome?;
     print_outcome(&outcome.tally, outcome.elapsed);
     if let Some(path) = &args.output {
-        eprintln!("recording: {} ({} bytes)", path.display(), human::thousands(outcome.bytes));
+        eprintln!("recording: {} ({})", path.display(), human::count(outcome.bytes, "byte"));
     }
     Ok(())
 }
 
 fn print_outcome(tally: &Tally, elapsed: Duration) {
-    eprintln!("{} snapshots ({}) in {:.1} s", tally.snapshots, tally.sources(), elapsed.as_secs_f64());
+    eprintln!("{} ({}) in {:.1} s", human::count(tally.snapshots, "snapshot"), tally.sources(), elapsed.as_secs_f64());
     if let Some(l) = tally.last {
         eprintln!(
             "last: used {} B, free {} B, largest free block {} B, fragmentation {:.1}%",
@@ -120,7 +120,8 @@ pub fn bundled() -> Result<Recording, CliError> {
 fn replay_bundled(args: &DemoArgs) -> Result<(), CliError> {
     let rec = bundled()?;
     if !args.headless {
-        let app = crate::tui::app::App::new(crate::tui::history::History::from_recording(rec), "bundled demo recording", false);
+        let mut app = crate::tui::app::App::new(crate::tui::history::History::from_recording(rec), "bundled demo recording", false);
+        app.play();
         crate::tui::run_in_terminal(app, None).map_err(|e| CliError::Io(format!("terminal: {e}")))?;
         return Ok(());
     }
@@ -196,5 +197,13 @@ mod tests {
         let worst = snapshots.iter().map(|(_, s)| s.fragmentation).fold(0.0, f64::max);
         let free_then = snapshots.iter().find(|(_, s)| s.fragmentation == worst).unwrap().1.free;
         assert!(worst > 0.9 && free_then > 10_000, "fragmentation {worst}, free {free_then}");
+        // Each failure is on the timeline, with its size, and the heap it left follows it.
+        let history = crate::tui::history::History::from_recording(bundled().unwrap());
+        assert!(history.failures.len() >= 2, "{:?}", history.failures);
+        for f in &history.failures {
+            assert_eq!(f.bytes, 1088);
+            let after = history.snapshots[f.snapshot].summary;
+            assert!(after.largest_free < f.bytes && after.free > 20 * f.bytes, "{after:?}");
+        }
     }
 }

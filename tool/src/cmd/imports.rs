@@ -44,7 +44,17 @@ pub struct ImportCost {
     pub fragmentation_after: f64,
     /// Time the import took on the board.
     pub time_us: Option<u64>,
+    /// What the figures do not say by themselves (already imported, largest free rose).
+    pub notes: Vec<&'static str>,
 }
+
+/// The module was in `sys.modules` before: `import` only bound a name.
+pub const NOTE_ALREADY_IMPORTED: &str = "already imported before: nothing was loaded, so it costs nothing here";
+/// A built-in module is never in `sys.modules`: importing it allocates nothing.
+pub const NOTE_BUILT_IN: &str = "built into the firmware: importing it loads nothing, so it costs nothing here";
+/// The largest free block grew across an import.
+pub const NOTE_LARGEST_FREE_ROSE: &str =
+    "largest free rose: the collection after the import also freed garbage left by earlier code, joining holes";
 
 #[derive(Debug, Serialize)]
 pub struct ImportsReport {
@@ -142,6 +152,7 @@ fn cost(module: &str, depth: u32, before: &Snapshot, after: &Snapshot, ok: bool,
         fragmentation_before: b.fragmentation,
         fragmentation_after: a.fragmentation,
         time_us,
+        notes: if a.largest_free > b.largest_free { vec![NOTE_LARGEST_FREE_ROSE] } else { Vec::new() },
     }
 }
 
@@ -175,14 +186,24 @@ fn measure_stock(repl: &mut RawRepl<'_>, port: &str, modules: &[String]) -> Resu
     for m in modules {
         let out = exec(
             repl,
-            &format!("_heapscope_t = time.ticks_us()\nimport {m}\nprint('heapscope-us', time.ticks_diff(time.ticks_us(), _heapscope_t))\n"),
+            &format!(
+                "print('heapscope-loaded', '{m}' in __import__('sys').modules)\n_heapscope_t = time.ticks_us()\nimport {m}\n\
+                 print('heapscope-us', time.ticks_diff(time.ticks_us(), _heapscope_t))\nprint('heapscope-stored', '{m}' in __import__('sys').modules)\n"
+            ),
         )?;
-        let time_us = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .find_map(|l| l.strip_prefix("heapscope-us ").and_then(|n| n.trim().parse().ok()));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let time_us = stdout.lines().find_map(|l| l.strip_prefix("heapscope-us ").and_then(|n| n.trim().parse().ok()));
+        let already = stdout.lines().any(|l| l.trim() == "heapscope-loaded True");
+        let built_in = stdout.lines().any(|l| l.trim() == "heapscope-stored False");
         let error = out.failed().then(|| String::from_utf8_lossy(&out.stderr).trim().to_string());
         let after = snapshot(repl)?;
-        rows.push(cost(m, 0, &before, &after, error.is_none(), error, time_us));
+        let mut row = cost(m, 0, &before, &after, error.is_none(), error, time_us);
+        if already {
+            row.notes.insert(0, NOTE_ALREADY_IMPORTED);
+        } else if built_in && row.ok {
+            row.notes.insert(0, NOTE_BUILT_IN);
+        }
+        rows.push(row);
         before = after;
     }
     let b = Summary::of(&baseline);
@@ -276,9 +297,10 @@ pub fn run(args: &ImportsArgs) -> Result<(), CliError> {
     } else {
         print!("{}", table(&report));
     }
+    // A failed import is the board failing what was asked: exit 1, after the report.
     let failed = report.modules.iter().filter(|m| !m.ok && m.depth == 0).count();
-    if failed > 0 && !args.json {
-        eprintln!("{failed} of {} imports failed on the board", modules.len());
+    if failed > 0 {
+        return Err(CliError::Io(format!("{failed} of {} failed on the board", crate::human::count(modules.len(), "import"))));
     }
     Ok(())
 }
@@ -313,6 +335,9 @@ pub fn table(r: &ImportsReport) -> String {
             100.0 * m.fragmentation_after,
             m.time_us.map_or("-".into(), |us| format!("{:.1} ms", us as f64 / 1000.0))
         );
+        for note in &m.notes {
+            s += &format!("{:name_width$}  ({note})\n", "");
+        }
     }
     s
 }
@@ -333,6 +358,25 @@ mod tests {
     fn imports_at_the_top_of_a_script() {
         let src = "\"\"\"Demo.\n\nMore.\n\"\"\"\n# comment\nimport json, os.path as p  # x\nfrom umqtt.simple import MQTTClient\nfrom . import local\n\nimport json\nx = 1\nimport late\n";
         assert_eq!(modules_from_script(src), ["json", "os.path", "umqtt.simple"]);
+    }
+
+    #[test]
+    fn a_rise_of_the_largest_free_block_is_explained() {
+        // 64 blocks of 16 B: a block in the middle, then gone (the collection freed it).
+        let dump = |layout: &str| {
+            let text = format!(
+                "GC: total: 1024, used: 32, free: 992\r\n No. of 1-blocks: 2, 2-blocks: 0, max blk sz: 1, max free sz: 31\r\nGC memory layout; from 10000:\r\n00000000: {layout}\r\n>>> "
+            );
+            let snapshot = text::parse(text.as_bytes()).0.pop().unwrap().snapshot;
+            assert!(snapshot.has_layout());
+            snapshot
+        };
+        let split = dump(&format!("h{}h{}", ".".repeat(31), ".".repeat(31)));
+        let joined = dump(&format!("h{}", ".".repeat(63)));
+        let rose = cost("m", 0, &split, &joined, true, None, None);
+        assert_eq!(rose.notes, [NOTE_LARGEST_FREE_ROSE]);
+        assert!(table(&ImportsReport { port: "p".into(), method: "raw-repl", block_size: None, baseline: None, modules: vec![rose] }).contains("largest free rose"));
+        assert!(cost("m", 0, &joined, &split, true, None, None).notes.is_empty());
     }
 
     #[test]

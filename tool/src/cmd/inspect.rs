@@ -55,18 +55,18 @@ fn inspect_recording(name: &str, bytes: Vec<u8>, args: &InspectArgs) -> Result<(
         crate::outln!("{name}: heapscope recording, {:.1} s", report.seconds)?;
         let sources: Vec<String> = report.sources.iter().map(|(s, n)| format!("{n} {s}")).collect();
         crate::outln!(
-            "  {} snapshots ({}), {} events, {} segments ({} resets), {} gaps, {} damaged, {} bytes of console text",
-            report.snapshots,
+            "  {} ({}), {}, {} ({}), {}, {} damaged, {} of console text",
+            human::count(report.snapshots, "snapshot"),
             if sources.is_empty() { "none".into() } else { sources.join(", ") },
-            report.events,
-            report.segments,
-            report.resets,
-            report.gaps,
+            human::count(report.events, "event"),
+            human::count(report.segments, "segment"),
+            human::count(report.resets, "reset"),
+            human::count(report.gaps, "gap"),
             report.damaged,
-            human::thousands(report.console_bytes as u64)
+            human::count(report.console_bytes, "byte")
         )?;
         if report.skipped_snapshots > 0 {
-            crate::outln!("  the device skipped {} snapshots: the line had no room for them", report.skipped_snapshots)?;
+            crate::outln!("  the device skipped {}: the line had no room for them", human::count(report.skipped_snapshots, "snapshot"))?;
         }
         if let Some(t) = &report.truncated {
             crate::outln!("  ends early at byte {} ({}): everything before it was read", t.offset, t.reason)?;
@@ -105,9 +105,6 @@ fn inspect_text(name: &str, first: &[u8], mut rest: Box<dyn Read>, args: &Inspec
     let mut last: Option<Box<Dump>> = None;
     let mut errors: Vec<ParseError> = Vec::new();
     let mut more_errors = 0usize;
-    if args.all && args.json {
-        out.write_all(b"[").map_err(write_error)?;
-    }
     let mut handle = |events: Vec<ScanEvent>, out: &mut dyn Write| -> Result<(), CliError> {
         for event in events {
             match event {
@@ -137,12 +134,13 @@ fn inspect_text(name: &str, first: &[u8], mut rest: Box<dyn Read>, args: &Inspec
         handle(scanner.push(&buf[..n]), &mut out)?;
     }
     handle(scanner.finish(), &mut out)?;
-    if args.all && args.json {
-        out.write_all(if dumps == 0 { b"]\n" } else { b"\n]\n" }).map_err(write_error)?;
-    } else if args.all && dumps > 0 {
-        writeln!(out, "{name}: {dumps} dumps").map_err(write_error)?;
-    } else if let Some(dump) = &last {
+    if let Some(dump) = &last {
         print_dump(&mut out, name, dump, dumps, Some(dumps), args.json)?;
+    }
+    if args.json && dumps > 0 {
+        writeln!(out, "\n  ],\n  \"dumps_found\": {dumps}\n}}").map_err(write_error)?;
+    } else if args.all && dumps > 0 {
+        writeln!(out, "{name}: {}", human::count(dumps, "dump")).map_err(write_error)?;
     }
     out.flush().map_err(write_error)?;
 
@@ -169,21 +167,24 @@ fn inspect_text(name: &str, first: &[u8], mut rest: Box<dyn Read>, args: &Inspec
     Ok(())
 }
 
-/// One dump: dump `which` (`of` the total when it is known), as JSON or for people. In a
-/// streamed `--all --json` array each element follows a comma except the first.
+/// One dump: dump `which` (`of` the total when it is known), as JSON or for people.
+///
+/// `--json` prints one shape with or without `--all`: `{"input", "dumps", "dumps_found"}`, where
+/// `dumps` holds every dump or the last. The object is opened with the first dump and each dump is
+/// written as soon as it is found, so a long log never has to be held.
 fn print_dump(out: &mut dyn Write, name: &str, dump: &Dump, which: usize, of: Option<usize>, json: bool) -> Result<(), CliError> {
     let report = SnapshotReport::from_dump(dump);
+    let first = which == 1 || of.is_some();
     if json {
-        let text = serde_json::to_string_pretty(&report).map_err(|e| CliError::Io(format!("encoding JSON: {e}")))?;
-        if of.is_some() {
-            writeln!(out, "{text}").map_err(write_error)?;
-        } else {
-            // An element of the array: indented as serde_json indents one.
-            let sep = if which == 1 { "\n" } else { ",\n" };
-            out.write_all(sep.as_bytes()).map_err(write_error)?;
-            let indented: Vec<String> = text.lines().map(|l| format!("  {l}")).collect();
-            out.write_all(indented.join("\n").as_bytes()).map_err(write_error)?;
+        let encoding = |e: serde_json::Error| CliError::Io(format!("encoding JSON: {e}"));
+        if first {
+            let input = serde_json::to_string(name).map_err(encoding)?;
+            write!(out, "{{\n  \"input\": {input},\n  \"dumps\": [").map_err(write_error)?;
         }
+        let text = serde_json::to_string_pretty(&report).map_err(encoding)?;
+        out.write_all(if first { b"\n" } else { b",\n" }).map_err(write_error)?;
+        let indented: Vec<String> = text.lines().map(|l| format!("    {l}")).collect();
+        out.write_all(indented.join("\n").as_bytes()).map_err(write_error)?;
     } else {
         let of = of.map_or(String::new(), |n| format!(" of {n}"));
         writeln!(out, "{name}: dump {which}{of}, lines {}-{}", dump.first_line, dump.last_line).map_err(write_error)?;

@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod dump;
+pub mod docs;
 pub mod export;
 pub mod flash;
 pub mod imports;

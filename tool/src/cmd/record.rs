@@ -13,7 +13,7 @@ use crate::capture::{self, Capture};
 use crate::cli::{DeviceArgs, RecordArgs};
 use crate::entry::Entry;
 use crate::exit::{file_error, CliError};
-use crate::human::thousands;
+use crate::human::count;
 use crate::link::PathOpener;
 use crate::port::{self, OpenOptions};
 use crate::recording::RecordingWriter;
@@ -26,13 +26,14 @@ pub fn start_capture(device: &DeviceArgs, options: capture::Options) -> Result<(
     Ok((Capture::start(Box::new(opener), options)?, path))
 }
 
-/// Set by Ctrl-C: the headless loop finishes cleanly. One flag per process (there is only one
-/// handler), cleared at each call so every run starts uninterrupted.
+/// Set by Ctrl-C: the headless loop finishes cleanly. One flag per process (only one Ctrl-C
+/// handler can be installed), cleared for each run that asks for it.
 pub fn interrupt_flag() -> Arc<AtomicBool> {
     static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
     let flag = FLAG.get_or_init(|| {
         let flag = Arc::new(AtomicBool::new(false));
         let f = flag.clone();
+        // Without a handler (another library installed one), Ctrl-C ends the process as usual.
         let _ = ctrlc::set_handler(move || f.store(true, Ordering::SeqCst));
         flag
     });
@@ -157,14 +158,14 @@ pub fn run(args: &RecordArgs) -> Result<(), CliError> {
         crate::outln!("{}", serde_json::to_string_pretty(&summary).expect("summary serialises"))?;
     } else {
         eprintln!(
-            "recorded {} snapshots ({}), {} events, {} gaps in {:.1} s: {} ({} bytes)",
-            t.snapshots,
+            "recorded {} ({}), {}, {} in {:.1} s: {} ({})",
+            count(t.snapshots, "snapshot"),
             t.sources(),
-            t.events,
-            t.gaps,
+            count(t.events, "event"),
+            count(t.gaps, "gap"),
             out.elapsed.as_secs_f64(),
             args.output.display(),
-            thousands(out.bytes)
+            count(out.bytes, "byte")
         );
     }
     if t.snapshots == 0 {
@@ -175,4 +176,24 @@ pub fn run(args: &RecordArgs) -> Result<(), CliError> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ctrl_c_sets_the_flag_of_every_caller() {
+        let first = interrupt_flag();
+        let second = interrupt_flag();
+        assert!(Arc::ptr_eq(&first, &second), "one flag per process");
+        // A real SIGINT, as Ctrl-C sends it, reaches the flag the second caller holds.
+        let status = std::process::Command::new("kill").args(["-INT", &std::process::id().to_string()]).status().expect("kill(1)");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !second.load(Ordering::SeqCst) {
+            assert!(Instant::now() < deadline, "Ctrl-C never set the flag");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }

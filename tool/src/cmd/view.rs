@@ -39,6 +39,8 @@ pub fn finish(mut feed: Feed) -> Result<(), CliError> {
 pub fn replay(args: &ReplayArgs) -> Result<(), CliError> {
     let rec = super::open_recording(&args.input)?;
     let title = args.input.display().to_string();
-    tui::run_in_terminal(App::new(History::from_recording(rec), title, false), None).map_err(ui_error)?;
+    let mut app = App::new(History::from_recording(rec), title, false);
+    app.play();
+    tui::run_in_terminal(app, None).map_err(ui_error)?;
     Ok(())
 }

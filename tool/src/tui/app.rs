@@ -1,15 +1,18 @@
 //! The UI's state and how input changes it. Rendering reads it; nothing here draws.
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, MouseButton, MouseEventKind};
+use ratatui::crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, MouseButton, MouseEventKind};
 use heapscope_protocol::Snapshot;
 use ratatui::layout::{Position, Rect};
 
 use super::history::History;
 use super::keys::{self, Action};
+use super::render::heapmap::Scale;
 use crate::capture::Command;
 use crate::entry::Entry;
+use crate::human::thousands;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum View {
@@ -48,20 +51,28 @@ impl View {
 /// Blocks per pixel on the heap map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Zoom {
-    /// As many as it takes to show every block.
+    /// The closest that shows every block.
     Fit,
-    BlocksPerPixel(u32),
+    Fixed(Scale),
 }
 
 /// Where the last frame put things, for the mouse.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct Regions {
     pub tabs: Rect,
     pub map: Rect,
     /// Blocks per pixel the map was drawn with.
     pub map_bpp: u32,
+    /// The whole scale it was drawn with.
+    pub map_scale: Scale,
     pub map_first_row: usize,
     pub timeline: Rect,
+}
+
+impl Default for Regions {
+    fn default() -> Regions {
+        Regions { tabs: Rect::default(), map: Rect::default(), map_bpp: 1, map_scale: Scale::ONE, map_first_row: 0, timeline: Rect::default() }
+    }
 }
 
 pub struct App {
@@ -96,12 +107,26 @@ pub struct App {
     pub objects: Option<super::render::objects::ObjectsState>,
     /// The answer to a dump asked of the live capture, while it is being taken.
     pub pending_dump: Option<std::sync::mpsc::Receiver<Result<crate::capture::DumpTaken, String>>>,
+    /// Some while a replay plays.
+    pub playback: Option<Playback>,
+    /// How the terminal shows colour; drawing adapts to it.
+    pub color_mode: super::palette::ColorMode,
     marks: usize,
+    /// Failures the live view has already stopped at.
+    failures_shown: usize,
+}
+
+/// A replay playing at the recorded pace: snapshot time `from` was on screen at `started`.
+#[derive(Clone, Copy, Debug)]
+pub struct Playback {
+    started: Instant,
+    from: u64,
 }
 
 impl App {
     pub fn new(history: History, title: impl Into<String>, live: bool) -> App {
-        let cursor = if live { None } else { history.len().checked_sub(1) };
+        // A replay opens at its start (`play` sets it going); live follows the newest.
+        let cursor = if live || history.is_empty() { None } else { Some(0) };
         App {
             history,
             title: title.into(),
@@ -124,8 +149,65 @@ impl App {
             map_codes: None,
             objects: None,
             pending_dump: None,
+            playback: None,
+            color_mode: super::palette::ColorMode::default(),
             marks: 0,
+            failures_shown: 0,
         }
+    }
+
+    /// Starts (or resumes) playing a replay at the recorded pace; from the start if it was at
+    /// the end. Playing stops at each `MemoryError`, showing the heap the failure left.
+    pub fn play(&mut self) {
+        let Some(cur) = self.current().filter(|_| !self.live) else { return };
+        let cur = if cur + 1 >= self.history.len() { 0 } else { cur };
+        self.cursor = Some(cur);
+        self.playback = Some(Playback { started: Instant::now(), from: self.history.snapshots[cur].at });
+    }
+
+    /// Moves time on: a playing replay advances to `now`; a live view stops at a new failure
+    /// (space follows the board again).
+    pub fn tick(&mut self, now: Instant) {
+        if self.live {
+            while let Some(f) = self.history.failures.get(self.failures_shown).copied() {
+                if f.snapshot >= self.history.len() {
+                    break; // the heap after it has not arrived yet
+                }
+                self.failures_shown += 1;
+                if !self.frozen() {
+                    self.cursor = Some(f.snapshot);
+                    self.message = Some(self.failure_message(f.snapshot, "space follows the board again"));
+                }
+            }
+            return;
+        }
+        let (Some(p), Some(cur)) = (self.playback, self.current()) else { return };
+        let due = p.from.saturating_add(now.saturating_duration_since(p.started).as_micros() as u64);
+        let reached = self.history.snapshots.partition_point(|s| s.at <= due).saturating_sub(1).max(cur);
+        if let Some(f) = self.history.failures.iter().find(|f| f.snapshot > cur && f.snapshot <= reached) {
+            let i = f.snapshot;
+            self.cursor = Some(i);
+            self.playback = None;
+            self.message = Some(self.failure_message(i, "space plays on"));
+        } else {
+            self.cursor = Some(reached);
+            if reached + 1 >= self.history.len() {
+                self.playback = None;
+                self.message = Some("the end of the recording (space plays it again)".into());
+            }
+        }
+    }
+
+    /// What the failure shown at snapshot `i` means, for the footer.
+    fn failure_message(&self, i: usize, then: &str) -> String {
+        let Some(f) = self.history.failure_at(i) else { return String::new() };
+        let s = self.history.snapshots[i].summary;
+        format!(
+            "MemoryError: {} B failed with {} B free; largest free block {} B ({then})",
+            thousands(f.bytes),
+            thousands(s.free),
+            thousands(s.largest_free)
+        )
     }
 
     /// Index of the snapshot on screen.
@@ -164,6 +246,7 @@ impl App {
 
     fn step(&mut self, delta: isize) {
         let Some(cur) = self.current() else { return };
+        self.playback = None;
         let last = self.history.len() - 1;
         let next = (cur as isize + delta).clamp(0, last as isize) as usize;
         self.cursor = Some(next);
@@ -221,29 +304,43 @@ impl App {
             Action::PrevView => self.view = View::ALL[(self.view.index() + View::ALL.len() - 1) % View::ALL.len()],
             Action::View(i) => self.view = View::ALL[i.min(View::ALL.len() - 1)],
             Action::Left | Action::Right | Action::Up | Action::Down | Action::PageUp | Action::PageDown => self.navigate(a),
-            Action::ZoomIn => {
-                let bpp = self.regions.map_bpp.max(1);
-                self.zoom = Zoom::BlocksPerPixel((bpp / 2).max(1));
-            }
-            Action::ZoomOut => {
-                let bpp = self.regions.map_bpp.max(1);
-                self.zoom = Zoom::BlocksPerPixel((bpp * 2).min(1 << 16));
-            }
+            Action::ZoomIn => match self.regions.map_scale.zoom_in() {
+                Some(scale) => self.zoom = Zoom::Fixed(scale),
+                None => {
+                    self.message = Some(format!("the map is at its closest: {} (- zooms out, 0 fits)", self.regions.map_scale.describe()))
+                }
+            },
+            Action::ZoomOut => match self.regions.map_scale.zoom_out() {
+                Some(scale) => self.zoom = Zoom::Fixed(scale),
+                None => self.message = Some(format!("the map is at its farthest: {}", self.regions.map_scale.describe())),
+            },
             Action::ZoomFit => {
                 self.zoom = Zoom::Fit;
                 self.map_scroll = 0;
             }
+            Action::Freeze if !self.live => match self.playback.take() {
+                Some(_) => self.message = Some("paused (space plays on)".into()),
+                None => {
+                    self.message = None;
+                    self.play();
+                }
+            },
             Action::Freeze => {
-                self.cursor = if self.cursor.is_some() && self.live { None } else { self.current() };
+                self.cursor = if self.cursor.is_some() { None } else { self.current() };
+                self.message = None;
             }
             Action::PrevSnapshot => self.step(-1),
             Action::NextSnapshot => self.step(1),
             Action::FirstSnapshot => {
+                self.playback = None;
                 if !self.history.is_empty() {
                     self.cursor = Some(0);
                 }
             }
-            Action::LastSnapshot => self.cursor = if self.live { None } else { self.history.len().checked_sub(1) },
+            Action::LastSnapshot => {
+                self.playback = None;
+                self.cursor = if self.live { None } else { self.history.len().checked_sub(1) }
+            }
             Action::AddMark => {
                 self.marks += 1;
                 let label = format!("mark {}", self.marks);
@@ -355,14 +452,15 @@ impl App {
         if s.areas.is_empty() {
             return;
         }
-        let bpp = self.regions.map_bpp.max(1) as usize;
-        let width = (self.regions.map.width as usize).max(1) * bpp;
+        let scale = self.regions.map_scale;
+        let step = scale.blocks_per_pixel;
+        let width = scale.blocks_per_line(self.regions.map.width as usize);
         let (area, block) = self.block;
         let area = area.min(s.areas.len() - 1);
         let blocks = s.areas[area].blocks();
         let target: isize = match a {
-            Action::Left => block as isize - bpp as isize,
-            Action::Right => (block + bpp) as isize,
+            Action::Left => block as isize - step as isize,
+            Action::Right => (block + step) as isize,
             Action::Up => block as isize - width as isize,
             Action::Down => (block + width) as isize,
             Action::PageUp => block as isize - (width * self.regions.map.height as usize * 2) as isize,
@@ -400,6 +498,7 @@ impl App {
             let last = self.history.snapshots[self.history.len() - 1].at.max(first + 1);
             let frac = f64::from(x - r.timeline.x) / f64::from(r.timeline.width.max(1));
             let at = first + ((last - first) as f64 * frac) as u64;
+            self.playback = None;
             self.cursor = self.history.nearest(at);
         }
     }

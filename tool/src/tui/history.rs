@@ -7,6 +7,7 @@ use heapscope_protocol::wire::Event;
 use heapscope_protocol::Snapshot;
 
 use crate::entry::{Entry, HostMicros, SegmentReason, Source};
+use crate::human::thousands;
 use crate::recording::{Recording, Stored, Summary};
 
 /// A point of interest on the timeline.
@@ -27,6 +28,8 @@ pub enum MarkerKind {
     Growth,
     /// The device skipped snapshots: the line had no room for them.
     Skipped,
+    /// An allocation failed (`MemoryError` in the console).
+    MemoryError,
 }
 
 impl MarkerKind {
@@ -38,8 +41,19 @@ impl MarkerKind {
             MarkerKind::Gap => 'G',
             MarkerKind::Growth => '+',
             MarkerKind::Skipped => 's',
+            MarkerKind::MemoryError => '!',
         }
     }
+}
+
+/// A `MemoryError`: the allocation that failed and the first snapshot after it (the heap as the
+/// failure left it), if one came.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub at: HostMicros,
+    pub bytes: u64,
+    /// Index of the first snapshot after the failure (`== len()` until one arrives).
+    pub snapshot: usize,
 }
 
 /// One snapshot's place in the history.
@@ -60,6 +74,8 @@ enum Store {
 pub struct History {
     pub snapshots: Vec<SnapInfo>,
     pub markers: Vec<Marker>,
+    /// Every `MemoryError` seen, in order.
+    pub failures: Vec<Failure>,
     /// Console text as lines with the time each began; the last may be unfinished.
     pub console: Vec<(HostMicros, String)>,
     /// Events with their time, for the imports view.
@@ -81,6 +97,7 @@ impl History {
         History {
             snapshots: Vec::new(),
             markers: Vec::new(),
+            failures: Vec::new(),
             console: vec![(0, String::new())],
             entries_for_imports: Vec::new(),
             store: Store::Memory(Vec::new()),
@@ -116,7 +133,7 @@ impl History {
             Entry::Snapshot { at, device_ms, source, snapshot } => {
                 let areas: Vec<(u64, usize)> = snapshot.areas.iter().map(|a| (a.pool_start(), a.blocks())).collect();
                 if !self.last_areas.is_empty() && areas != self.last_areas && !snapshot.areas.is_empty() {
-                    self.markers.push(Marker { at, kind: MarkerKind::Growth, label: format!("{} areas", areas.len()) });
+                    self.markers.push(Marker { at, kind: MarkerKind::Growth, label: crate::human::count(areas.len(), "area") });
                 }
                 if !areas.is_empty() {
                     self.last_areas = areas;
@@ -142,6 +159,10 @@ impl History {
                     Event::ImportEnd { .. } => {
                         self.entries_for_imports.push(e.clone());
                         return;
+                    }
+                    Event::Mark { .. } if let Some(bytes) = crate::capture::memory_error_of(event) => {
+                        self.failures.push(Failure { at: *at, bytes, snapshot: self.snapshots.len() });
+                        (MarkerKind::MemoryError, format!("MemoryError: allocating {} B failed", thousands(bytes)))
                     }
                     Event::Mark { label } => (MarkerKind::Mark, label.clone()),
                     Event::AreaAdded(a) => (MarkerKind::Growth, format!("area +{:#x}", a.pool_start)),
@@ -211,6 +232,11 @@ impl History {
                 Some(s)
             }
         }
+    }
+
+    /// The failure whose aftermath snapshot `i` shows.
+    pub fn failure_at(&self, i: usize) -> Option<&Failure> {
+        self.failures.iter().find(|f| f.snapshot == i)
     }
 
     /// The snapshot closest in time to `at`.

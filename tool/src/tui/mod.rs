@@ -14,7 +14,7 @@ pub mod render;
 use std::io;
 use std::time::Duration;
 
-use crossterm::event::Event as TermEvent;
+use ratatui::crossterm::event::Event as TermEvent;
 use ratatui::backend::Backend;
 use ratatui::Terminal;
 
@@ -59,7 +59,8 @@ pub fn start<B: Backend>(
         } else {
             app.outgoing.clear();
         }
-        terminal.draw(|frame| render::draw(frame, &mut app))?;
+        app.tick(std::time::Instant::now());
+        terminal.draw(|frame| render::draw(frame, &mut app)).map_err(|e| io::Error::other(e.to_string()))?;
         if let Some(ev) = next_event(Duration::from_millis(100))? {
             app.handle(ev);
         }
@@ -69,14 +70,15 @@ pub fn start<B: Backend>(
 
 /// `start` on the real terminal: raw mode, alternate screen and mouse, all undone on the way
 /// out (also after a panic), so the shell is left as it was.
-pub fn run_in_terminal(app: App, feed: Option<&mut Feed>) -> io::Result<App> {
-    use crossterm::event::{DisableMouseCapture, EnableMouseCapture};
-    use crossterm::execute;
-    use crossterm::terminal::{disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen};
+pub fn run_in_terminal(mut app: App, feed: Option<&mut Feed>) -> io::Result<App> {
+    app.color_mode = palette::ColorMode::detect();
+    use ratatui::crossterm::event::{DisableMouseCapture, EnableMouseCapture};
+    use ratatui::crossterm::execute;
+    use ratatui::crossterm::terminal::{disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen};
 
     fn restore() {
         let _ = disable_raw_mode();
-        let _ = execute!(io::stdout(), DisableMouseCapture, LeaveAlternateScreen, crossterm::cursor::Show);
+        let _ = execute!(io::stdout(), DisableMouseCapture, LeaveAlternateScreen, ratatui::crossterm::cursor::Show);
     }
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -90,8 +92,8 @@ pub fn run_in_terminal(app: App, feed: Option<&mut Feed>) -> io::Result<App> {
         &mut terminal,
         app,
         |timeout| {
-            if crossterm::event::poll(timeout)? {
-                crossterm::event::read().map(Some)
+            if ratatui::crossterm::event::poll(timeout)? {
+                ratatui::crossterm::event::read().map(Some)
             } else {
                 Ok(None)
             }

@@ -6,7 +6,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
-use crate::tui::app::{App, View};
+use crate::tui::app::App;
+use crate::tui::keys;
 
 pub fn draw(f: &mut Frame, rect: Rect, app: &App) {
     if let Some(line) = &app.input {
@@ -14,18 +15,11 @@ pub fn draw(f: &mut Frame, rect: Rect, app: &App) {
         f.render_widget(Paragraph::new(text), rect);
         return;
     }
-    let keys = match app.view {
-        View::Map => "q quit · ? help · Tab view · hjkl move · +/- zoom · 0 fit · c changes · [ ] step · space freeze · m mark · o object",
-        View::Console if app.live => "q quit · ? help · Tab view · i type to the REPL · ↑↓ scroll",
-        View::Console => "q quit · ? help · Tab view · ↑↓ scroll",
-        View::Imports => "q quit · ? help · Tab view · s sort · [ ] step",
-        View::Objects => "q quit · ? help · Tab view · ↑↓ select · → expand · ← collapse · PgUp/PgDn",
-        View::Diff => "q quit · ? help · Tab view · a compare against this moment · [ ] step",
-        _ => "q quit · ? help · Tab view · ←→ or [ ] step · Home/End · space freeze · m mark",
-    };
-    let mut spans = vec![Span::from(format!(" {keys}")).dark_gray()];
+    // A message (a failure reached, a zoom limit) comes first: it is why the user looks here.
+    let mut spans = Vec::new();
     if let Some(m) = &app.message {
-        spans.push(Span::from(format!("   {m}")).yellow());
+        spans.push(Span::from(format!(" {m}   ")).yellow());
     }
+    spans.push(Span::from(format!(" {}", keys::footer(app.view, app.live).join(" · "))).dark_gray());
     f.render_widget(Paragraph::new(Line::from(spans)), rect);
 }

@@ -28,14 +28,23 @@ pub fn draw(f: &mut Frame, rect: Rect, app: &App) {
     let mut lines = vec![
         Line::from(vec![
             Span::from(format!(" {} B free", thousands(sum.free))).bold(),
-            Span::from(format!(" in {holes} holes; the largest is ")),
+            Span::from(format!(" in {}; the largest is ", crate::human::count(holes, "hole"))),
             Span::from(format!("{} B", thousands(sum.largest_free))).fg(Color::Cyan).bold(),
             Span::from(format!(" ({:.1}% fragmented)", 100.0 * sum.fragmentation)),
         ]),
-        Line::from(format!(
-            " The largest allocation that can succeed now is {} B: any bigger fails with MemoryError, however much is free.",
-            thousands(sum.largest_free)
-        )),
+        match app.history.failure_at(i) {
+            // The moment after a MemoryError: the request against what the heap could give.
+            Some(failure) => Line::from(vec![
+                Span::from(format!(" MemoryError: {} B failed", thousands(failure.bytes))).red().bold(),
+                Span::from(" · largest free block "),
+                Span::from(format!("{} B", thousands(sum.largest_free))).fg(Color::Cyan).bold(),
+                Span::from(format!(" · {} B free", thousands(sum.free))),
+            ]),
+            None => Line::from(format!(
+                " The largest allocation that can succeed now is {} B: any bigger fails with MemoryError, however much is free.",
+                thousands(sum.largest_free)
+            )),
+        },
     ];
     if let Some(split) = s.reported.max_new_split {
         lines.push(Line::from(format!(" The heap can also grow by a new area of up to {} B (max new split).", thousands(split))).dark_gray());
@@ -58,17 +67,18 @@ pub fn draw(f: &mut Frame, rect: Rect, app: &App) {
         f.render_widget(Paragraph::new(vec![bar, label]), gauge_rect);
     }
 
+    let block_size = u64::from(s.block_size().unwrap_or(16));
     let bars: Vec<Bar> = m
         .histogram
         .buckets
         .iter()
         .map(|b| {
-            let label = if b.min_blocks == 1 { "1".to_string() } else { format!("{}-{}", b.min_blocks, 2 * b.min_blocks - 1) };
+            let label = compact_bytes(b.min_blocks as u64 * block_size);
             Bar::default().value(b.runs as u64).label(Line::from(label)).text_value(b.runs.to_string())
         })
         .collect();
     let chart = BarChart::default()
-        .block(Block::default().title(" free runs by length (blocks): how many "))
+        .block(Block::default().title(format!(" free holes by size, from the size shown up to the next (a block is {block_size} B): how many ")))
         .data(BarGroup::default().bars(&bars))
         .bar_width(5)
         .bar_gap(1)
@@ -84,4 +94,13 @@ pub fn draw(f: &mut Frame, rect: Rect, app: &App) {
         .max(1000)
         .style(Style::default().fg(Color::Magenta));
     f.render_widget(spark, trend_rect);
+}
+
+/// A byte count in at most five characters, for a bar's label: `32B`, `512B`, `1K`, `64K`, `2M`.
+fn compact_bytes(n: u64) -> String {
+    match n {
+        0..1024 => format!("{n}B"),
+        1024..1_048_576 => format!("{}K", n / 1024),
+        _ => format!("{}M", n / 1_048_576),
+    }
 }

@@ -11,26 +11,54 @@ use crate::tui::app::App;
 
 pub fn draw(f: &mut Frame, rect: Rect, app: &App) {
     let state = if !app.live {
-        Span::from(" REPLAY ").black().on_cyan()
+        if app.playback.is_some() {
+            Span::from(" REPLAY ▶ ").black().on_cyan()
+        } else {
+            Span::from(" REPLAY ").black().on_cyan()
+        }
     } else if app.frozen() {
         Span::from(" FROZEN ").black().on_yellow()
     } else {
         Span::from(" LIVE ").black().on_green()
     };
-    let mut spans = vec![Span::from(" heapscope ").bold(), state];
-    // The figures matter more than the name: narrow terminals drop the name.
-    if rect.width >= 110 {
-        spans.push(Span::from(format!(" {} ", app.title)).dark_gray());
-    }
+    // Parts in the order shown, each with its rank: when the line is too narrow the
+    // lowest-ranked go first, so the figures that tell the story stay.
+    let mut parts: Vec<(u8, Span)> = vec![(3, Span::from(" heapscope ").bold()), (9, state)];
     if let Some(i) = app.current() {
         let s = app.history.snapshots[i];
-        spans.push(Span::from(format!("│ {}/{} at {:.1} s ", i + 1, app.history.len(), s.at as f64 / 1e6)));
-        spans.push(Span::from(format!("│ used {} ", thousands(s.summary.used))));
-        spans.push(Span::from(format!("free {} ", thousands(s.summary.free))));
-        spans.push(Span::styled(format!("largest {} ", thousands(s.summary.largest_free)), Style::default().fg(Color::Cyan)));
-        spans.push(Span::from(format!("frag {:.0}%", 100.0 * s.summary.fragmentation)));
+        parts.push((5, Span::from(format!("│ {}/{} at {:.1} s ", i + 1, app.history.len(), s.at as f64 / 1e6))));
+        parts.push((4, Span::from(format!("│ used {} ", thousands(s.summary.used)))));
+        parts.push((6, Span::from(format!("free {} ", thousands(s.summary.free)))));
+        parts.push((8, Span::styled(format!("largest {} ", thousands(s.summary.largest_free)), Style::default().fg(Color::Cyan))));
+        parts.push((7, Span::from(format!("frag {:.0}% ", 100.0 * s.summary.fragmentation))));
+        if let Some(failure) = app.history.failure_at(i) {
+            parts.push((8, Span::from(format!("│ MemoryError {} B ", thousands(failure.bytes))).red().bold()));
+        }
     } else {
-        spans.push(Span::from("│ no snapshot yet"));
+        parts.push((8, Span::from("│ no snapshot yet ")));
+    }
+    let width = rect.width as usize;
+    let total = |parts: &[(u8, Span)]| parts.iter().map(|(_, s)| s.width()).sum::<usize>();
+    while total(&parts) > width {
+        let Some(lowest) = parts.iter().enumerate().min_by_key(|(_, (rank, _))| *rank).map(|(i, _)| i) else { break };
+        parts.remove(lowest);
+    }
+    // The port's or file's name takes what room is left.
+    let left = width.saturating_sub(total(&parts));
+    let mut spans: Vec<Span> = parts.into_iter().map(|(_, s)| s).collect();
+    if left > 12 {
+        spans.push(Span::from(format!("│ {}", fit(&app.title, left - 2))).dark_gray());
     }
     f.render_widget(Paragraph::new(Line::from(spans)), rect);
+}
+
+/// `text` in at most `width` characters: the end is kept (a port's or file's name ends in what
+/// tells it apart), the start elided.
+fn fit(text: &str, width: usize) -> String {
+    let n = text.chars().count();
+    if n <= width {
+        return text.to_string();
+    }
+    let keep: String = text.chars().skip(n - width.saturating_sub(1)).collect();
+    format!("…{keep}")
 }

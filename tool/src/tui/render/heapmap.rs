@@ -39,9 +39,72 @@ pub enum Row {
     Blocks { area: usize, first: usize },
 }
 
-/// The rows of the map at `bpp` blocks per pixel, `width` pixels wide.
-pub fn rows(s: &Snapshot, width: usize, bpp: usize) -> Vec<Row> {
-    let per_row = (width * bpp * 2).max(1);
+/// How blocks map to pixels: several blocks per pixel for a big heap, several pixels per block
+/// for a small one (so a 64 KB heap fills the panel). One of the two is always 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scale {
+    pub blocks_per_pixel: usize,
+    pub pixels_per_block: usize,
+}
+
+impl Scale {
+    pub const ONE: Scale = Scale { blocks_per_pixel: 1, pixels_per_block: 1 };
+    /// The closest the map zooms in.
+    pub const MAX_PIXELS_PER_BLOCK: usize = 16;
+    /// The farthest it zooms out.
+    pub const MAX_BLOCKS_PER_PIXEL: usize = 1 << 20;
+
+    /// Blocks on one pixel line `width` pixels wide.
+    pub fn blocks_per_line(self, width: usize) -> usize {
+        if self.pixels_per_block > 1 {
+            (width / self.pixels_per_block).max(1)
+        } else {
+            (width * self.blocks_per_pixel).max(1)
+        }
+    }
+
+    /// The blocks under pixel column `col` of a line: (offset from the line's first block, count).
+    pub fn pixel(self, col: usize, width: usize) -> Option<(usize, usize)> {
+        if self.pixels_per_block > 1 {
+            let block = col / self.pixels_per_block;
+            (block < self.blocks_per_line(width)).then_some((block, 1))
+        } else {
+            Some((col * self.blocks_per_pixel, self.blocks_per_pixel))
+        }
+    }
+
+    /// Twice as close, or `None` at the closest.
+    pub fn zoom_in(self) -> Option<Scale> {
+        match self {
+            Scale { blocks_per_pixel: b, .. } if b > 1 => Some(Scale { blocks_per_pixel: b / 2, pixels_per_block: 1 }),
+            Scale { pixels_per_block: p, .. } if p < Self::MAX_PIXELS_PER_BLOCK => {
+                Some(Scale { blocks_per_pixel: 1, pixels_per_block: (p * 2).min(Self::MAX_PIXELS_PER_BLOCK) })
+            }
+            _ => None,
+        }
+    }
+
+    /// Twice as far, or `None` at the farthest.
+    pub fn zoom_out(self) -> Option<Scale> {
+        match self {
+            Scale { pixels_per_block: p, .. } if p > 1 => Some(Scale { blocks_per_pixel: 1, pixels_per_block: p / 2 }),
+            Scale { blocks_per_pixel: b, .. } if b < Self::MAX_BLOCKS_PER_PIXEL => Some(Scale { blocks_per_pixel: b * 2, pixels_per_block: 1 }),
+            _ => None,
+        }
+    }
+
+    pub fn describe(self) -> String {
+        match (self.blocks_per_pixel, self.pixels_per_block) {
+            (1, 1) => "1 block/pixel".into(),
+            (1, p) => format!("{p} pixels/block"),
+            (b, _) => format!("{b} blocks/pixel"),
+        }
+    }
+}
+
+/// The rows of the map at `scale`, `width` pixels wide.
+pub fn rows(s: &Snapshot, width: usize, scale: Scale) -> Vec<Row> {
+    let per_row = scale.blocks_per_line(width) * 2;
     let mut out = Vec::new();
     for (i, a) in s.areas.iter().enumerate() {
         if i > 0 {
@@ -52,16 +115,25 @@ pub fn rows(s: &Snapshot, width: usize, bpp: usize) -> Vec<Row> {
     out
 }
 
-/// Blocks per pixel: the zoom asked for, or the smallest power of two that shows everything.
-pub fn blocks_per_pixel(s: &Snapshot, width: usize, height: usize, zoom: Zoom) -> usize {
+/// The zoom asked for, or for `Fit`: the closest scale that shows every block (the smallest
+/// power of two blocks per pixel for a big heap, the most pixels per block for a small one).
+pub fn scale(s: &Snapshot, width: usize, height: usize, zoom: Zoom) -> Scale {
     match zoom {
-        Zoom::BlocksPerPixel(n) => n as usize,
+        Zoom::Fixed(scale) => scale,
         Zoom::Fit => {
+            let fits = |scale: Scale| rows(s, width, scale).len() <= height;
+            if fits(Scale::ONE) {
+                let most = (1..=Scale::MAX_PIXELS_PER_BLOCK.min(width.max(1)))
+                    .rev()
+                    .find(|&p| fits(Scale { blocks_per_pixel: 1, pixels_per_block: p }))
+                    .unwrap_or(1);
+                return Scale { blocks_per_pixel: 1, pixels_per_block: most };
+            }
             let mut bpp = 1;
-            while bpp < 1 << 20 && rows(s, width, bpp).len() > height {
+            while bpp < Scale::MAX_BLOCKS_PER_PIXEL && !fits(Scale { blocks_per_pixel: bpp, pixels_per_block: 1 }) {
                 bpp *= 2;
             }
-            bpp
+            Scale { blocks_per_pixel: bpp, pixels_per_block: 1 }
         }
     }
 }
@@ -75,12 +147,12 @@ fn ruler_width(s: &Snapshot) -> u16 {
 pub fn block_at(app: &App, x: u16, y: u16) -> Option<(usize, usize)> {
     let s = app.snapshot()?;
     let r = app.regions;
-    let bpp = r.map_bpp.max(1) as usize;
     let width = r.map.width as usize;
-    let all = rows(&s, width, bpp);
+    let all = rows(&s, width, r.map_scale);
     match all.get(r.map_first_row + (y - r.map.y) as usize)? {
         Row::Blocks { area, first } => {
-            let block = first + (x - r.map.x) as usize * bpp;
+            let (offset, _) = r.map_scale.pixel((x - r.map.x) as usize, width)?;
+            let block = first + offset;
             (block < s.areas[*area].blocks()).then_some((*area, block))
         }
         Row::Header { .. } => None,
@@ -88,23 +160,24 @@ pub fn block_at(app: &App, x: u16, y: u16) -> Option<(usize, usize)> {
 }
 
 /// Draws the map of `s` into `area` with pixels coloured by `color(area, first_block, count)`,
-/// recording where it went for the mouse. Returns the blocks per pixel used.
+/// recording where it went for the mouse. Returns the scale used.
 pub fn draw_map(
     buf: &mut Buffer,
     rect: Rect,
     app: &mut App,
     s: &Snapshot,
     color: &dyn Fn(usize, usize, usize) -> Color,
-) -> usize {
+) -> Scale {
     let ruler = ruler_width(s).min(rect.width.saturating_sub(8));
     let map = Rect { x: rect.x + ruler, y: rect.y, width: rect.width - ruler, height: rect.height };
     let width = map.width as usize;
-    let bpp = blocks_per_pixel(s, width, map.height as usize, app.zoom);
-    let all = rows(s, width, bpp);
+    let scale = scale(s, width, map.height as usize, app.zoom);
+    let per_line = scale.blocks_per_line(width);
+    let all = rows(s, width, scale);
     // Keep the cursor's row on screen.
     let cursor_row = all
         .iter()
-        .position(|r| matches!(r, Row::Blocks { area, first } if *area == app.block.0 && app.block.1 >= *first && app.block.1 < first + width * bpp * 2))
+        .position(|r| matches!(r, Row::Blocks { area, first } if *area == app.block.0 && app.block.1 >= *first && app.block.1 < first + per_line * 2))
         .unwrap_or(0);
     let height = map.height as usize;
     if cursor_row < app.map_scroll {
@@ -114,7 +187,8 @@ pub fn draw_map(
     }
     app.map_scroll = app.map_scroll.min(all.len().saturating_sub(height));
     app.regions.map = map;
-    app.regions.map_bpp = bpp as u32;
+    app.regions.map_bpp = scale.blocks_per_pixel as u32;
+    app.regions.map_scale = scale;
     app.regions.map_first_row = app.map_scroll;
     let ruler_style = Style::default().fg(Color::DarkGray);
     for (row_i, row) in all.iter().skip(app.map_scroll).take(height).enumerate() {
@@ -130,8 +204,9 @@ pub fn draw_map(
                 buf.set_stringn(rect.x, y, format!("{:>w$x} ", a.address_of(first), w = ruler as usize - 1), ruler as usize, ruler_style);
                 for col in 0..width {
                     let px = |line: usize| {
-                        let start = first + (line * width + col) * bpp;
-                        (start < a.blocks()).then(|| (start, bpp.min(a.blocks() - start)))
+                        let (offset, n) = scale.pixel(col, width)?;
+                        let start = first + line * per_line + offset;
+                        (start < a.blocks()).then(|| (start, n.min(a.blocks() - start)))
                     };
                     let (top, bottom) = (px(0), px(1));
                     let Some((top_start, top_n)) = top else { continue };
@@ -142,12 +217,20 @@ pub fn draw_map(
                         Some((st, n)) => color(area, st, n),
                         None => Color::Reset,
                     };
-                    buf[(map.x + col as u16, y)].set_symbol("▀").set_fg(fg).set_bg(bg);
+                    let cell = &mut buf[(map.x + col as u16, y)];
+                    if app.color_mode == palette::ColorMode::None {
+                        // Without colour, a letter per cell: the more telling of its two pixels.
+                        let shown = if fg == palette::FREE && bg != Color::Reset { bg } else { fg };
+                        let shown = if bg == palette::CURSOR { bg } else { shown };
+                        cell.set_char(palette::letter(shown));
+                    } else {
+                        cell.set_symbol("▀").set_fg(fg).set_bg(bg);
+                    }
                 }
             }
         }
     }
-    bpp
+    scale
 }
 
 /// The colour of a pixel on the main map: the type of the first allocation in it, dimmed when
@@ -192,8 +275,8 @@ pub fn draw(f: &mut Frame, rect: Rect, app: &mut App) {
         }
         type_color(&codes, area, first, n)
     };
-    let bpp = draw_map(f.buffer_mut(), map_rect, app, &s, &color);
-    f.render_widget(Paragraph::new(cursor_line(app, &s, bpp)), info_rect);
+    let scale = draw_map(f.buffer_mut(), map_rect, app, &s, &color);
+    f.render_widget(Paragraph::new(cursor_line(app, &s, scale)), info_rect);
     f.render_widget(Paragraph::new(legend(&codes, app.highlight_changes)), legend_rect);
 }
 
@@ -211,7 +294,7 @@ pub fn changed_blocks(s: &Snapshot, before: Option<&Snapshot>) -> Vec<Vec<bool>>
         .collect()
 }
 
-fn cursor_line(app: &App, s: &Snapshot, bpp: usize) -> Line<'static> {
+fn cursor_line(app: &App, s: &Snapshot, scale: Scale) -> Line<'static> {
     let (ai, bi) = app.block;
     let Some(area) = s.areas.get(ai) else { return Line::default() };
     let bi = bi.min(area.blocks().saturating_sub(1));
@@ -233,7 +316,7 @@ fn cursor_line(app: &App, s: &Snapshot, bpp: usize) -> Line<'static> {
     Line::from(vec![
         Span::from(format!(" area {}/{}  block {}  {:#x}  ", ai + 1, s.areas.len(), thousands(bi as u64), area.address_of(bi))),
         Span::from(what).bold(),
-        Span::from(format!("   {bpp} block{}/pixel", if bpp == 1 { "" } else { "s" })).dark_gray(),
+        Span::from(format!("   {}", scale.describe())).dark_gray(),
     ])
 }
 

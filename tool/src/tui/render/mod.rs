@@ -35,6 +35,7 @@ pub fn draw(f: &mut Frame, app: &mut App) {
     }
     footer::draw(f, footer_rect, app);
     if app.show_help {
-        help::draw(f, f.area());
+        help::draw(f, body);
     }
+    app.color_mode.adapt(f.buffer_mut());
 }

@@ -9,6 +9,7 @@ use ratatui::Frame;
 
 use crate::human::thousands;
 use crate::tui::app::App;
+use crate::tui::history::MarkerKind;
 
 pub fn draw(f: &mut Frame, rect: Rect, app: &mut App) {
     let block = Block::default().borders(Borders::ALL).title(" Timeline ");
@@ -40,7 +41,9 @@ pub fn draw(f: &mut Frame, rect: Rect, app: &mut App) {
         Dataset::default().name("largest free").marker(Dot::Braille).graph_type(GraphType::Line).style(Style::default().fg(Color::Cyan)).data(&largest),
         Dataset::default().marker(Dot::Braille).graph_type(GraphType::Line).style(Style::default().fg(Color::White)).data(&cursor),
     ];
+    // The legend is the line under the plot: ratatui's own box would cover the lines.
     let chart = Chart::new(datasets)
+        .legend_position(None)
         .x_axis(Axis::default().bounds([0.0, t_end]).labels(vec![Line::from("0 s"), Line::from(format!("{t_end:.0} s"))]))
         .y_axis(Axis::default().bounds([0.0, y_max]).labels(vec![Line::from("0"), Line::from(thousands(y_max as u64))]));
     f.render_widget(chart, chart_rect);
@@ -77,7 +80,16 @@ pub fn draw(f: &mut Frame, rect: Rect, app: &mut App) {
             *c = m.kind.symbol();
         }
     }
-    let marks = Line::from(vec![Span::from(" ".repeat(label_w as usize)), Span::from(row.into_iter().collect::<String>()).magenta()]);
+    let mut marks = vec![Span::from(" ".repeat(label_w as usize))];
+    marks.extend(row.into_iter().map(|c| {
+        let span = Span::from(c.to_string());
+        if c == MarkerKind::MemoryError.symbol() {
+            span.red().bold()
+        } else {
+            span.magenta()
+        }
+    }));
+    let marks = Line::from(marks);
     f.render_widget(Paragraph::new(marks), marks_rect);
 
     // The markers nearest the cursor, named.
@@ -90,8 +102,14 @@ pub fn draw(f: &mut Frame, rect: Rect, app: &mut App) {
             .collect()
     };
     let mut lines = vec![Line::from(vec![
-        Span::from(" yellow used · green free · cyan largest free · magenta fragmentation · ").dark_gray(),
-        Span::from("i import m mark R reset G gap + heap growth s skipped").magenta(),
+        Span::from(" used").yellow(),
+        Span::from(" · ").dark_gray(),
+        Span::from("free").green(),
+        Span::from(" · ").dark_gray(),
+        Span::from("largest free").cyan(),
+        Span::from(" │ ").dark_gray(),
+        Span::from("! MemoryError ").red().bold(),
+        Span::from("i import m mark R reset G gap + growth s skipped").magenta(),
     ])];
     lines.extend(near);
     f.render_widget(Paragraph::new(lines), list_rect);
