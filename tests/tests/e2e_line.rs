@@ -114,3 +114,24 @@ fn polls_report_what_python_sees() {
     let used = poll_an_idle_board(&board, "python.hsr", "3s");
     assert!(used.len() >= 3, "{used:?}\n{}", board.transcript());
 }
+
+/// Bytes per GC block on the test board: the unix port on this (64-bit) host.
+const BLOCK: u64 = 2 * std::mem::size_of::<usize>() as u64 * 2;
+
+#[test]
+fn a_poll_leaves_at_most_one_block_of_garbage() {
+    let board = PtyBoard::start(&["-X", "heapsize=120K"]);
+    let used = poll_an_idle_board(&board, "garbage.hsr", "5s");
+    assert!(used.len() >= 8, "{used:?}\n{}", board.transcript());
+    // From the second poll on (the first includes starting the poll loop), on an idle board
+    // and with no collection in between (used only grows).
+    let steady = &used[1..];
+    assert!(steady.windows(2).all(|w| w[1] >= w[0]), "a collection ran meanwhile: {used:?}");
+    let per_poll = (steady[steady.len() - 1] - steady[0]) as f64 / (steady.len() - 1) as f64;
+    println!("garbage per poll: {per_poll:.1} B over {} polls (block: {BLOCK} B)", steady.len() - 1);
+    assert!(per_poll <= BLOCK as f64, "{per_poll:.1} B of garbage per poll: {used:?}");
+    // And the tool says what it measured, in the recording.
+    let file = board.dir().join("garbage.hsr");
+    let csv = String::from_utf8(run(&["export", "--csv", file.to_str().unwrap()]).stdout).unwrap();
+    assert!(csv.contains("poll cost: "), "{csv}");
+}

@@ -22,7 +22,7 @@ use heapscope_protocol::wire::Event;
 use crate::entry::{Entry, HostMicros, SegmentReason, Source};
 use crate::link::{Gone, Link, Opener};
 use crate::port::PortError;
-use crate::repl::{RawRepl, ReplError};
+use crate::repl::{RawRepl, ReplError, ReplState};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
@@ -231,9 +231,71 @@ impl ResetWatch {
     }
 }
 
-/// Code run through the raw REPL in poll mode. `gc.mem_alloc()`/`gc.mem_free()` are read right
-/// after the dump, with nothing allocated in between, as a check on the parse.
-const POLL_CODE: &str = "import gc, micropython\nmicropython.mem_info(1)\nprint('heapscope-poll', gc.mem_alloc(), gc.mem_free())\n";
+/// Poll mode's code, sent once through the raw REPL: a loop kept running on the board that
+/// prints `mem_info(1)` and `heapscope-poll ALLOC FREE` each time it reads a `p`, and ends on
+/// any other byte. Nothing is compiled per poll and nothing allocated (locals, a one-byte buffer,
+/// `readinto`, and `print` of small ints and a constant), so a poll leaves no garbage; sending
+/// code per poll left a compiled module's worth (416 B per poll on the 64-bit unix port).
+/// `gc.mem_alloc()`/`gc.mem_free()` are read right after the dump as a check on the parse.
+const POLL_SERVER: &str = "def __heapscope_poll():\n import gc, micropython, sys\n s = getattr(sys.stdin, 'buffer', sys.stdin)\n b = bytearray(1)\n while s.readinto(b) == 1 and b[0] == 112:\n  micropython.mem_info(1)\n  print('heapscope-poll', gc.mem_alloc(), gc.mem_free())\n__heapscope_poll()\ndel __heapscope_poll\n";
+
+/// The byte that asks the poll loop for a snapshot.
+const POLL_ASK: &[u8] = b"p";
+
+/// One poll: enters the raw REPL and starts the poll loop if needed, asks, reads the answer.
+fn poll_once(repl: &mut RawRepl<'_>) -> Result<Vec<u8>, ReplError> {
+    if repl.state() == ReplState::Normal {
+        repl.enter()?;
+    }
+    if repl.state() == ReplState::Raw {
+        repl.start(POLL_SERVER)?;
+    }
+    repl.send(POLL_ASK)?;
+    let mut out = repl.read_reply(b"heapscope-poll ", Duration::from_secs(10))?;
+    out.extend(repl.read_reply(b"\n", Duration::from_secs(2))?);
+    Ok(out)
+}
+
+/// What polling costs the board: garbage per poll, from `gc.mem_alloc()` of successive polls
+/// while nothing else runs (the raw REPL stopped the program). Reported once a few polls agree.
+#[derive(Default)]
+struct PollCost {
+    /// `gc.mem_alloc()` at the first poll of this run of the loop, and polls since.
+    base: Option<(u64, u64)>,
+    reported: bool,
+}
+
+impl PollCost {
+    const POLLS: u64 = 5;
+
+    fn restart(&mut self) {
+        self.base = None;
+        self.reported = false;
+    }
+
+    /// Notes one poll's `gc.mem_alloc()`; returns the report when there is one.
+    fn observe(&mut self, mem_alloc: u64) -> Option<String> {
+        match self.base {
+            // A collection ran (or the loop restarted): start counting again.
+            Some((base, polls)) if mem_alloc >= base => {
+                let polls = polls + 1;
+                self.base = Some((base, polls));
+                if polls == Self::POLLS && !self.reported {
+                    self.reported = true;
+                    let per_poll = (mem_alloc - base) / polls;
+                    return Some(format!(
+                        "poll cost: {per_poll} B of garbage per poll on the board (gc.mem_alloc() {base} -> {mem_alloc} B over {polls} polls)"
+                    ));
+                }
+                None
+            }
+            _ => {
+                self.base = Some((mem_alloc, 0));
+                None
+            }
+        }
+    }
+}
 
 /// Reads the poll's `heapscope-poll ALLOC FREE` line.
 fn poll_figures(stdout: &[u8]) -> Option<PythonFigures> {
@@ -245,8 +307,21 @@ fn poll_figures(stdout: &[u8]) -> Option<PythonFigures> {
 
 enum PollState {
     Off,
-    /// Polling; whether the raw REPL is entered.
-    On { entered: bool, next: Instant },
+    /// Polling: where the board's REPL is, and when the next poll is due.
+    On { repl: ReplState, raw_paste: Option<bool>, next: Instant },
+}
+
+impl PollState {
+    fn start() -> PollState {
+        PollState::On { repl: ReplState::Normal, raw_paste: None, next: Instant::now() }
+    }
+
+    /// The board was left (or found) at its normal prompt: enter afresh next time.
+    fn at_prompt(&mut self) {
+        if let PollState::On { repl, .. } = self {
+            *repl = ReplState::Normal;
+        }
+    }
 }
 
 struct Worker {
@@ -258,6 +333,7 @@ struct Worker {
     clock: Instant,
     decoder: Decoder,
     poll: PollState,
+    poll_cost: PollCost,
     heap_data_seen: bool,
 }
 
@@ -268,8 +344,19 @@ enum Flow {
 
 impl Worker {
     fn new(opener: Box<dyn Opener>, link: Box<dyn Link>, options: Options, out: Sender<Entry>, commands: Receiver<Command>) -> Worker {
-        let poll = if options.mode == Mode::Poll { PollState::On { entered: false, next: Instant::now() } } else { PollState::Off };
-        Worker { opener, link, options, out, commands, clock: Instant::now(), decoder: Decoder::new(), poll, heap_data_seen: false }
+        let poll = if options.mode == Mode::Poll { PollState::start() } else { PollState::Off };
+        Worker {
+            opener,
+            link,
+            options,
+            out,
+            commands,
+            clock: Instant::now(),
+            decoder: Decoder::new(),
+            poll,
+            poll_cost: PollCost::default(),
+            heap_data_seen: false,
+        }
     }
 
     fn now(&self) -> HostMicros {
@@ -331,9 +418,8 @@ impl Worker {
                         if let ReplError::BoardReset { .. } = other {
                             self.emit(vec![Entry::Segment { at, reason: SegmentReason::Reset, detail: "board reset during a poll".into() }]);
                         }
-                        // Enter the raw REPL afresh next time.
-                        if let PollState::On { entered, next } = &mut self.poll {
-                            *entered = false;
+                        // The failed poll left the board at its prompt: enter afresh next time.
+                        if let PollState::On { next, .. } = &mut self.poll {
                             *next = Instant::now() + self.options.poll_interval;
                         }
                     }
@@ -372,23 +458,30 @@ impl Worker {
                 "no heapscope frames or printed mem_info dumps in {:.0} s: polling through the raw REPL, which stops the program running on the board (--mode passive only listens)",
                 self.options.listen_first.as_secs_f64()
             ));
-            self.poll = PollState::On { entered: false, next: Instant::now() };
+            self.poll = PollState::start();
         }
     }
 
     fn maybe_poll(&mut self) -> Result<(), ReplError> {
-        let PollState::On { entered, next } = self.poll else { return Ok(()) };
+        let PollState::On { repl: state, raw_paste, next } = self.poll else { return Ok(()) };
         if Instant::now() < next {
             return Ok(());
         }
         let at = self.now();
-        let mut repl = RawRepl::new(&mut *self.link, self.decoder.demux());
-        if !entered {
-            repl.enter()?;
+        let mut repl = RawRepl::resume(&mut *self.link, self.decoder.demux(), state, raw_paste);
+        let result = poll_once(&mut repl);
+        if result.is_ok() {
+            // The poll loop stays running on the board for the next poll.
+            repl.keep_raw();
         }
-        let result = repl.exec(POLL_CODE, Duration::from_secs(10));
+        let (state, raw_paste) = (repl.state(), repl.raw_paste);
         let console = repl.take_console();
         let items = std::mem::take(&mut repl.items);
+        // On an error, dropping the conversation takes the board back to its prompt.
+        drop(repl);
+        if state == ReplState::Raw || result.is_err() {
+            self.poll_cost.restart();
+        }
         let mut entries = Vec::new();
         if !console.is_empty() {
             entries.push(Entry::Console { at, bytes: console });
@@ -396,11 +489,17 @@ impl Worker {
         self.decoder.items(items, at, &mut entries);
         // One interval after this poll was due, but never in the past: a slow poll does not
         // cause a burst of catch-up polls.
-        self.poll = PollState::On { entered: true, next: (next + self.options.poll_interval).max(Instant::now()) };
-        let output = result?;
-        if output.failed() {
-            entries.push(Entry::Corrupt { at, detail: format!("poll: the board raised: {}", String::from_utf8_lossy(&output.stderr).trim()) });
-        }
+        let next = (next + self.options.poll_interval).max(Instant::now());
+        let state = if result.is_ok() { state } else { ReplState::Normal };
+        self.poll = PollState::On { repl: state, raw_paste, next };
+        let stdout = match result {
+            Ok(stdout) => stdout,
+            Err(e) => {
+                self.emit(entries);
+                return Err(e);
+            }
+        };
+        let output = crate::repl::ExecOutput { stdout, stderr: Vec::new() };
         let (dumps, errors) = text::parse(&output.stdout);
         for e in errors {
             entries.push(Entry::Corrupt { at, detail: format!("poll: {e}") });
@@ -423,6 +522,9 @@ impl Worker {
                     });
                 }
             }
+            if let Some(text) = snapshot.reported.python.and_then(|p| self.poll_cost.observe(p.mem_alloc)) {
+                entries.push(Entry::Notice { at, text });
+            }
             entries.push(Entry::Snapshot { at, device_ms: None, source: Source::Poll, snapshot: Box::new(snapshot) });
         }
         self.emit(entries);
@@ -444,9 +546,8 @@ impl Worker {
             if let Ok(link) = self.opener.open() {
                 self.link = link;
                 self.decoder.restart_stream();
-                if let PollState::On { entered, .. } = &mut self.poll {
-                    *entered = false;
-                }
+                self.poll.at_prompt();
+                self.poll_cost.restart();
                 let at = self.now();
                 let detail = format!("{} is back", self.opener.name());
                 self.emit(vec![Entry::Segment { at, reason: SegmentReason::Reattach, detail }]);
@@ -460,10 +561,9 @@ impl Worker {
 /// However the worker ends (stopped, or a panic unwinding), the board is left at its prompt.
 impl Drop for Worker {
     fn drop(&mut self) {
-        if let PollState::On { entered: true, .. } = self.poll {
-            // Leave the board at its normal REPL prompt.
-            let mut repl = RawRepl::new(&mut *self.link, self.decoder.demux());
-            let _ = repl.leave();
+        if let PollState::On { repl: state @ (ReplState::Raw | ReplState::Running), raw_paste, .. } = self.poll {
+            // Dropped at once: that stops the poll loop and leaves the board at its prompt.
+            drop(RawRepl::resume(&mut *self.link, self.decoder.demux(), state, raw_paste));
         }
     }
 }
