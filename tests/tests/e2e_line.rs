@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use heapscope_tests::board::PtyBoard;
 use heapscope_tests::cable::CableSpec;
@@ -134,4 +135,87 @@ fn a_poll_leaves_at_most_one_block_of_garbage() {
     let file = board.dir().join("garbage.hsr");
     let csv = String::from_utf8(run(&["export", "--csv", file.to_str().unwrap()]).stdout).unwrap();
     assert!(csv.contains("poll cost: "), "{csv}");
+}
+
+fn open_link(board: &PtyBoard) -> Box<dyn heapscope::link::Link> {
+    let port = heapscope::port::open(&board.port(), heapscope::port::OpenOptions { baud: 115_200, reset: false }).expect("open the board");
+    Box::new(port)
+}
+
+/// Code whose output shows whether it arrived intact: it prints the sum of its own text.
+fn exchange_code(i: usize) -> (String, String) {
+    let text = format!("heapscope exchange {i}: ").repeat(11);
+    let sum: u32 = text.bytes().map(u32::from).sum();
+    (format!("t = '{text}'\ns = 0\nfor c in t:\n    s += ord(c)\nprint('sum', s)\n"), format!("sum {sum}"))
+}
+
+/// `exchanges` pieces of code through the raw REPL of a board behind a 115200-baud cable with a
+/// receive buffer of `rx_buffer` bytes; returns how many failed (lost bytes show as errors or a
+/// wrong sum) and the cable's counts.
+fn raw_repl_exchanges(exchanges: usize, raw_paste: Option<bool>, rx_buffer: usize) -> (usize, heapscope_tests::cable::CableStats) {
+    let spec = CableSpec::uart(115_200).with_rx_buffer(rx_buffer);
+    let board = PtyBoard::start_on(&heapscope_tests::board::micropython(), &["-X", "heapsize=120K"], spec);
+    let mut link = open_link(&board);
+    let mut demux = heapscope_protocol::wire::demux::Demux::new();
+    let mut failures = 0;
+    {
+        let mut repl = heapscope::repl::RawRepl::new(&mut *link, &mut demux);
+        repl.raw_paste = raw_paste;
+        repl.enter().unwrap_or_else(|e| panic!("{e}\n{}", board.transcript()));
+        for i in 0..exchanges {
+            let (code, expected) = exchange_code(i);
+            match repl.exec(&code, Duration::from_secs(10)) {
+                Ok(out) if String::from_utf8_lossy(&out.stdout).trim() == expected => {}
+                _ => {
+                    failures += 1;
+                    // Back to a known state for the next exchange.
+                    let _ = repl.leave();
+                    repl.enter().unwrap_or_else(|e| panic!("{e}\n{}", board.transcript()));
+                }
+            }
+        }
+    }
+    // However it went, the conversation left the board at its normal prompt.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !board.transcript().trim_end().ends_with(">>>") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(board.transcript().trim_end().ends_with(">>>"), "{}", board.transcript());
+    (failures, board.cable_stats())
+}
+
+#[test]
+fn a_hundred_raw_repl_exchanges_over_a_uart_with_a_small_receive_buffer() {
+    // The receive buffer of MicroPython's UART REPL (256 B). Each exchange is about 300 bytes of code,
+    // more than the buffer holds: sent at once, any pause of the board loses bytes.
+    // As on a board without raw paste: paced pieces.
+    let (paced, stats) = raw_repl_exchanges(100, Some(false), CableSpec::UART_RX_BUFFER);
+    println!("paced, no raw paste: {paced} of 100 exchanges failed; cable: {stats:?}");
+    assert_eq!(paced, 0, "{stats:?}");
+    // Raw paste: the board's own flow control (a 128-byte window).
+    let (pasted, stats) = raw_repl_exchanges(100, None, CableSpec::UART_RX_BUFFER);
+    println!("raw paste: {pasted} of 100 exchanges failed; cable: {stats:?}");
+    assert_eq!(pasted, 0, "{stats:?}");
+}
+
+#[test]
+fn a_conversation_that_fails_leaves_the_board_at_its_prompt() {
+    let board = PtyBoard::start(&["-X", "heapsize=120K"]);
+    let mut link = open_link(&board);
+    let mut demux = heapscope_protocol::wire::demux::Demux::new();
+    {
+        let mut repl = heapscope::repl::RawRepl::new(&mut *link, &mut demux);
+        repl.enter().unwrap();
+        // Code that waits for input, and a reply that never comes: the conversation fails
+        // with the board in the raw REPL, running code.
+        repl.start("import sys\nsys.stdin.buffer.read(1)\n").unwrap();
+        let err = repl.read_reply(b"never printed", Duration::from_millis(500)).unwrap_err();
+        assert!(matches!(err, heapscope::repl::ReplError::Timeout { .. }), "{err}");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !board.transcript().trim_end().ends_with(">>>") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let t = board.transcript();
+    assert!(t.trim_end().ends_with(">>>") && t.contains("raw REPL"), "{t}");
 }
