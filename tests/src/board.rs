@@ -38,6 +38,9 @@ pub fn micropython() -> PathBuf {
 
 pub struct PtyBoard {
     child: Child,
+    interpreter: PathBuf,
+    /// The interpreter's side of its pseudo-terminal, to start it again after a reset.
+    console: TTYPort,
     link: PathBuf,
     dir: PathBuf,
     cable: Cable,
@@ -45,6 +48,17 @@ pub struct PtyBoard {
 
 fn stdio(port: &TTYPort) -> Stdio {
     heapscope::link::pty_stdio(port).expect("dup the pty slave")
+}
+
+fn spawn(interpreter: &Path, args: &[&str], dir: &Path, console: &TTYPort) -> Child {
+    Command::new(interpreter)
+        .args(args)
+        .current_dir(dir)
+        .stdin(stdio(console))
+        .stdout(stdio(console))
+        .stderr(stdio(console))
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", interpreter.display()))
 }
 
 /// Points `link` at `target`, replacing what it named.
@@ -73,18 +87,22 @@ impl PtyBoard {
         let dir = std::env::temp_dir().join(format!("heapscope-board-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let (a_master, a_slave) = TTYPort::pair().expect("a pseudo-terminal pair");
-        let child = Command::new(interpreter)
-            .args(args)
-            .current_dir(&dir)
-            .stdin(stdio(&a_slave))
-            .stdout(stdio(&a_slave))
-            .stderr(stdio(&a_slave))
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", interpreter.display()));
+        let child = spawn(interpreter, args, &dir, &a_slave);
+        let console = a_slave.try_clone_native().expect("dup the pty slave");
         let cable = Cable::connect(a_master, a_slave, spec);
         let link = dir.join("ttyUSB-board");
         relink(&link, &cable.plug_in());
-        PtyBoard { child, link, dir, cable }
+        PtyBoard { child, interpreter: interpreter.to_path_buf(), console, link, dir, cable }
+    }
+
+    /// Resets the board: the interpreter stops at once and starts again with `args` (e.g. a
+    /// `-c` program standing in for a `main.py` that prints nothing), after the board sends
+    /// `boot_noise` (e.g. the NUL a UART board sends as it boots). The port stays open.
+    pub fn reset(&mut self, boot_noise: &[u8], args: &[&str]) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::io::Write::write_all(&mut self.console, boot_noise).expect("write the boot noise");
+        self.child = spawn(&self.interpreter, args, &self.dir, &self.console);
     }
 
     /// The port's name, as a tool would be given it.

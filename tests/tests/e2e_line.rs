@@ -219,3 +219,68 @@ fn a_conversation_that_fails_leaves_the_board_at_its_prompt() {
     let t = board.transcript();
     assert!(t.trim_end().ends_with(">>>") && t.contains("raw REPL"), "{t}");
 }
+
+/// Captures from a board until `done` says enough, or a generous limit passes.
+fn capture_until(port: &str, mode: heapscope::capture::Mode, mut step: impl FnMut(&[heapscope::entry::Entry]) -> bool) -> Vec<heapscope::entry::Entry> {
+    let opener = heapscope::link::PathOpener { path: port.to_string(), options: heapscope::port::OpenOptions { baud: 115_200, reset: false } };
+    let options = heapscope::capture::Options { mode, poll_interval: Duration::from_millis(300), ..Default::default() };
+    let mut capture = heapscope::capture::Capture::start(Box::new(opener), options).expect("start the capture");
+    let mut entries = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        if let Ok(e) = capture.entries.recv_timeout(Duration::from_millis(100)) {
+            entries.push(e);
+        }
+        if step(&entries) {
+            break;
+        }
+    }
+    capture.stop();
+    entries.extend(capture.entries.try_iter());
+    entries
+}
+
+fn resets(entries: &[heapscope::entry::Entry]) -> Vec<String> {
+    entries
+        .iter()
+        .filter_map(|e| match e {
+            heapscope::entry::Entry::Segment { reason: heapscope::entry::SegmentReason::Reset, detail, .. } => Some(detail.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_reset_with_a_nul_before_the_banner_is_marked() {
+    let mut board = PtyBoard::start(&["-X", "heapsize=120K"]);
+    let mut reset_done = false;
+    let port = board.port();
+    let entries = capture_until(&port, heapscope::capture::Mode::Passive, |entries| {
+        if !reset_done && !entries.is_empty() {
+            std::thread::sleep(Duration::from_millis(300));
+            board.reset(b"\x00", &["-X", "heapsize=120K"]);
+            reset_done = true;
+        }
+        !resets(entries).is_empty()
+    });
+    assert_eq!(resets(&entries).len(), 1, "{entries:?}\n{}", board.transcript());
+}
+
+#[test]
+fn a_reset_into_a_silent_main_py_is_marked_while_polling() {
+    let mut board = PtyBoard::start(&["-X", "heapsize=120K"]);
+    let port = board.port();
+    let mut reset_done = false;
+    let entries = capture_until(&port, heapscope::capture::Mode::Poll, |entries| {
+        let polled = entries.iter().filter(|e| matches!(e, heapscope::entry::Entry::Snapshot { .. })).count();
+        if !reset_done && polled >= 3 {
+            // No banner, no NUL: a main.py that runs and prints nothing.
+            board.reset(b"", &["-X", "heapsize=120K", "-c", "import time\nwhile True:\n    time.sleep(1)\n"]);
+            reset_done = true;
+        }
+        !resets(entries).is_empty()
+    });
+    let r = resets(&entries);
+    assert_eq!(r.len(), 1, "{entries:?}");
+    assert!(r[0].contains("stopped answering"), "{r:?}");
+}

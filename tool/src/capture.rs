@@ -202,26 +202,44 @@ impl Decoder {
     }
 }
 
-/// Notices a board starting afresh in its console text: the banner, a soft reboot, the ESP32
-/// ROM's reset line.
+/// Notices a board starting afresh in its console text: the banner (also after the NUL byte
+/// some boards send as they boot), a soft reboot, the boot ROM's lines (ESP32 `rst:0x..`,
+/// `ets Jun  8 2016`, `ESP-ROM:`), RP2040's and others' banners alike.
 #[derive(Default)]
 struct ResetWatch {
     line: Vec<u8>,
+    /// A NUL byte on this line: REPL text never holds one, a booting UART sends one.
+    nul: bool,
+}
+
+/// Whether a console line (control characters removed) says the board just started. The sign
+/// may follow other text on the line: a prompt the board sat at, or boot noise at another baud.
+fn is_reset_line(line: &str) -> bool {
+    let from = |sign: &str| line.find(sign).map(|at| &line[at..]);
+    line.starts_with("MPY: soft reboot")
+        || line == "soft reboot"
+        || line.ends_with(">>> soft reboot")
+        || from("rst:0x").is_some()
+        || from("ets Jun  8 2016").is_some()
+        || from("ESP-ROM:").is_some()
+        || from("MicroPython ").is_some_and(|banner| banner.contains(" on ") && banner.contains(';'))
 }
 
 impl ResetWatch {
     fn push(&mut self, text: &[u8]) -> Option<String> {
         let mut found = None;
         for &b in text {
+            self.nul |= b == 0;
             if b == b'\n' {
-                let line = String::from_utf8_lossy(&self.line).trim().to_string();
+                // NULs and other control bytes a booting UART emits are not part of the line.
+                let clean: Vec<u8> = self.line.iter().copied().filter(|&c| c >= 0x20 || c == b'\t').collect();
+                let line = String::from_utf8_lossy(&clean).trim().to_string();
                 self.line.clear();
-                let reset = line.starts_with("MPY: soft reboot")
-                    || line == "soft reboot"
-                    || line.starts_with("rst:0x")
-                    || (line.starts_with("MicroPython v") && line.contains(" on "));
-                if reset && found.is_none() {
+                let nul = std::mem::take(&mut self.nul);
+                if found.is_none() && is_reset_line(&line) {
                     found = Some(line);
+                } else if found.is_none() && nul {
+                    found = Some(format!("a NUL byte, as a board sends when it boots: \"{line}\""));
                 }
             } else if self.line.len() < 256 {
                 self.line.push(b);
@@ -463,12 +481,12 @@ impl Worker {
     }
 
     fn maybe_poll(&mut self) -> Result<(), ReplError> {
-        let PollState::On { repl: state, raw_paste, next } = self.poll else { return Ok(()) };
+        let PollState::On { repl: before, raw_paste, next } = self.poll else { return Ok(()) };
         if Instant::now() < next {
             return Ok(());
         }
         let at = self.now();
-        let mut repl = RawRepl::resume(&mut *self.link, self.decoder.demux(), state, raw_paste);
+        let mut repl = RawRepl::resume(&mut *self.link, self.decoder.demux(), before, raw_paste);
         let result = poll_once(&mut repl);
         if result.is_ok() {
             // The poll loop stays running on the board for the next poll.
@@ -495,6 +513,15 @@ impl Worker {
         let stdout = match result {
             Ok(stdout) => stdout,
             Err(e) => {
+                if before == ReplState::Running && matches!(e, ReplError::Timeout { .. }) {
+                    // The poll loop answers at once unless it is gone: a board that reset
+                    // without a word (no banner while main.py runs).
+                    entries.push(Entry::Segment {
+                        at,
+                        reason: SegmentReason::Reset,
+                        detail: "the poll loop on the board stopped answering: the board reset (no banner: main.py running?)".into(),
+                    });
+                }
                 self.emit(entries);
                 return Err(e);
             }
@@ -589,6 +616,15 @@ mod tests {
         assert_eq!(w.push(b"boot\r\n"), Some("MPY: soft reboot".into()));
         assert!(w.push(b"MicroPython v1.29.0 on 2026-07-05; ESP32 module with ESP32\r\n").is_some());
         assert_eq!(w.push(b"the MicroPython v1 docs on x\r\n"), None);
+        // A banner right after the prompt the board sat at.
+        assert!(w.push(b">>> MicroPython v1.29.0 on 2026-07-05; linux [GCC 14.2.1] version\r\n").is_some());
+        // The NUL a UART board sends as it boots, then its banner.
+        assert!(w.push(b"\x00MicroPython v1.9.4-8 on 2018-05-04; ESP module with ESP8266\r\n").is_some());
+        assert!(w.push(b"\xff\x00\r\nets Jun  8 2016 00:22:57\r\n").is_some());
+        assert!(w.push(b"ESP-ROM:esp32s3-20210327\r\n").is_some());
+        assert!(w.push(b"rst:0x1 (POWERON_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n").is_some());
+        assert_eq!(w.push(b"MicroPython is fun\r\n"), None);
+        assert!(w.push(b"\x00\r\n").is_some());
     }
 
     #[test]
@@ -616,5 +652,28 @@ mod tests {
             })
             .collect();
         assert_eq!(kinds, ["console", "event", "passive", "console"]);
+    }
+}
+
+#[cfg(test)]
+mod reset_tests {
+    use super::*;
+
+    fn resets(bytes: &[u8]) -> Vec<String> {
+        let mut d = Decoder::new();
+        let mut out = Vec::new();
+        d.feed(bytes, 0, &mut out);
+        out.iter()
+            .filter_map(|e| match e {
+                Entry::Segment { reason: SegmentReason::Reset, detail, .. } => Some(detail.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_banner_after_a_nul_is_a_reset() {
+        let r = resets(b">>> \x00MicroPython v1.9.4-8-ga9a3caad0 on 2018-05-11; ESP module with ESP8266\r\nType \"help()\" for more information.\r\n>>> ");
+        assert_eq!(r.len(), 1, "{r:?}");
     }
 }

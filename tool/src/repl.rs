@@ -75,7 +75,7 @@ impl From<Gone> for ReplError {
 }
 
 /// Text that shows the board started afresh.
-const RESET_SIGNS: &[&[u8]] = &[b"MPY: soft reboot", b"soft reboot\r\n", b"rst:0x", b"MicroPython v"];
+const RESET_SIGNS: &[&[u8]] = &[b"MPY: soft reboot", b"soft reboot\r\n", b"rst:0x", b"MicroPython v", b"\x00"];
 
 pub const RAW_PROMPT: &[u8] = b"raw REPL; CTRL-B to exit\r\n>";
 
