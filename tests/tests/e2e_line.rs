@@ -284,3 +284,17 @@ fn a_reset_into_a_silent_main_py_is_marked_while_polling() {
     assert_eq!(r.len(), 1, "{entries:?}");
     assert!(r[0].contains("stopped answering"), "{r:?}");
 }
+
+#[test]
+fn the_port_can_come_from_the_environment() {
+    let board = PtyBoard::start(&["-X", "heapsize=120K"]);
+    let file = board.dir().join("env.hsr");
+    let out = heapscope()
+        .env("HEAPSCOPE_PORT", board.port())
+        .args(["record", "-o", file.to_str().unwrap(), "--mode", "poll", "--interval", "300ms", "--duration", "2s", "--json"])
+        .output()
+        .unwrap();
+    let summary = json(&out);
+    assert_eq!(summary["port"].as_str(), Some(board.port().as_str()), "{summary}");
+    assert!(summary["snapshots"].as_u64() >= Some(1), "{summary}");
+}

@@ -177,9 +177,7 @@ pub fn run(args: &FlashArgs) -> Result<(), CliError> {
     }
     let path = port_path.expect("resolved above");
     let serial = serialport::new(&path, 115_200).open_native().map_err(|e| port::classify_open_error(&path, e))?;
-    let usb = port::list()
-        .ok()
-        .and_then(|ports| ports.into_iter().find(|p| p.path == path))
+    let usb = port::info(&path)
         .and_then(|p| Some((u16::from_str_radix(p.vid.as_deref()?, 16).ok()?, u16::from_str_radix(p.pid.as_deref()?, 16).ok()?)));
     let port_info = UsbPortInfo {
         vid: usb.map_or(0, |u| u.0),
