@@ -44,6 +44,8 @@ pub struct PtyBoard {
     link: PathBuf,
     dir: PathBuf,
     cable: Cable,
+    /// Pseudo-terminals held so a replugged board cannot get its old device name back.
+    taken: Vec<(TTYPort, TTYPort)>,
 }
 
 fn stdio(port: &TTYPort) -> Stdio {
@@ -92,7 +94,7 @@ impl PtyBoard {
         let cable = Cable::connect(a_master, a_slave, spec);
         let link = dir.join("ttyUSB-board");
         relink(&link, &cable.plug_in());
-        PtyBoard { child, interpreter: interpreter.to_path_buf(), console, link, dir, cable }
+        PtyBoard { child, interpreter: interpreter.to_path_buf(), console, link, dir, cable, taken: Vec::new() }
     }
 
     /// Resets the board: the interpreter stops at once and starts again with `args` (e.g. a
@@ -123,6 +125,14 @@ impl PtyBoard {
     /// Plugs the cable back in: the same name, a new device.
     pub fn plug(&self) {
         relink(&self.link, &self.cable.plug_in());
+    }
+
+    /// Plugs the cable back in as a different device: the old device name stays taken (as
+    /// ttyACM0 does while a program holds it, so the board comes back as ttyACM1); only the
+    /// link (the by-id name) follows the board.
+    pub fn plug_elsewhere(&mut self) {
+        self.taken.push(TTYPort::pair().expect("a pseudo-terminal pair"));
+        self.plug();
     }
 
     /// What the cable carried and dropped so far.

@@ -298,3 +298,53 @@ fn the_port_can_come_from_the_environment() {
     assert_eq!(summary["port"].as_str(), Some(board.port().as_str()), "{summary}");
     assert!(summary["snapshots"].as_u64() >= Some(1), "{summary}");
 }
+
+/// Whether this process holds a file descriptor on `device`.
+fn holds_open(device: &Path) -> bool {
+    std::fs::read_dir("/proc/self/fd").unwrap().flatten().any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|target| {
+            let t = target.to_string_lossy();
+            t == device.to_string_lossy() || t == format!("{} (deleted)", device.display())
+        })
+    })
+}
+
+#[test]
+fn after_an_unplug_the_dead_port_is_closed_and_the_board_is_found_under_its_new_name() {
+    use heapscope::entry::{Entry, SegmentReason};
+    let mut board = PtyBoard::start(&["-X", "heapsize=120K"]);
+    // The tool is given the device itself (like /dev/ttyACM0), not the by-id link.
+    let device = std::fs::canonicalize(board.port()).unwrap();
+    let opener = heapscope::link::BoardOpener::new(device.display().to_string(), heapscope::port::OpenOptions { baud: 115_200, reset: false })
+        .with_by_id_dir(board.dir());
+    let options = heapscope::capture::Options { mode: heapscope::capture::Mode::Poll, poll_interval: Duration::from_millis(300), ..Default::default() };
+    let mut capture = heapscope::capture::Capture::start(Box::new(opener), options).unwrap();
+    let mut entries = Vec::new();
+    let next = |entries: &mut Vec<Entry>, what: &str, done: &dyn Fn(&[Entry]) -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !done(entries) {
+            assert!(std::time::Instant::now() < deadline, "waited for {what}: {entries:?}");
+            if let Ok(e) = capture.entries.recv_timeout(Duration::from_millis(100)) {
+                entries.push(e);
+            }
+        }
+    };
+    next(&mut entries, "two snapshots", &|e| e.iter().filter(|e| matches!(e, Entry::Snapshot { .. })).count() >= 2);
+    assert!(holds_open(&device));
+    board.unplug();
+    next(&mut entries, "the gap", &|e| e.iter().any(|e| matches!(e, Entry::Gap { .. })));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while holds_open(&device) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!holds_open(&device), "the dead port {} is still open", device.display());
+    board.plug_elsewhere();
+    let moved = std::fs::canonicalize(board.port()).unwrap();
+    assert_ne!(moved, device, "the board came back under another name");
+    next(&mut entries, "the reattach and a snapshot after it", &|e| {
+        e.iter()
+            .position(|e| matches!(e, Entry::Segment { reason: SegmentReason::Reattach, .. }))
+            .is_some_and(|at| e[at..].iter().any(|e| matches!(e, Entry::Snapshot { .. })))
+    });
+    capture.stop();
+}

@@ -560,6 +560,9 @@ impl Worker {
 
     /// The port went away: mark a gap and wait for it to return (or stop).
     fn lost(&mut self, gone: Gone) -> Flow {
+        // Close the dead port now, not at the reattach: holding it keeps its name taken.
+        self.link = Box::new(crate::link::Unplugged);
+        self.poll.at_prompt();
         let at = self.now();
         self.emit(vec![Entry::Gap { at, reason: gone.0.clone() }]);
         if !self.options.reattach {
