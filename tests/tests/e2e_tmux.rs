@@ -72,6 +72,8 @@ fn exercise(t: &Tmux, first_screen_has: &str) {
     t.keys("?");
     t.wait_for("Keys (any key closes)");
     t.keys("Escape");
+    // Apart, or the terminal reads Escape and 3 as Alt-3.
+    std::thread::sleep(Duration::from_millis(300));
     t.keys("3");
     let s = t.wait_for("┌ Timeline");
     assert!(!s.contains("Keys (any key closes)"), "the help closed: {s}");
@@ -116,5 +118,41 @@ fn attach_to_a_board_in_a_real_terminal() {
     // The recording made alongside is complete, and polling left the board at its prompt.
     let rec = heapscope::recording::Recording::open(&file).unwrap();
     assert!(rec.closed && rec.snapshot_count() >= 2, "closed {}, {} snapshots", rec.closed, rec.snapshot_count());
+    assert!(board.transcript().trim_end().ends_with(">>>"), "{}", board.transcript());
+}
+
+#[test]
+fn typing_in_the_console_while_polling_reaches_the_board() {
+    let board = heapscope_tests::board::PtyBoard::start(&["-X", "heapsize=120K"]);
+    let bin = heapscope_tests::heapscope_binary();
+    let file = board.dir().join("typed.hsr");
+    let t = Tmux::start(&format!("{} attach --port {} --mode poll --interval 300ms -o {}", bin.display(), board.port(), file.display()));
+    t.wait_for(" 2/");
+    t.keys("7");
+    t.wait_for("┌ Console");
+    t.keys("i");
+    // `-l`: the text literally, then Enter.
+    t.run(&["send-keys", "-t", "hs", "-l", "print('answer', 6*7)"]);
+    t.keys("Enter");
+    t.wait_for("answer 42");
+    // Polling resumes after the typing, and what was typed is in the recording.
+    let polled = t.screen();
+    t.keys("Escape");
+    // Apart, or the terminal reads Escape and q as Alt-q.
+    std::thread::sleep(Duration::from_millis(300));
+    t.keys("q");
+    t.wait_for("heapscope exited");
+    let rec = heapscope::recording::Recording::open(&file).unwrap();
+    let console: Vec<u8> = rec
+        .entries
+        .iter()
+        .filter_map(|e| match e {
+            heapscope::recording::Stored::Entry(heapscope::entry::Entry::Console { bytes, .. }) => Some(bytes.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let console = String::from_utf8_lossy(&console);
+    assert!(console.contains("print('answer', 6*7)") && console.contains("answer 42"), "{console}\n{polled}");
     assert!(board.transcript().trim_end().ends_with(">>>"), "{}", board.transcript());
 }

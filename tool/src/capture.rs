@@ -353,6 +353,10 @@ struct Worker {
     poll: PollState,
     poll_cost: PollCost,
     heap_data_seen: bool,
+    /// When the user last typed into the REPL: polls wait until they are done.
+    user_typed_at: Option<Instant>,
+    /// The last bytes of console text, to see the board back at its `>>> ` prompt.
+    console_tail: Vec<u8>,
 }
 
 enum Flow {
@@ -374,6 +378,8 @@ impl Worker {
             poll,
             poll_cost: PollCost::default(),
             heap_data_seen: false,
+            user_typed_at: None,
+            console_tail: Vec::new(),
         }
     }
 
@@ -383,8 +389,14 @@ impl Worker {
 
     fn emit(&mut self, entries: Vec<Entry>) {
         for e in entries {
-            if matches!(e, Entry::Snapshot { .. }) {
-                self.heap_data_seen = true;
+            match &e {
+                Entry::Snapshot { .. } => self.heap_data_seen = true,
+                Entry::Console { bytes, .. } => {
+                    self.console_tail.extend_from_slice(bytes);
+                    let excess = self.console_tail.len().saturating_sub(8);
+                    self.console_tail.drain(..excess);
+                }
+                _ => {}
             }
             let _ = self.out.send(e);
         }
@@ -451,6 +463,8 @@ impl Worker {
             match self.commands.try_recv() {
                 Ok(Command::Stop) | Err(mpsc::TryRecvError::Disconnected) => return Flow::Stop,
                 Ok(Command::Input(bytes)) => {
+                    self.hand_repl_to_user();
+                    self.user_typed_at = Some(Instant::now());
                     if let Err(gone) = self.link.write_all(&bytes) {
                         if let Flow::Stop = self.lost(gone) {
                             return Flow::Stop;
@@ -463,6 +477,48 @@ impl Worker {
                 }
                 Err(mpsc::TryRecvError::Empty) => return Flow::Continue,
             }
+        }
+    }
+
+    /// The user types into the REPL: stop the poll loop and leave the raw REPL first, so what
+    /// they type reaches the normal prompt. Polls resume once they are done (see
+    /// [`Worker::user_is_done`]).
+    fn hand_repl_to_user(&mut self) {
+        let PollState::On { repl: state @ (ReplState::Raw | ReplState::Running), raw_paste, .. } = self.poll else { return };
+        let at = self.now();
+        let mut repl = RawRepl::resume(&mut *self.link, self.decoder.demux(), state, raw_paste);
+        let left = repl.leave();
+        let console = repl.take_console();
+        let items = std::mem::take(&mut repl.items);
+        drop(repl);
+        let mut entries = Vec::new();
+        if !console.is_empty() {
+            entries.push(Entry::Console { at, bytes: console });
+        }
+        self.decoder.items(items, at, &mut entries);
+        if let Err(e) = left {
+            entries.push(Entry::Notice { at, text: format!("handing the REPL to the console: {e}") });
+        }
+        // The prompt the board printed on leaving was consumed: show where the typing goes.
+        if !self.console_tail.ends_with(b">>> ") {
+            entries.push(Entry::Console { at, bytes: b">>> ".to_vec() });
+        }
+        self.emit(entries);
+        self.poll.at_prompt();
+        self.poll_cost.restart();
+    }
+
+    /// Whether the user has finished with the REPL: quiet for a while and the board back at its
+    /// prompt (a program they started is left to run).
+    fn user_is_done(&mut self) -> bool {
+        const QUIET: Duration = Duration::from_secs(2);
+        match self.user_typed_at {
+            None => true,
+            Some(t) if t.elapsed() >= QUIET && self.console_tail.ends_with(b">>> ") => {
+                self.user_typed_at = None;
+                true
+            }
+            Some(_) => false,
         }
     }
 
@@ -482,7 +538,7 @@ impl Worker {
 
     fn maybe_poll(&mut self) -> Result<(), ReplError> {
         let PollState::On { repl: before, raw_paste, next } = self.poll else { return Ok(()) };
-        if Instant::now() < next {
+        if Instant::now() < next || !self.user_is_done() {
             return Ok(());
         }
         let at = self.now();

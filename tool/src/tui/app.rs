@@ -178,6 +178,12 @@ impl App {
     fn key(&mut self, key: KeyEvent) {
         if let Some(line) = self.input.as_mut() {
             match key.code {
+                // Ctrl-C while typing goes to the board (it stops a running program), not to
+                // the tool.
+                KeyCode::Char('c') if key.modifiers.contains(crossterm::event::KeyModifiers::CONTROL) => {
+                    line.clear();
+                    self.outgoing.push(Command::Input(vec![0x03]));
+                }
                 KeyCode::Esc => self.input = None,
                 KeyCode::Enter => {
                     let mut bytes = std::mem::take(line).into_bytes();
