@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serialport::TTYPort;
 
-use crate::cable::{Cable, CableSpec, CableStats};
+use crate::cable::{pty_pair, Cable, CableSpec, CableStats};
 
 /// The stock interpreter: `HEAPSCOPE_MICROPYTHON`, the project's `.venv` (scripts/test installs
 /// it there), or `micropython` on PATH.
@@ -88,7 +88,7 @@ impl PtyBoard {
         let n = BOARDS.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("heapscope-board-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let (a_master, a_slave) = TTYPort::pair().expect("a pseudo-terminal pair");
+        let (a_master, a_slave) = pty_pair();
         let child = spawn(interpreter, args, &dir, &a_slave);
         let console = a_slave.try_clone_native().expect("dup the pty slave");
         let cable = Cable::connect(a_master, a_slave, spec);
@@ -131,7 +131,7 @@ impl PtyBoard {
     /// ttyACM0 does while a program holds it, so the board comes back as ttyACM1); only the
     /// link (the by-id name) follows the board.
     pub fn plug_elsewhere(&mut self) {
-        self.taken.push(TTYPort::pair().expect("a pseudo-terminal pair"));
+        self.taken.push(pty_pair());
         self.plug();
     }
 

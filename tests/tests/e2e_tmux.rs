@@ -156,3 +156,29 @@ fn typing_in_the_console_while_polling_reaches_the_board() {
     assert!(console.contains("print('answer', 6*7)") && console.contains("answer 42"), "{console}\n{polled}");
     assert!(board.transcript().trim_end().ends_with(">>>"), "{}", board.transcript());
 }
+
+#[test]
+fn attach_to_a_port_with_no_repl_says_why_nothing_comes() {
+    // `sleep` holds the port and never answers.
+    let board = heapscope_tests::board::PtyBoard::start_on(std::path::Path::new("sleep"), &["120"], heapscope_tests::cable::CableSpec::DIRECT);
+    let bin = heapscope_tests::heapscope_binary();
+    let t = Tmux::start(&format!("{} attach --port {}", bin.display(), board.port()));
+    t.wait_for("not a MicroPython REPL");
+    t.keys("q");
+    t.wait_for("heapscope exited");
+}
+
+#[test]
+fn the_header_shows_the_cable_out_as_it_happens() {
+    let board = heapscope_tests::board::PtyBoard::start(&["-X", "heapsize=120K"]);
+    let bin = heapscope_tests::heapscope_binary();
+    let t = Tmux::start(&format!("{} attach --port {} --mode poll --interval 300ms", bin.display(), board.port()));
+    t.wait_for(" 2/");
+    t.wait_for("LIVE");
+    board.unplug();
+    t.wait_for("CABLE OUT");
+    board.plug();
+    t.wait_for("LIVE");
+    t.keys("q");
+    t.wait_for("heapscope exited");
+}

@@ -184,8 +184,10 @@ impl Decoder {
     }
 
     fn text(&mut self, t: Vec<u8>, at: HostMicros, out: &mut Vec<Entry>) {
-        if let Some(sign) = self.resets.push(&t) {
-            out.push(Entry::Segment { at, reason: SegmentReason::Reset, detail: sign });
+        match self.resets.push(&t) {
+            Some(ResetSign { text, first_line: true }) => out.push(Entry::Notice { at, text: format!("the board was starting: {text}") }),
+            Some(ResetSign { text, first_line: false }) => out.push(Entry::Segment { at, reason: SegmentReason::Reset, detail: text }),
+            None => {}
         }
         for event in self.scanner.push(&t) {
             match event {
@@ -210,6 +212,15 @@ struct ResetWatch {
     line: Vec<u8>,
     /// A NUL byte on this line: REPL text never holds one, a booting UART sends one.
     nul: bool,
+    /// Lines seen since the port was opened.
+    lines: u64,
+}
+
+/// A reset sign, and whether it was the first line seen: a board that was starting as the port
+/// opened (its banner still waiting in the buffer) divides nothing.
+struct ResetSign {
+    text: String,
+    first_line: bool,
 }
 
 /// Whether a console line (control characters removed) says the board just started. The sign
@@ -226,8 +237,8 @@ fn is_reset_line(line: &str) -> bool {
 }
 
 impl ResetWatch {
-    fn push(&mut self, text: &[u8]) -> Option<String> {
-        let mut found = None;
+    fn push(&mut self, text: &[u8]) -> Option<ResetSign> {
+        let mut found: Option<ResetSign> = None;
         for &b in text {
             self.nul |= b == 0;
             if b == b'\n' {
@@ -236,10 +247,12 @@ impl ResetWatch {
                 let line = String::from_utf8_lossy(&clean).trim().to_string();
                 self.line.clear();
                 let nul = std::mem::take(&mut self.nul);
+                let first_line = self.lines == 0;
+                self.lines += 1;
                 if found.is_none() && is_reset_line(&line) {
-                    found = Some(line);
+                    found = Some(ResetSign { text: line, first_line });
                 } else if found.is_none() && nul {
-                    found = Some(format!("a NUL byte, as a board sends when it boots: \"{line}\""));
+                    found = Some(ResetSign { text: format!("a NUL byte, as a board sends when it boots: \"{line}\""), first_line });
                 }
             } else if self.line.len() < 256 {
                 self.line.push(b);
@@ -667,9 +680,26 @@ fn mode_name(mode: Mode) -> &'static str {
 mod tests {
     use super::*;
 
+    /// The watch's reset signs as text.
+    struct Watch(ResetWatch);
+
+    impl Watch {
+        fn push(&mut self, text: &[u8]) -> Option<String> {
+            self.0.push(text).map(|s| s.text)
+        }
+    }
+
+    #[test]
+    fn a_banner_on_the_first_line_is_a_board_starting_not_a_reset() {
+        let mut w = ResetWatch::default();
+        assert!(w.push(b"MicroPython v1.29.0 on 2026-07-05; ESP32 module with ESP32\r\n").is_some_and(|s| s.first_line));
+        assert!(w.push(b"\x00MicroPython v1.29.0 on 2026-07-05; ESP32 module with ESP32\r\n").is_some_and(|s| !s.first_line));
+    }
+
     #[test]
     fn resets_are_seen_in_console_text() {
-        let mut w = ResetWatch::default();
+        let w = ResetWatch::default();
+        let mut w = Watch(w);
         assert_eq!(w.push(b">>> print(1)\r\n1\r\n"), None);
         assert_eq!(w.push(b"MPY: soft re"), None);
         assert_eq!(w.push(b"boot\r\n"), Some("MPY: soft reboot".into()));
@@ -732,7 +762,7 @@ mod reset_tests {
 
     #[test]
     fn a_banner_after_a_nul_is_a_reset() {
-        let r = resets(b">>> \x00MicroPython v1.9.4-8-ga9a3caad0 on 2018-05-11; ESP module with ESP8266\r\nType \"help()\" for more information.\r\n>>> ");
+        let r = resets(b">>> print(1)\r\n1\r\n>>> \x00MicroPython v1.9.4-8-ga9a3caad0 on 2018-05-11; ESP module with ESP8266\r\nType \"help()\" for more information.\r\n>>> ");
         assert_eq!(r.len(), 1, "{r:?}");
     }
 }
