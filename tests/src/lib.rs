@@ -38,3 +38,26 @@ pub fn best_of<F: FnMut()>(runs: usize, mut f: F) -> std::time::Duration {
         .min()
         .expect("at least one run")
 }
+
+/// Running the `heapscope` binary as a user does, and reading what it said.
+pub mod cli {
+    use std::process::{Command, Output};
+
+    pub fn heapscope() -> Command {
+        Command::new(super::heapscope_binary())
+    }
+
+    pub fn run(args: &[&str]) -> Output {
+        heapscope().args(args).output().expect("run heapscope")
+    }
+
+    pub fn stderr(o: &Output) -> String {
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    }
+
+    /// The JSON a successful command printed.
+    pub fn json(o: &Output) -> serde_json::Value {
+        assert!(o.status.success(), "exit {:?}: {}", o.status.code(), stderr(o));
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)))
+    }
+}

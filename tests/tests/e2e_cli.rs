@@ -2,28 +2,13 @@
 //! the errors a user meets, as a user meets them.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use heapscope_protocol::text;
 use heapscope_tests::board::PtyBoard;
 use serialport::{SerialPort, TTYPort};
 
-fn heapscope() -> Command {
-    Command::new(heapscope_tests::heapscope_binary())
-}
-
-fn run(args: &[&str]) -> Output {
-    heapscope().args(args).output().expect("run heapscope")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn json(o: &Output) -> serde_json::Value {
-    assert!(o.status.success(), "exit {:?}: {}", o.status.code(), stderr(o));
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)))
-}
+use heapscope_tests::cli::{heapscope, json, run, stderr};
 
 #[test]
 fn record_ten_seconds_then_inspect_agrees_with_the_interpreter() {

@@ -2,28 +2,12 @@
 //! arguments, ports that are not REPLs, UART cables that drop bytes, resets, unplugs.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use heapscope_tests::board::PtyBoard;
 use heapscope_tests::cable::CableSpec;
 
-fn heapscope() -> Command {
-    Command::new(heapscope_tests::heapscope_binary())
-}
-
-fn run(args: &[&str]) -> Output {
-    heapscope().args(args).output().expect("run heapscope")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn json(o: &Output) -> serde_json::Value {
-    assert!(o.status.success(), "exit {:?}: {}", o.status.code(), stderr(o));
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)))
-}
+use heapscope_tests::cli::{heapscope, json, run, stderr};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/mem_info").join(name)
