@@ -153,8 +153,9 @@ pub fn pty_pair() -> (TTYPort, TTYPort) {
     (master, slave)
 }
 
-/// Bytes a direction may carry now: the line's pace, with at most 20 ms of unused time saved up
-/// (a loaded test machine makes the line slower, never faster).
+/// Bytes a direction may carry now: the line's pace, with at most 4 ms of unused time saved up,
+/// so bytes arrive in small bursts as they would one by one on a wire (a loaded test machine
+/// makes the line slower, never faster).
 struct Pace {
     per_sec: Option<f64>,
     credit: f64,
@@ -168,7 +169,7 @@ impl Pace {
 
     fn available(&mut self, now: Instant) -> usize {
         let Some(rate) = self.per_sec else { return usize::MAX };
-        let saved = (rate / 50.0).max(1.0);
+        let saved = (rate / 250.0).max(1.0);
         self.credit = (self.credit + now.saturating_duration_since(self.last).as_secs_f64() * rate).min(saved);
         self.last = now;
         self.credit as usize
