@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serialport::TTYPort;
 
-use crate::cable::{Cable, CableSpec, CableStats};
+use crate::cable::{pty_pair, Cable, CableSpec, CableStats};
 
 /// The stock interpreter: `HEAPSCOPE_MICROPYTHON`, the project's `.venv` (scripts/test installs
 /// it there), or `micropython` on PATH.
@@ -38,13 +38,29 @@ pub fn micropython() -> PathBuf {
 
 pub struct PtyBoard {
     child: Child,
+    interpreter: PathBuf,
+    /// The interpreter's side of its pseudo-terminal, to start it again after a reset.
+    console: TTYPort,
     link: PathBuf,
     dir: PathBuf,
     cable: Cable,
+    /// Pseudo-terminals held so a replugged board cannot get its old device name back.
+    taken: Vec<(TTYPort, TTYPort)>,
 }
 
 fn stdio(port: &TTYPort) -> Stdio {
     heapscope::link::pty_stdio(port).expect("dup the pty slave")
+}
+
+fn spawn(interpreter: &Path, args: &[&str], dir: &Path, console: &TTYPort) -> Child {
+    Command::new(interpreter)
+        .args(args)
+        .current_dir(dir)
+        .stdin(stdio(console))
+        .stdout(stdio(console))
+        .stderr(stdio(console))
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", interpreter.display()))
 }
 
 /// Points `link` at `target`, replacing what it named.
@@ -72,19 +88,23 @@ impl PtyBoard {
         let n = BOARDS.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("heapscope-board-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let (a_master, a_slave) = TTYPort::pair().expect("a pseudo-terminal pair");
-        let child = Command::new(interpreter)
-            .args(args)
-            .current_dir(&dir)
-            .stdin(stdio(&a_slave))
-            .stdout(stdio(&a_slave))
-            .stderr(stdio(&a_slave))
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", interpreter.display()));
+        let (a_master, a_slave) = pty_pair();
+        let child = spawn(interpreter, args, &dir, &a_slave);
+        let console = a_slave.try_clone_native().expect("dup the pty slave");
         let cable = Cable::connect(a_master, a_slave, spec);
         let link = dir.join("ttyUSB-board");
         relink(&link, &cable.plug_in());
-        PtyBoard { child, link, dir, cable }
+        PtyBoard { child, interpreter: interpreter.to_path_buf(), console, link, dir, cable, taken: Vec::new() }
+    }
+
+    /// Resets the board: the interpreter stops at once and starts again with `args` (e.g. a
+    /// `-c` program standing in for a `main.py` that prints nothing), after the board sends
+    /// `boot_noise` (e.g. the NUL a UART board sends as it boots). The port stays open.
+    pub fn reset(&mut self, boot_noise: &[u8], args: &[&str]) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::io::Write::write_all(&mut self.console, boot_noise).expect("write the boot noise");
+        self.child = spawn(&self.interpreter, args, &self.dir, &self.console);
     }
 
     /// The port's name, as a tool would be given it.
@@ -105,6 +125,14 @@ impl PtyBoard {
     /// Plugs the cable back in: the same name, a new device.
     pub fn plug(&self) {
         relink(&self.link, &self.cable.plug_in());
+    }
+
+    /// Plugs the cable back in as a different device: the old device name stays taken (as
+    /// ttyACM0 does while a program holds it, so the board comes back as ttyACM1); only the
+    /// link (the by-id name) follows the board.
+    pub fn plug_elsewhere(&mut self) {
+        self.taken.push(pty_pair());
+        self.plug();
     }
 
     /// What the cable carried and dropped so far.

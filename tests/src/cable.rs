@@ -109,7 +109,7 @@ impl Cable {
     /// Plugs a new tool end in (a fresh pseudo-terminal, as a replugged USB device is a new
     /// device) and returns the path the tool opens.
     pub fn plug_in(&self) -> PathBuf {
-        let (mut master, slave) = TTYPort::pair().expect("a pseudo-terminal pair");
+        let (mut master, slave) = pty_pair();
         master.set_timeout(Duration::from_millis(5)).expect("set a timeout on the pty");
         let name = PathBuf::from(slave.name().expect("the pty has a name"));
         *self.shared.host.lock().unwrap() = Some(HostEnd { master, _slave: slave });
@@ -142,8 +142,20 @@ impl Drop for Cable {
     }
 }
 
-/// Bytes a direction may carry now: the line's pace, with at most 20 ms of unused time saved up
-/// (a loaded test machine makes the line slower, never faster).
+/// A pseudo-terminal pair whose descriptors no child process inherits (serialport opens them
+/// without `O_CLOEXEC`): a copy left in a spawned tool would keep a pulled cable's end open.
+pub fn pty_pair() -> (TTYPort, TTYPort) {
+    let (master, slave) = TTYPort::pair().expect("a pseudo-terminal pair");
+    for fd in [master.as_raw_fd(), slave.as_raw_fd()] {
+        // SAFETY: F_SETFD on a descriptor we own.
+        assert_eq!(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) }, 0, "set FD_CLOEXEC");
+    }
+    (master, slave)
+}
+
+/// Bytes a direction may carry now: the line's pace, with at most 4 ms of unused time saved up,
+/// so bytes arrive in small bursts as they would one by one on a wire (a loaded test machine
+/// makes the line slower, never faster).
 struct Pace {
     per_sec: Option<f64>,
     credit: f64,
@@ -157,7 +169,7 @@ impl Pace {
 
     fn available(&mut self, now: Instant) -> usize {
         let Some(rate) = self.per_sec else { return usize::MAX };
-        let saved = (rate / 50.0).max(1.0);
+        let saved = (rate / 250.0).max(1.0);
         self.credit = (self.credit + now.saturating_duration_since(self.last).as_secs_f64() * rate).min(saved);
         self.last = now;
         self.credit as usize

@@ -117,3 +117,26 @@ mod tests {
         assert_eq!(super::executable_in(r#"{"reason":"build-finished","success":true}"#), None);
     }
 }
+
+/// Running the `heapscope` binary as a user does, and reading what it said.
+pub mod cli {
+    use std::process::{Command, Output};
+
+    pub fn heapscope() -> Command {
+        Command::new(super::heapscope_binary())
+    }
+
+    pub fn run(args: &[&str]) -> Output {
+        heapscope().args(args).output().expect("run heapscope")
+    }
+
+    pub fn stderr(o: &Output) -> String {
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    }
+
+    /// The JSON a successful command printed.
+    pub fn json(o: &Output) -> serde_json::Value {
+        assert!(o.status.success(), "exit {:?}: {}", o.status.code(), stderr(o));
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)))
+    }
+}

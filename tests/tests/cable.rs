@@ -70,6 +70,6 @@ fn a_uart_cable_carries_no_more_than_its_rate_and_loses_nothing_when_the_board_k
     let stats = board.cable_stats();
     assert_eq!((stats.to_board, stats.dropped, stats.to_host), (4608, 0, 4608));
     // A lower bound only (a loaded machine makes the line slower, never faster): 4,608 bytes
-    // each way at 11,520 B/s take 0.4 s, less the 20 ms a direction may save up.
+    // each way at 11,520 B/s take 0.4 s, less the 4 ms a direction may save up.
     assert!(elapsed >= Duration::from_millis(380), "4,608 bytes crossed in {elapsed:?}: faster than 11,520 B/s");
 }

@@ -195,3 +195,65 @@ fn the_replayed_demo_plays_to_the_memory_error() {
     t.wait_for("REPLAY ▶");
     the_failure_is_shown(&t);
 }
+
+#[test]
+fn typing_in_the_console_while_polling_reaches_the_board() {
+    let board = heapscope_tests::board::PtyBoard::start(&["-X", "heapsize=120K"]);
+    let bin = heapscope_tests::heapscope_binary();
+    let file = board.dir().join("typed.hsr");
+    let t = Tmux::start(&format!("{} attach --port {} --mode poll --interval 300ms -o {}", bin.display(), board.port(), file.display()));
+    t.wait_for(" 2/");
+    t.keys("7");
+    t.wait_for("┌ Console");
+    t.keys("i");
+    // `-l`: the text literally, then Enter.
+    t.run(&["send-keys", "-t", "hs", "-l", "print('answer', 6*7)"]);
+    t.keys("Enter");
+    t.wait_for("answer 42");
+    // Polling resumes after the typing, and what was typed is in the recording.
+    let polled = t.screen();
+    t.keys("Escape");
+    // Apart, or the terminal reads Escape and q as Alt-q.
+    std::thread::sleep(Duration::from_millis(300));
+    t.keys("q");
+    t.wait_for("heapscope exited");
+    let rec = heapscope::recording::Recording::open(&file).unwrap();
+    let console: Vec<u8> = rec
+        .entries
+        .iter()
+        .filter_map(|e| match e {
+            heapscope::recording::Stored::Entry(heapscope::entry::Entry::Console { bytes, .. }) => Some(bytes.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let console = String::from_utf8_lossy(&console);
+    assert!(console.contains("print('answer', 6*7)") && console.contains("answer 42"), "{console}\n{polled}");
+    assert!(board.transcript().trim_end().ends_with(">>>"), "{}", board.transcript());
+}
+
+#[test]
+fn attach_to_a_port_with_no_repl_says_why_nothing_comes() {
+    // `sleep` holds the port and never answers.
+    let board = heapscope_tests::board::PtyBoard::start_on(std::path::Path::new("sleep"), &["120"], heapscope_tests::cable::CableSpec::DIRECT);
+    let bin = heapscope_tests::heapscope_binary();
+    let t = Tmux::start(&format!("{} attach --port {}", bin.display(), board.port()));
+    t.wait_for("not a MicroPython REPL");
+    t.keys("q");
+    t.wait_for("heapscope exited");
+}
+
+#[test]
+fn the_header_shows_the_cable_out_as_it_happens() {
+    let board = heapscope_tests::board::PtyBoard::start(&["-X", "heapsize=120K"]);
+    let bin = heapscope_tests::heapscope_binary();
+    let t = Tmux::start(&format!("{} attach --port {} --mode poll --interval 300ms", bin.display(), board.port()));
+    t.wait_for(" 2/");
+    t.wait_for("LIVE");
+    board.unplug();
+    t.wait_for("CABLE OUT");
+    board.plug();
+    t.wait_for("LIVE");
+    t.keys("q");
+    t.wait_for("heapscope exited");
+}

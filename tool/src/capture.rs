@@ -22,7 +22,7 @@ use heapscope_protocol::wire::Event;
 use crate::entry::{Entry, HostMicros, SegmentReason, Source};
 use crate::link::{Gone, Link, Opener};
 use crate::port::PortError;
-use crate::repl::{RawRepl, ReplError};
+use crate::repl::{RawRepl, ReplError, ReplState};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
@@ -200,8 +200,10 @@ impl Decoder {
 
     fn text(&mut self, t: Vec<u8>, at: HostMicros, out: &mut Vec<Entry>) {
         let seen = self.resets.push(&t);
-        if let Some(sign) = seen.reset {
-            out.push(Entry::Segment { at, reason: SegmentReason::Reset, detail: sign });
+        match seen.reset {
+            Some(ResetSign { text, first_line: true }) => out.push(Entry::Notice { at, text: format!("the board was starting: {text}") }),
+            Some(ResetSign { text, first_line: false }) => out.push(Entry::Segment { at, reason: SegmentReason::Reset, detail: text }),
+            None => {}
         }
         // Before the dump the program may print after it: the failure comes first in time.
         out.extend(seen.memory_errors.into_iter().map(|bytes| Entry::Event { at, device_ms: None, event: memory_error_mark(bytes) }));
@@ -220,16 +222,41 @@ impl Decoder {
     }
 }
 
-/// Notices, in console text, a board starting afresh (the banner, a soft reboot, the ESP32
-/// ROM's reset line) and `MemoryError`s.
+/// Notices a board starting afresh in its console text: the banner (also after the NUL byte
+/// some boards send as they boot), a soft reboot, the boot ROM's lines (ESP32 `rst:0x..`,
+/// `ets Jun  8 2016`, `ESP-ROM:`), RP2040's and others' banners alike.
 #[derive(Default)]
 struct ResetWatch {
     line: Vec<u8>,
+    /// A NUL byte on this line: REPL text never holds one, a booting UART sends one.
+    nul: bool,
+    /// Lines seen since the port was opened.
+    lines: u64,
+}
+
+/// A reset sign, and whether it was the first line seen: a board that was starting as the port
+/// opened (its banner still waiting in the buffer) divides nothing.
+struct ResetSign {
+    text: String,
+    first_line: bool,
+}
+
+/// Whether a console line (control characters removed) says the board just started. The sign
+/// may follow other text on the line: a prompt the board sat at, or boot noise at another baud.
+fn is_reset_line(line: &str) -> bool {
+    let from = |sign: &str| line.find(sign).map(|at| &line[at..]);
+    line.starts_with("MPY: soft reboot")
+        || line == "soft reboot"
+        || line.ends_with(">>> soft reboot")
+        || from("rst:0x").is_some()
+        || from("ets Jun  8 2016").is_some()
+        || from("ESP-ROM:").is_some()
+        || from("MicroPython ").is_some_and(|banner| banner.contains(" on ") && banner.contains(';'))
 }
 
 #[derive(Default)]
 struct Seen {
-    reset: Option<String>,
+    reset: Option<ResetSign>,
     /// The sizes of the allocations that failed.
     memory_errors: Vec<u64>,
 }
@@ -238,15 +265,19 @@ impl ResetWatch {
     fn push(&mut self, text: &[u8]) -> Seen {
         let mut seen = Seen::default();
         for &b in text {
+            self.nul |= b == 0;
             if b == b'\n' {
-                let line = String::from_utf8_lossy(&self.line).trim().to_string();
+                // NULs and other control bytes a booting UART emits are not part of the line.
+                let clean: Vec<u8> = self.line.iter().copied().filter(|&c| c >= 0x20 || c == b'\t').collect();
+                let line = String::from_utf8_lossy(&clean).trim().to_string();
                 self.line.clear();
-                let reset = line.starts_with("MPY: soft reboot")
-                    || line == "soft reboot"
-                    || line.starts_with("rst:0x")
-                    || (line.starts_with("MicroPython v") && line.contains(" on "));
-                if reset && seen.reset.is_none() {
-                    seen.reset = Some(line);
+                let nul = std::mem::take(&mut self.nul);
+                let first_line = self.lines == 0;
+                self.lines += 1;
+                if seen.reset.is_none() && is_reset_line(&line) {
+                    seen.reset = Some(ResetSign { text: line, first_line });
+                } else if seen.reset.is_none() && nul {
+                    seen.reset = Some(ResetSign { text: format!("a NUL byte, as a board sends when it boots: \"{line}\""), first_line });
                 } else if let Some(bytes) = failed_allocation(&line) {
                     seen.memory_errors.push(bytes);
                 }
@@ -279,9 +310,71 @@ pub fn memory_error_of(event: &Event) -> Option<u64> {
     label.strip_prefix(MEMORY_ERROR_LABEL)?.strip_suffix(" B failed")?.parse().ok()
 }
 
-/// Code run through the raw REPL in poll mode. `gc.mem_alloc()`/`gc.mem_free()` are read right
-/// after the dump, with nothing allocated in between, as a check on the parse.
-const POLL_CODE: &str = "import gc, micropython\nmicropython.mem_info(1)\nprint('heapscope-poll', gc.mem_alloc(), gc.mem_free())\n";
+/// Poll mode's code, sent once through the raw REPL: a loop kept running on the board that
+/// prints `mem_info(1)` and `heapscope-poll ALLOC FREE` each time it reads a `p`, and ends on
+/// any other byte. Nothing is compiled per poll and nothing allocated (locals, a one-byte buffer,
+/// `readinto`, and `print` of small ints and a constant), so a poll leaves no garbage; sending
+/// code per poll left a compiled module's worth (416 B per poll on the 64-bit unix port).
+/// `gc.mem_alloc()`/`gc.mem_free()` are read right after the dump as a check on the parse.
+const POLL_SERVER: &str = "def __heapscope_poll():\n import gc, micropython, sys\n s = getattr(sys.stdin, 'buffer', sys.stdin)\n b = bytearray(1)\n while s.readinto(b) == 1 and b[0] == 112:\n  micropython.mem_info(1)\n  print('heapscope-poll', gc.mem_alloc(), gc.mem_free())\n__heapscope_poll()\ndel __heapscope_poll\n";
+
+/// The byte that asks the poll loop for a snapshot.
+const POLL_ASK: &[u8] = b"p";
+
+/// One poll: enters the raw REPL and starts the poll loop if needed, asks, reads the answer.
+fn poll_once(repl: &mut RawRepl<'_>) -> Result<Vec<u8>, ReplError> {
+    if repl.state() == ReplState::Normal {
+        repl.enter()?;
+    }
+    if repl.state() == ReplState::Raw {
+        repl.start(POLL_SERVER)?;
+    }
+    repl.send(POLL_ASK)?;
+    let mut out = repl.read_reply(b"heapscope-poll ", Duration::from_secs(10))?;
+    out.extend(repl.read_reply(b"\n", Duration::from_secs(2))?);
+    Ok(out)
+}
+
+/// What polling costs the board: garbage per poll, from `gc.mem_alloc()` of successive polls
+/// while nothing else runs (the raw REPL stopped the program). Reported once a few polls agree.
+#[derive(Default)]
+struct PollCost {
+    /// `gc.mem_alloc()` at the first poll of this run of the loop, and polls since.
+    base: Option<(u64, u64)>,
+    reported: bool,
+}
+
+impl PollCost {
+    const POLLS: u64 = 5;
+
+    fn restart(&mut self) {
+        self.base = None;
+        self.reported = false;
+    }
+
+    /// Notes one poll's `gc.mem_alloc()`; returns the report when there is one.
+    fn observe(&mut self, mem_alloc: u64) -> Option<String> {
+        match self.base {
+            // A collection ran (or the loop restarted): start counting again.
+            Some((base, polls)) if mem_alloc >= base => {
+                let polls = polls + 1;
+                self.base = Some((base, polls));
+                if polls == Self::POLLS && !self.reported {
+                    self.reported = true;
+                    let per_poll = (mem_alloc - base) / polls;
+                    return Some(format!(
+                        "poll cost: {per_poll} B of garbage per poll on the board (gc.mem_alloc() {base} -> {mem_alloc} B over {polls} polls)"
+                    ));
+                }
+                None
+            }
+            _ => {
+                self.base = Some((mem_alloc, 0));
+                None
+            }
+        }
+    }
+}
 
 /// Reads the poll's `heapscope-poll ALLOC FREE` line.
 fn poll_figures(stdout: &[u8]) -> Option<PythonFigures> {
@@ -293,8 +386,21 @@ fn poll_figures(stdout: &[u8]) -> Option<PythonFigures> {
 
 enum PollState {
     Off,
-    /// Polling; whether the raw REPL is entered.
-    On { entered: bool, next: Instant },
+    /// Polling: where the board's REPL is, and when the next poll is due.
+    On { repl: ReplState, raw_paste: Option<bool>, next: Instant },
+}
+
+impl PollState {
+    fn start() -> PollState {
+        PollState::On { repl: ReplState::Normal, raw_paste: None, next: Instant::now() }
+    }
+
+    /// The board was left (or found) at its normal prompt: enter afresh next time.
+    fn at_prompt(&mut self) {
+        if let PollState::On { repl, .. } = self {
+            *repl = ReplState::Normal;
+        }
+    }
 }
 
 struct Worker {
@@ -306,7 +412,12 @@ struct Worker {
     clock: Instant,
     decoder: Decoder,
     poll: PollState,
+    poll_cost: PollCost,
     heap_data_seen: bool,
+    /// When the user last typed into the REPL: polls wait until they are done.
+    user_typed_at: Option<Instant>,
+    /// The last bytes of console text, to see the board back at its `>>> ` prompt.
+    console_tail: Vec<u8>,
 }
 
 enum Flow {
@@ -316,8 +427,21 @@ enum Flow {
 
 impl Worker {
     fn new(opener: Box<dyn Opener>, link: Box<dyn Link>, options: Options, out: Sender<Entry>, commands: Receiver<Command>) -> Worker {
-        let poll = if options.mode == Mode::Poll { PollState::On { entered: false, next: Instant::now() } } else { PollState::Off };
-        Worker { opener, link, options, out, commands, clock: Instant::now(), decoder: Decoder::new(), poll, heap_data_seen: false }
+        let poll = if options.mode == Mode::Poll { PollState::start() } else { PollState::Off };
+        Worker {
+            opener,
+            link,
+            options,
+            out,
+            commands,
+            clock: Instant::now(),
+            decoder: Decoder::new(),
+            poll,
+            poll_cost: PollCost::default(),
+            heap_data_seen: false,
+            user_typed_at: None,
+            console_tail: Vec::new(),
+        }
     }
 
     fn now(&self) -> HostMicros {
@@ -326,8 +450,14 @@ impl Worker {
 
     fn emit(&mut self, entries: Vec<Entry>) {
         for e in entries {
-            if matches!(e, Entry::Snapshot { .. }) {
-                self.heap_data_seen = true;
+            match &e {
+                Entry::Snapshot { .. } => self.heap_data_seen = true,
+                Entry::Console { bytes, .. } => {
+                    self.console_tail.extend_from_slice(bytes);
+                    let excess = self.console_tail.len().saturating_sub(8);
+                    self.console_tail.drain(..excess);
+                }
+                _ => {}
             }
             let _ = self.out.send(e);
         }
@@ -379,9 +509,8 @@ impl Worker {
                         if let ReplError::BoardReset { .. } = other {
                             self.emit(vec![Entry::Segment { at, reason: SegmentReason::Reset, detail: "board reset during a poll".into() }]);
                         }
-                        // Enter the raw REPL afresh next time.
-                        if let PollState::On { entered, next } = &mut self.poll {
-                            *entered = false;
+                        // The failed poll left the board at its prompt: enter afresh next time.
+                        if let PollState::On { next, .. } = &mut self.poll {
                             *next = Instant::now() + self.options.poll_interval;
                         }
                     }
@@ -395,6 +524,8 @@ impl Worker {
             match self.commands.try_recv() {
                 Ok(Command::Stop) | Err(mpsc::TryRecvError::Disconnected) => return Flow::Stop,
                 Ok(Command::Input(bytes)) => {
+                    self.hand_repl_to_user();
+                    self.user_typed_at = Some(Instant::now());
                     if let Err(gone) = self.link.write_all(&bytes) {
                         if let Flow::Stop = self.lost(gone) {
                             return Flow::Stop;
@@ -413,6 +544,48 @@ impl Worker {
         }
     }
 
+    /// The user types into the REPL: stop the poll loop and leave the raw REPL first, so what
+    /// they type reaches the normal prompt. Polls resume once they are done (see
+    /// [`Worker::user_is_done`]).
+    fn hand_repl_to_user(&mut self) {
+        let PollState::On { repl: state @ (ReplState::Raw | ReplState::Running), raw_paste, .. } = self.poll else { return };
+        let at = self.now();
+        let mut repl = RawRepl::resume(&mut *self.link, self.decoder.demux(), state, raw_paste);
+        let left = repl.leave();
+        let console = repl.take_console();
+        let items = std::mem::take(&mut repl.items);
+        drop(repl);
+        let mut entries = Vec::new();
+        if !console.is_empty() {
+            entries.push(Entry::Console { at, bytes: console });
+        }
+        self.decoder.items(items, at, &mut entries);
+        if let Err(e) = left {
+            entries.push(Entry::Notice { at, text: format!("handing the REPL to the console: {e}") });
+        }
+        // The prompt the board printed on leaving was consumed: show where the typing goes.
+        if !self.console_tail.ends_with(b">>> ") {
+            entries.push(Entry::Console { at, bytes: b">>> ".to_vec() });
+        }
+        self.emit(entries);
+        self.poll.at_prompt();
+        self.poll_cost.restart();
+    }
+
+    /// Whether the user has finished with the REPL: quiet for a while and the board back at its
+    /// prompt (a program they started is left to run).
+    fn user_is_done(&mut self) -> bool {
+        const QUIET: Duration = Duration::from_secs(2);
+        match self.user_typed_at {
+            None => true,
+            Some(t) if t.elapsed() >= QUIET && self.console_tail.ends_with(b">>> ") => {
+                self.user_typed_at = None;
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
     fn maybe_start_polling(&mut self) {
         if self.options.mode == Mode::Auto
             && matches!(self.poll, PollState::Off)
@@ -423,23 +596,30 @@ impl Worker {
                 "no heapscope frames or printed mem_info dumps in {:.0} s: polling through the raw REPL, which stops the program running on the board (--mode passive only listens)",
                 self.options.listen_first.as_secs_f64()
             ));
-            self.poll = PollState::On { entered: false, next: Instant::now() };
+            self.poll = PollState::start();
         }
     }
 
     fn maybe_poll(&mut self) -> Result<(), ReplError> {
-        let PollState::On { entered, next } = self.poll else { return Ok(()) };
-        if Instant::now() < next {
+        let PollState::On { repl: before, raw_paste, next } = self.poll else { return Ok(()) };
+        if Instant::now() < next || !self.user_is_done() {
             return Ok(());
         }
         let at = self.now();
-        let mut repl = RawRepl::new(&mut *self.link, self.decoder.demux());
-        if !entered {
-            repl.enter()?;
+        let mut repl = RawRepl::resume(&mut *self.link, self.decoder.demux(), before, raw_paste);
+        let result = poll_once(&mut repl);
+        if result.is_ok() {
+            // The poll loop stays running on the board for the next poll.
+            repl.keep_raw();
         }
-        let result = repl.exec(POLL_CODE, Duration::from_secs(10));
+        let (state, raw_paste) = (repl.state(), repl.raw_paste);
         let console = repl.take_console();
         let items = std::mem::take(&mut repl.items);
+        // On an error, dropping the conversation takes the board back to its prompt.
+        drop(repl);
+        if state == ReplState::Raw || result.is_err() {
+            self.poll_cost.restart();
+        }
         let mut entries = Vec::new();
         if !console.is_empty() {
             // An interrupted program's last words: a MemoryError there is marked as in any mode.
@@ -448,11 +628,26 @@ impl Worker {
         self.decoder.items(items, at, &mut entries);
         // One interval after this poll was due, but never in the past: a slow poll does not
         // cause a burst of catch-up polls.
-        self.poll = PollState::On { entered: true, next: (next + self.options.poll_interval).max(Instant::now()) };
-        let output = result?;
-        if output.failed() {
-            entries.push(Entry::Corrupt { at, detail: format!("poll: the board raised: {}", String::from_utf8_lossy(&output.stderr).trim()) });
-        }
+        let next = (next + self.options.poll_interval).max(Instant::now());
+        let state = if result.is_ok() { state } else { ReplState::Normal };
+        self.poll = PollState::On { repl: state, raw_paste, next };
+        let stdout = match result {
+            Ok(stdout) => stdout,
+            Err(e) => {
+                if before == ReplState::Running && matches!(e, ReplError::Timeout { .. }) {
+                    // The poll loop answers at once unless it is gone: a board that reset
+                    // without a word (no banner while main.py runs).
+                    entries.push(Entry::Segment {
+                        at,
+                        reason: SegmentReason::Reset,
+                        detail: "the poll loop on the board stopped answering: the board reset (no banner: main.py running?)".into(),
+                    });
+                }
+                self.emit(entries);
+                return Err(e);
+            }
+        };
+        let output = crate::repl::ExecOutput { stdout, stderr: Vec::new() };
         let (dumps, errors) = text::parse(&output.stdout);
         for e in errors {
             entries.push(Entry::Corrupt { at, detail: format!("poll: {e}") });
@@ -475,36 +670,44 @@ impl Worker {
                     });
                 }
             }
+            if let Some(text) = snapshot.reported.python.and_then(|p| self.poll_cost.observe(p.mem_alloc)) {
+                entries.push(Entry::Notice { at, text });
+            }
             entries.push(Entry::Snapshot { at, device_ms: None, source: Source::Poll, snapshot: Box::new(snapshot) });
         }
         self.emit(entries);
         Ok(())
     }
 
-    /// A heap dump through the raw REPL; a polling session stays in the raw REPL, any other
-    /// is left at its prompt.
+    /// A heap dump through the raw REPL. A poll loop running on the board is stopped first, and
+    /// the board is left at its prompt: the next poll enters the raw REPL again.
     fn take_dump(&mut self) -> Result<DumpTaken, String> {
         let at = self.now();
-        let entered = matches!(self.poll, PollState::On { entered: true, .. });
-        let mut repl = RawRepl::new(&mut *self.link, self.decoder.demux());
+        let (state, raw_paste) = match self.poll {
+            PollState::On { repl, raw_paste, .. } => (repl, raw_paste),
+            PollState::Off => (ReplState::Normal, None),
+        };
+        let mut repl = RawRepl::resume(&mut *self.link, self.decoder.demux(), state, raw_paste);
         let result = (|| -> Result<heapscope_objects::HeapDump, crate::heapdump::DumpError> {
-            if !entered {
-                repl.enter()?;
-            }
-            let dump = crate::heapdump::take_stock(&mut repl, &mut |_, _| {});
-            if !entered {
+            if repl.state() != ReplState::Normal {
                 repl.leave()?;
             }
+            repl.enter()?;
+            let dump = crate::heapdump::take_stock(&mut repl, &mut |_, _| {});
+            repl.leave()?;
             dump
         })();
         let console = repl.take_console();
         let items = std::mem::take(&mut repl.items);
+        drop(repl);
         let mut entries = Vec::new();
         if !console.is_empty() {
             entries.push(Entry::Console { at, bytes: console });
         }
         self.decoder.items(items, at, &mut entries);
         self.emit(entries);
+        self.poll.at_prompt();
+        self.poll_cost.restart();
         let dump = result.map_err(|e| format!("heap dump: {e}"))?;
         let analysis = heapscope_objects::Analysis::new(&dump);
         Ok(DumpTaken { dump, analysis })
@@ -512,6 +715,9 @@ impl Worker {
 
     /// The port went away: mark a gap and wait for it to return (or stop).
     fn lost(&mut self, gone: Gone) -> Flow {
+        // Close the dead port now, not at the reattach: holding it keeps its name taken.
+        self.link = Box::new(crate::link::Unplugged);
+        self.poll.at_prompt();
         let at = self.now();
         self.emit(vec![Entry::Gap { at, reason: gone.0.clone() }]);
         if !self.options.reattach {
@@ -525,9 +731,8 @@ impl Worker {
             if let Ok(link) = self.opener.open() {
                 self.link = link;
                 self.decoder.restart_stream();
-                if let PollState::On { entered, .. } = &mut self.poll {
-                    *entered = false;
-                }
+                self.poll.at_prompt();
+                self.poll_cost.restart();
                 let at = self.now();
                 let detail = format!("{} is back", self.opener.name());
                 self.emit(vec![Entry::Segment { at, reason: SegmentReason::Reattach, detail }]);
@@ -541,10 +746,9 @@ impl Worker {
 /// However the worker ends (stopped, or a panic unwinding), the board is left at its prompt.
 impl Drop for Worker {
     fn drop(&mut self) {
-        if let PollState::On { entered: true, .. } = self.poll {
-            // Leave the board at its normal REPL prompt.
-            let mut repl = RawRepl::new(&mut *self.link, self.decoder.demux());
-            let _ = repl.leave();
+        if let PollState::On { repl: state @ (ReplState::Raw | ReplState::Running), raw_paste, .. } = self.poll {
+            // Dropped at once: that stops the poll loop and leaves the board at its prompt.
+            drop(RawRepl::resume(&mut *self.link, self.decoder.demux(), state, raw_paste));
         }
     }
 }
@@ -562,14 +766,40 @@ fn mode_name(mode: Mode) -> &'static str {
 mod tests {
     use super::*;
 
+    /// The watch's reset signs as text.
+    struct Watch(ResetWatch);
+
+    impl Watch {
+        fn push(&mut self, text: &[u8]) -> Option<String> {
+            self.0.push(text).reset.map(|s| s.text)
+        }
+    }
+
+    #[test]
+    fn a_banner_on_the_first_line_is_a_board_starting_not_a_reset() {
+        let mut w = ResetWatch::default();
+        assert!(w.push(b"MicroPython v1.29.0 on 2026-07-05; ESP32 module with ESP32\r\n").reset.is_some_and(|s| s.first_line));
+        assert!(w.push(b"\x00MicroPython v1.29.0 on 2026-07-05; ESP32 module with ESP32\r\n").reset.is_some_and(|s| !s.first_line));
+    }
+
     #[test]
     fn resets_are_seen_in_console_text() {
-        let mut w = ResetWatch::default();
-        assert_eq!(w.push(b">>> print(1)\r\n1\r\n").reset, None);
-        assert_eq!(w.push(b"MPY: soft re").reset, None);
-        assert_eq!(w.push(b"boot\r\n").reset, Some("MPY: soft reboot".into()));
-        assert!(w.push(b"MicroPython v1.29.0 on 2026-07-05; ESP32 module with ESP32\r\n").reset.is_some());
-        assert_eq!(w.push(b"the MicroPython v1 docs on x\r\n").reset, None);
+        let w = ResetWatch::default();
+        let mut w = Watch(w);
+        assert_eq!(w.push(b">>> print(1)\r\n1\r\n"), None);
+        assert_eq!(w.push(b"MPY: soft re"), None);
+        assert_eq!(w.push(b"boot\r\n"), Some("MPY: soft reboot".into()));
+        assert!(w.push(b"MicroPython v1.29.0 on 2026-07-05; ESP32 module with ESP32\r\n").is_some());
+        assert_eq!(w.push(b"the MicroPython v1 docs on x\r\n"), None);
+        // A banner right after the prompt the board sat at.
+        assert!(w.push(b">>> MicroPython v1.29.0 on 2026-07-05; linux [GCC 14.2.1] version\r\n").is_some());
+        // The NUL a UART board sends as it boots, then its banner.
+        assert!(w.push(b"\x00MicroPython v1.9.4-8 on 2018-05-04; ESP module with ESP8266\r\n").is_some());
+        assert!(w.push(b"\xff\x00\r\nets Jun  8 2016 00:22:57\r\n").is_some());
+        assert!(w.push(b"ESP-ROM:esp32s3-20210327\r\n").is_some());
+        assert!(w.push(b"rst:0x1 (POWERON_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n").is_some());
+        assert_eq!(w.push(b"MicroPython is fun\r\n"), None);
+        assert!(w.push(b"\x00\r\n").is_some());
     }
 
     #[test]
@@ -615,5 +845,28 @@ mod tests {
             })
             .collect();
         assert_eq!(kinds, ["console", "event", "passive", "console"]);
+    }
+}
+
+#[cfg(test)]
+mod reset_tests {
+    use super::*;
+
+    fn resets(bytes: &[u8]) -> Vec<String> {
+        let mut d = Decoder::new();
+        let mut out = Vec::new();
+        d.feed(bytes, 0, &mut out);
+        out.iter()
+            .filter_map(|e| match e {
+                Entry::Segment { reason: SegmentReason::Reset, detail, .. } => Some(detail.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_banner_after_a_nul_is_a_reset() {
+        let r = resets(b">>> print(1)\r\n1\r\n>>> \x00MicroPython v1.9.4-8-ga9a3caad0 on 2018-05-11; ESP module with ESP8266\r\nType \"help()\" for more information.\r\n>>> ");
+        assert_eq!(r.len(), 1, "{r:?}");
     }
 }

@@ -69,9 +69,10 @@ pub struct CompletionsArgs {
 /// How to reach the board.
 #[derive(Debug, Args)]
 pub struct DeviceArgs {
-    /// `auto` (the one port that looks like a board), a path like /dev/ttyUSB0, or
-    /// `id:SERIAL` (a USB serial number).
-    #[arg(long, short, default_value = "auto")]
+    /// The board's port, named as mpremote does: `auto` (the first USB serial port), `a0`
+    /// (/dev/ttyACM0), `u0` (/dev/ttyUSB0), `c0` (COM0), `id:SERIAL` (a USB serial number),
+    /// `port:PATH`, or a path. Default: $HEAPSCOPE_PORT, else `auto`.
+    #[arg(long, short, default_value_t = PortSpec::from_env())]
     pub port: PortSpec,
     /// Serial speed (MicroPython's REPL runs at 115200 on UART boards; USB ports ignore it).
     #[arg(long, default_value_t = crate::port::DEFAULT_BAUD, value_parser = clap::value_parser!(u32).range(1..))]

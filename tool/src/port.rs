@@ -86,7 +86,9 @@ pub fn list() -> Result<Vec<PortInfo>, PortError> {
     Ok(out)
 }
 
-/// `--port`: `auto`, a path, or `id:SERIAL`.
+/// `--port`, with mpremote's names: `auto` (the first USB serial port), `a0`..`a99`
+/// (/dev/ttyACM0..), `u0`..`u99` (/dev/ttyUSB0..), `c0`..`c99` (COM0..), `port:PATH`,
+/// `id:SERIAL` (a USB serial number), or a path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PortSpec {
     Auto,
@@ -94,18 +96,56 @@ pub enum PortSpec {
     Serial(String),
 }
 
+/// The environment variable naming the port when `--port` is not given.
+pub const PORT_ENV: &str = "HEAPSCOPE_PORT";
+
+impl PortSpec {
+    /// `--port`'s default: `HEAPSCOPE_PORT` if set, else `auto`.
+    pub fn from_env() -> PortSpec {
+        std::env::var(PORT_ENV).ok().filter(|v| !v.trim().is_empty()).map_or(PortSpec::Auto, |v| {
+            v.trim().parse().unwrap_or(PortSpec::Path(v))
+        })
+    }
+}
+
+/// mpremote's short names: `a0` is /dev/ttyACM0, `u0` /dev/ttyUSB0, `c0` COM0.
+fn short_name(s: &str) -> Option<String> {
+    let (prefix, number) = s.split_at_checked(1)?;
+    if number.is_empty() || number.len() > 2 || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let base = match prefix {
+        "a" => "/dev/ttyACM",
+        "u" => "/dev/ttyUSB",
+        "c" => "COM",
+        _ => return None,
+    };
+    Some(format!("{base}{number}"))
+}
+
 impl std::str::FromStr for PortSpec {
     type Err = String;
 
     fn from_str(s: &str) -> Result<PortSpec, String> {
+        if let Some(path) = short_name(s) {
+            return Ok(PortSpec::Path(path));
+        }
         Ok(match s {
             "" => return Err("empty port".into()),
             "auto" => PortSpec::Auto,
-            _ => match s.strip_prefix("id:") {
-                Some(serial) if !serial.is_empty() => PortSpec::Serial(serial.to_string()),
-                Some(_) => return Err("id: needs a serial number, e.g. id:0001A2B3".into()),
-                None => PortSpec::Path(s.to_string()),
-            },
+            _ => {
+                if let Some(path) = s.strip_prefix("port:") {
+                    if path.is_empty() {
+                        return Err("port: needs a path, e.g. port:/dev/ttyUSB0".into());
+                    }
+                    return Ok(PortSpec::Path(path.to_string()));
+                }
+                match s.strip_prefix("id:") {
+                    Some(serial) if !serial.is_empty() => PortSpec::Serial(serial.to_string()),
+                    Some(_) => return Err("id: needs a serial number, e.g. id:0001A2B3".into()),
+                    None => PortSpec::Path(s.to_string()),
+                }
+            }
         })
     }
 }
@@ -120,19 +160,13 @@ impl fmt::Display for PortSpec {
     }
 }
 
-/// The path a spec names: `auto` picks the single likely board.
+/// The path a spec names. `auto` does what mpremote does: the first USB serial port, those
+/// whose USB id is a known board bridge first. A path is kept as given (a by-id link still
+/// names the board after it comes back under another device name).
 pub fn resolve(spec: &PortSpec) -> Result<String, PortError> {
     match spec {
         PortSpec::Path(p) => Ok(p.clone()),
-        PortSpec::Auto => {
-            let ports = list()?;
-            let boards: Vec<&PortInfo> = ports.iter().filter(|p| p.likely_board.is_some()).collect();
-            match boards.as_slice() {
-                [one] => Ok(one.path.clone()),
-                [] => Err(PortError::NoBoard { others: ports.iter().map(|p| p.path.clone()).collect() }),
-                many => Err(PortError::SeveralBoards { candidates: many.iter().map(|p| describe(p)).collect() }),
-            }
-        }
+        PortSpec::Auto => pick_auto(&list()?),
         PortSpec::Serial(serial) => {
             let ports = list()?;
             ports
@@ -147,18 +181,23 @@ pub fn resolve(spec: &PortSpec) -> Result<String, PortError> {
     }
 }
 
-fn describe(p: &PortInfo) -> String {
-    let mut s = p.path.clone();
-    if let (Some(v), Some(pid)) = (&p.vid, &p.pid) {
-        s += &format!(" [{v}:{pid}]");
-    }
-    if let Some(b) = p.likely_board {
-        s += &format!(" {b}");
-    }
-    if let Some(serial) = &p.serial {
-        s += &format!(" id:{serial}");
-    }
-    s
+/// `auto` over a list of ports: the first USB port, known boards first.
+fn pick_auto(ports: &[PortInfo]) -> Result<String, PortError> {
+    let mut usb: Vec<&PortInfo> = ports.iter().filter(|p| p.kind == "usb").collect();
+    usb.sort_by(|a, b| b.likely_board.is_some().cmp(&a.likely_board.is_some()).then(a.path.cmp(&b.path)));
+    usb.first().map(|p| p.path.clone()).ok_or_else(|| PortError::NoBoard { others: ports.iter().map(|p| p.path.clone()).collect() })
+}
+
+/// What the system says about the port at `path` (a by-id link or the device itself): both
+/// sides are compared after resolving links.
+pub fn info(path: &str) -> Option<PortInfo> {
+    list().ok()?.into_iter().find(|p| same_port(&p.path, path))
+}
+
+/// Whether two names are the same port: links such as `/dev/serial/by-id/...` are followed.
+fn same_port(a: &str, b: &str) -> bool {
+    let real = |p: &str| std::fs::canonicalize(p).unwrap_or_else(|_| p.into());
+    a == b || real(a) == real(b)
 }
 
 /// Opening a port failed, or finding one.
@@ -166,7 +205,6 @@ fn describe(p: &PortInfo) -> String {
 pub enum PortError {
     Enumerate(String),
     NoBoard { others: Vec<String> },
-    SeveralBoards { candidates: Vec<String> },
     NoSuchSerial { serial: String, known: Vec<String> },
     NotFound { path: String },
     Busy { path: String },
@@ -183,13 +221,8 @@ impl fmt::Display for PortError {
             }
             PortError::NoBoard { others } => write!(
                 f,
-                "no port looks like a MicroPython board (ports: {}). Name one with --port PATH",
+                "no USB serial port found (ports: {}). Name one with --port PATH (or set {PORT_ENV})",
                 others.join(", ")
-            ),
-            PortError::SeveralBoards { candidates } => write!(
-                f,
-                "several ports look like boards; pick one with --port PATH or --port id:SERIAL:\n  {}",
-                candidates.join("\n  ")
             ),
             PortError::NoSuchSerial { serial, known } if known.is_empty() => {
                 write!(f, "no port with serial number {serial} (no port reports a serial number)")
@@ -295,6 +328,39 @@ mod tests {
         assert_eq!("/dev/ttyUSB0".parse(), Ok(PortSpec::Path("/dev/ttyUSB0".into())));
         assert_eq!("id:0001".parse(), Ok(PortSpec::Serial("0001".into())));
         assert!("id:".parse::<PortSpec>().is_err());
+        // mpremote's names.
+        assert_eq!("a0".parse(), Ok(PortSpec::Path("/dev/ttyACM0".into())));
+        assert_eq!("a9".parse(), Ok(PortSpec::Path("/dev/ttyACM9".into())));
+        assert_eq!("u0".parse(), Ok(PortSpec::Path("/dev/ttyUSB0".into())));
+        assert_eq!("c0".parse(), Ok(PortSpec::Path("COM0".into())));
+        assert_eq!("port:/dev/x".parse(), Ok(PortSpec::Path("/dev/x".into())));
+        assert!("port:".parse::<PortSpec>().is_err());
+        assert_eq!("ab".parse(), Ok(PortSpec::Path("ab".into())));
+    }
+
+    fn usb(path: &str, vid: u16, pid: u16) -> PortInfo {
+        PortInfo {
+            path: path.into(),
+            kind: "usb",
+            vid: Some(format!("{vid:04x}")),
+            pid: Some(format!("{pid:04x}")),
+            serial: None,
+            manufacturer: None,
+            product: None,
+            likely_board: board_kind(vid, pid),
+        }
+    }
+
+    #[test]
+    fn auto_takes_the_first_usb_serial_port_known_boards_first() {
+        let pci = PortInfo { kind: "pci", vid: None, pid: None, likely_board: None, ..usb("/dev/ttyS0", 0, 0) };
+        // A micro:bit (0d28) or an Adafruit board (239a) is in no table: still the one USB port.
+        assert_eq!(pick_auto(&[pci.clone(), usb("/dev/ttyACM0", 0x0d28, 0x0204)]).unwrap(), "/dev/ttyACM0");
+        assert_eq!(pick_auto(&[usb("/dev/ttyACM1", 0x239a, 0x80f4), pci.clone()]).unwrap(), "/dev/ttyACM1");
+        // With several, a known board bridge ranks first, then by name.
+        assert_eq!(pick_auto(&[usb("/dev/ttyACM0", 0x0d28, 0x0204), usb("/dev/ttyUSB3", 0x10c4, 0xea60)]).unwrap(), "/dev/ttyUSB3");
+        assert_eq!(pick_auto(&[usb("/dev/ttyACM2", 0x067b, 0x2303), usb("/dev/ttyACM1", 0x1a86, 0x55d3)]).unwrap(), "/dev/ttyACM1");
+        assert!(matches!(pick_auto(&[pci]), Err(PortError::NoBoard { .. })));
     }
 
     #[test]
@@ -325,5 +391,19 @@ mod tests {
         let err = open("/dev/heapscope-no-such-port", OpenOptions { baud: DEFAULT_BAUD, reset: false }).unwrap_err();
         assert!(matches!(err, PortError::NotFound { .. }));
         assert!(err.to_string().contains("heapscope ports"));
+    }
+
+    #[test]
+    fn a_by_id_link_is_the_port_it_points_to() {
+        let dir = std::env::temp_dir().join(format!("heapscope-by-id-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = dir.join("ttyACM0");
+        std::fs::write(&port, b"").unwrap();
+        let link = dir.join("usb-Espressif_USB_JTAG_serial_debug_unit-if00");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&port, &link).unwrap();
+        assert!(same_port(port.to_str().unwrap(), link.to_str().unwrap()));
+        assert!(!same_port(port.to_str().unwrap(), "/dev/ttyUSB9"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -31,6 +31,8 @@ pub enum ReplError {
     /// The board reset while running a command.
     BoardReset { received: Vec<u8> },
     Timeout { waiting_for: &'static str, received: Vec<u8> },
+    /// Code kept running on the board ended early with this error output.
+    Ended { stderr: Vec<u8> },
 }
 
 fn tail(bytes: &[u8]) -> String {
@@ -56,6 +58,7 @@ impl fmt::Display for ReplError {
                 "the board reset while running a command (\"{}\"). It may have crashed, or run out of power",
                 tail(received)
             ),
+            ReplError::Ended { stderr } => write!(f, "the code running on the board ended: \"{}\"", tail(stderr)),
             ReplError::Timeout { waiting_for, received } => {
                 write!(f, "the board did not answer in time (waiting for {waiting_for}; last received: \"{}\")", tail(received))
             }
@@ -72,12 +75,33 @@ impl From<Gone> for ReplError {
 }
 
 /// Text that shows the board started afresh.
-const RESET_SIGNS: &[&[u8]] = &[b"MPY: soft reboot", b"soft reboot\r\n", b"rst:0x", b"MicroPython v"];
+const RESET_SIGNS: &[&[u8]] = &[b"MPY: soft reboot", b"soft reboot\r\n", b"rst:0x", b"MicroPython v", b"\x00"];
 
 pub const RAW_PROMPT: &[u8] = b"raw REPL; CTRL-B to exit\r\n>";
 
+/// Where the board's REPL is, as far as this conversation knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplState {
+    /// At the normal `>>> ` prompt (or not yet talked to).
+    Normal,
+    /// In the raw REPL, waiting for code.
+    Raw,
+    /// In the raw REPL, running code started with [`RawRepl::start`].
+    Running,
+}
+
+/// Without raw paste, code goes out in pieces this small with a pause after each, as
+/// MicroPython's own tools do: a UART board's receive buffer is small and drops what overflows.
+const PACED_CHUNK: usize = 16;
+/// The pause after each piece: two pieces' time on a 115200-baud line (16 B = 1.4 ms), and never
+/// less than the host's timer can honour.
+const PACED_PAUSE: Duration = Duration::from_millis(3);
+
 /// A conversation with the raw REPL over a link. Frames and damaged frames seen meanwhile are
 /// kept in `items` for the caller.
+///
+/// Dropping it leaves the board at its normal prompt (stopping code left running, then Ctrl-B),
+/// also after an error, unless [`RawRepl::keep_raw`] says the caller comes back to it.
 pub struct RawRepl<'a> {
     link: &'a mut dyn Link,
     demux: &'a mut Demux,
@@ -88,11 +112,74 @@ pub struct RawRepl<'a> {
     /// last output and traceback): console text for the caller.
     console: Vec<u8>,
     pub raw_paste: Option<bool>,
+    state: ReplState,
+    /// Leave the board in the raw REPL when dropped: the caller resumes it later.
+    keep: bool,
 }
 
 impl<'a> RawRepl<'a> {
     pub fn new(link: &'a mut dyn Link, demux: &'a mut Demux) -> RawRepl<'a> {
-        RawRepl { link, demux, items: Vec::new(), pending: Vec::new(), console: Vec::new(), raw_paste: None }
+        RawRepl { link, demux, items: Vec::new(), pending: Vec::new(), console: Vec::new(), raw_paste: None, state: ReplState::Normal, keep: false }
+    }
+
+    /// Takes up a conversation a previous `RawRepl` on the same link left in `state` (with
+    /// [`RawRepl::keep_raw`]).
+    pub fn resume(link: &'a mut dyn Link, demux: &'a mut Demux, state: ReplState, raw_paste: Option<bool>) -> RawRepl<'a> {
+        let mut repl = RawRepl::new(link, demux);
+        repl.state = state;
+        repl.raw_paste = raw_paste;
+        repl
+    }
+
+    pub fn state(&self) -> ReplState {
+        self.state
+    }
+
+    /// When dropped, leave the board as it is (in the raw REPL, or running code) instead of
+    /// taking it back to the normal prompt: the caller resumes with [`RawRepl::resume`].
+    pub fn keep_raw(&mut self) {
+        self.keep = true;
+    }
+
+    /// Writes code without raw paste: small pieces, paced.
+    fn write_paced(&mut self, code: &[u8]) -> Result<(), Gone> {
+        for piece in code.chunks(PACED_CHUNK) {
+            self.link.write_all(piece)?;
+            std::thread::sleep(PACED_PAUSE);
+        }
+        Ok(())
+    }
+
+    /// Sends bytes to code running on the board (see [`RawRepl::start`]).
+    pub fn send(&mut self, bytes: &[u8]) -> Result<(), ReplError> {
+        Ok(self.link.write_all(bytes)?)
+    }
+
+    /// Reads what running code prints, up to and including `end`. If the code ends first, its
+    /// error output comes back as [`ReplError::Ended`].
+    pub fn read_reply(&mut self, end: &[u8], timeout: Duration) -> Result<Vec<u8>, ReplError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let stop = find(&self.pending, b"\x04");
+            if let Some(at) = find(&self.pending, end).filter(|&at| stop.is_none_or(|s| at < s)) {
+                return Ok(self.pending.drain(..at + end.len()).collect());
+            }
+            if stop.is_some() {
+                let _ = self.read_until(b"\x04", Duration::from_secs(1), "the end of the output", false);
+                let stderr = self.read_until(b"\x04", Duration::from_secs(2), "the error output", false).unwrap_or_default();
+                self.read_until(b">", Duration::from_secs(2), "the raw REPL prompt", false)?;
+                self.state = ReplState::Raw;
+                return Err(ReplError::Ended { stderr });
+            }
+            if RESET_SIGNS.iter().any(|s| find(&self.pending, s).is_some()) {
+                self.state = ReplState::Normal;
+                return Err(ReplError::BoardReset { received: std::mem::take(&mut self.pending) });
+            }
+            if Instant::now() > deadline {
+                return Err(ReplError::Timeout { waiting_for: "a reply from the code running on the board", received: std::mem::take(&mut self.pending) });
+            }
+            self.receive()?;
+        }
     }
 
     fn receive(&mut self) -> Result<bool, Gone> {
@@ -148,7 +235,10 @@ impl<'a> RawRepl<'a> {
         self.console.append(&mut self.pending);
         self.link.write_all(b"\x01")?;
         match self.read_until(RAW_PROMPT, Duration::from_secs(3), "the raw REPL prompt", false) {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.state = ReplState::Raw;
+                Ok(())
+            }
             Err(ReplError::Timeout { received, .. }) => Err(ReplError::NoRawRepl { received }),
             Err(e) => Err(e),
         }
@@ -156,14 +246,26 @@ impl<'a> RawRepl<'a> {
 
     /// Runs code and returns its output. The board is in the raw REPL before and after.
     pub fn exec(&mut self, code: &str, timeout: Duration) -> Result<ExecOutput, ReplError> {
+        self.start(code)?;
+        self.finish(timeout)
+    }
+
+    /// Sends code and returns once the board runs it, without waiting for it to end: talk to
+    /// it with [`RawRepl::send`] and [`RawRepl::read_reply`], end with [`RawRepl::finish`].
+    pub fn start(&mut self, code: &str) -> Result<(), ReplError> {
+        self.send_code(code)?;
+        self.state = ReplState::Running;
+        Ok(())
+    }
+
+    fn send_code(&mut self, code: &str) -> Result<(), ReplError> {
         if self.raw_paste != Some(false) {
             self.link.write_all(b"\x05A\x01")?;
             let answer = self.read_exact_text(2, Duration::from_secs(2), "the raw-paste answer")?;
             match answer.as_slice() {
                 b"R\x01" => {
                     self.raw_paste = Some(true);
-                    self.paste(code.as_bytes())?;
-                    return self.collect_output(timeout);
+                    return self.paste(code.as_bytes());
                 }
                 b"R\x00" => self.raw_paste = Some(false),
                 _ => {
@@ -175,13 +277,13 @@ impl<'a> RawRepl<'a> {
                 }
             }
         }
-        self.link.write_all(code.as_bytes())?;
+        self.write_paced(code.as_bytes())?;
         self.link.write_all(b"\x04")?;
         let ok = self.read_exact_text(2, Duration::from_secs(2), "OK")?;
         if ok != b"OK" {
             return Err(ReplError::NoRawRepl { received: ok });
         }
-        self.collect_output(timeout)
+        Ok(())
     }
 
     fn paste(&mut self, code: &[u8]) -> Result<(), ReplError> {
@@ -213,10 +315,12 @@ impl<'a> RawRepl<'a> {
         Ok(())
     }
 
-    fn collect_output(&mut self, timeout: Duration) -> Result<ExecOutput, ReplError> {
+    /// Waits for code started with [`RawRepl::start`] to end and returns its output.
+    pub fn finish(&mut self, timeout: Duration) -> Result<ExecOutput, ReplError> {
         let stdout = self.read_until(b"\x04", timeout, "the program's output", true)?;
         let stderr = self.read_until(b"\x04", Duration::from_secs(2), "the program's error output", true)?;
         self.read_until(b">", Duration::from_secs(2), "the raw REPL prompt", true)?;
+        self.state = ReplState::Raw;
         Ok(ExecOutput { stdout, stderr })
     }
 
@@ -225,12 +329,20 @@ impl<'a> RawRepl<'a> {
         self.link.write_all(b"\x04")?;
         self.read_until(b"soft reboot", Duration::from_secs(5), "the soft reboot", false)?;
         self.read_until(RAW_PROMPT, Duration::from_secs(10), "the raw REPL after the reboot", false)?;
+        self.state = ReplState::Raw;
         Ok(())
     }
 
     /// Back to the friendly REPL (Ctrl-B).
     pub fn leave(&mut self) -> Result<(), ReplError> {
+        if self.state == ReplState::Running {
+            // Ctrl-C stops running code (and ends heapscope's own loops, which stop on any byte
+            // they do not expect).
+            self.link.write_all(b"\x03")?;
+            let _ = self.finish(Duration::from_secs(2));
+        }
         self.link.write_all(b"\x02")?;
+        self.state = ReplState::Normal;
         self.read_until(b">>> ", Duration::from_secs(2), "the normal REPL prompt", false)?;
         Ok(())
     }
@@ -238,6 +350,14 @@ impl<'a> RawRepl<'a> {
     /// Console text received outside the conversation.
     pub fn take_console(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.console)
+    }
+}
+
+impl Drop for RawRepl<'_> {
+    fn drop(&mut self) {
+        if !self.keep && self.state != ReplState::Normal {
+            let _ = self.leave();
+        }
     }
 }
 

@@ -156,12 +156,6 @@ fn check_against_board(name: &str, image: &BinImage, flasher: &mut Flasher, end:
     Ok(())
 }
 
-/// Whether two names are the same port: `/dev/serial/by-id/...` links are followed.
-fn same_port(a: &str, b: &str) -> bool {
-    let real = |p: &str| std::fs::canonicalize(p).unwrap_or_else(|_| p.into());
-    a == b || real(a) == real(b)
-}
-
 #[derive(Serialize)]
 struct Plan {
     image: String,
@@ -277,9 +271,7 @@ pub fn run(args: &FlashArgs) -> Result<(), CliError> {
     }
     let path = port_path.expect("resolved above");
     let serial = serialport::new(&path, 115_200).open_native().map_err(|e| port::classify_open_error(&path, e))?;
-    let usb = port::list()
-        .ok()
-        .and_then(|ports| ports.into_iter().find(|p| same_port(&p.path, &path)))
+    let usb = port::info(&path)
         .and_then(|p| Some((u16::from_str_radix(p.vid.as_deref()?, 16).ok()?, u16::from_str_radix(p.pid.as_deref()?, 16).ok()?)));
     let port_info = UsbPortInfo {
         vid: usb.map_or(0, |u| u.0),
@@ -396,19 +388,5 @@ mod tests {
         assert_eq!(identify("x", &elf).unwrap(), Image::Elf { architecture: "xtensa" });
         let err = identify("notes.txt", b"hello").unwrap_err();
         assert!(err.to_string().contains("not an ESP image"), "{err}");
-    }
-
-    #[test]
-    fn a_by_id_link_is_the_port_it_points_to() {
-        let dir = std::env::temp_dir().join(format!("heapscope-by-id-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let port = dir.join("ttyACM0");
-        std::fs::write(&port, b"").unwrap();
-        let link = dir.join("usb-Espressif_USB_JTAG_serial_debug_unit-if00");
-        let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(&port, &link).unwrap();
-        assert!(same_port(port.to_str().unwrap(), link.to_str().unwrap()));
-        assert!(!same_port(port.to_str().unwrap(), "/dev/ttyUSB9"));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -14,7 +14,7 @@ use crate::cli::{DeviceArgs, RecordArgs};
 use crate::entry::Entry;
 use crate::exit::{file_error, CliError};
 use crate::human::count;
-use crate::link::PathOpener;
+use crate::link::BoardOpener;
 use crate::port::{self, OpenOptions};
 use crate::recording::RecordingWriter;
 use crate::tally::Tally;
@@ -22,7 +22,7 @@ use crate::tally::Tally;
 /// Resolves `--port` and starts capturing from it.
 pub fn start_capture(device: &DeviceArgs, options: capture::Options) -> Result<(Capture, String), CliError> {
     let path = port::resolve(&device.port)?;
-    let opener = PathOpener { path: path.clone(), options: OpenOptions { baud: device.baud, reset: device.reset } };
+    let opener = BoardOpener::new(path.clone(), OpenOptions { baud: device.baud, reset: device.reset });
     Ok((Capture::start(Box::new(opener), options)?, path))
 }
 

@@ -100,6 +100,11 @@ pub struct App {
     /// Commands for the capture (marks, REPL input).
     pub outgoing: Vec<Command>,
     pub regions: Regions,
+    /// Live: the line has been down since then (cable out), and why; the figures shown are
+    /// from before.
+    pub line_down: Option<(std::time::Instant, String)>,
+    /// Live, before any snapshot: the capture's word on why none comes (e.g. not a REPL).
+    pub diagnosis: Option<String>,
     /// The heap map's per-block types for the snapshot last drawn: redraws of the same moment
     /// (every tick) reuse them.
     pub map_codes: Option<(usize, Arc<super::render::heapmap::BlockCodes>)>,
@@ -146,6 +151,8 @@ impl App {
             message: None,
             outgoing: Vec::new(),
             regions: Regions::default(),
+            line_down: None,
+            diagnosis: None,
             map_codes: None,
             objects: None,
             pending_dump: None,
@@ -241,6 +248,13 @@ impl App {
     }
 
     pub fn ingest(&mut self, e: Entry) {
+        match &e {
+            Entry::Gap { reason, .. } => self.line_down = Some((std::time::Instant::now(), reason.clone())),
+            Entry::Segment { reason: crate::entry::SegmentReason::Reattach, .. } => self.line_down = None,
+            Entry::Corrupt { detail, .. } if self.history.is_empty() => self.diagnosis = Some(detail.clone()),
+            Entry::Snapshot { .. } => self.diagnosis = None,
+            _ => {}
+        }
         self.history.push(e);
     }
 
@@ -270,6 +284,12 @@ impl App {
     fn key(&mut self, key: KeyEvent) {
         if let Some(line) = self.input.as_mut() {
             match key.code {
+                // Ctrl-C while typing goes to the board (it stops a running program), not to
+                // the tool.
+                KeyCode::Char('c') if key.modifiers.contains(ratatui::crossterm::event::KeyModifiers::CONTROL) => {
+                    line.clear();
+                    self.outgoing.push(Command::Input(vec![0x03]));
+                }
                 KeyCode::Esc => self.input = None,
                 KeyCode::Enter => {
                     let mut bytes = std::mem::take(line).into_bytes();

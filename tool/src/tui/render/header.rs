@@ -16,6 +16,9 @@ pub fn draw(f: &mut Frame, rect: Rect, app: &App) {
         } else {
             Span::from(" REPLAY ").black().on_cyan()
         }
+    } else if let Some((since, _)) = &app.line_down {
+        // The cable is out: what is shown is from before.
+        Span::from(format!(" CABLE OUT {:.0} s ", since.elapsed().as_secs_f64())).black().on_red()
     } else if app.frozen() {
         Span::from(" FROZEN ").black().on_yellow()
     } else {

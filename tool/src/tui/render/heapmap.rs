@@ -256,7 +256,11 @@ pub fn draw(f: &mut Frame, rect: Rect, app: &mut App) {
     let inner = block.inner(rect);
     f.render_widget(block, rect);
     let Some(s) = app.snapshot() else {
-        f.render_widget(Paragraph::new("waiting for the first snapshot..."), inner);
+        let text = match &app.diagnosis {
+            Some(why) => format!("waiting for the first snapshot...\n\nNothing yet: {why}"),
+            None => "waiting for the first snapshot...".into(),
+        };
+        f.render_widget(Paragraph::new(text).wrap(ratatui::widgets::Wrap { trim: false }), inner);
         return;
     };
     if s.areas.is_empty() {
