@@ -74,7 +74,5 @@ void mp_thread_port_end_atomic(void);
 #define MICROPY_ALLOC_PATH_MAX (PATH_MAX)
 #include <limits.h>
 
-typedef int32_t mp_int_t;
-typedef uint32_t mp_uint_t;
 typedef long mp_off_t;
 
