@@ -90,6 +90,19 @@ fn finish(mut recorder: Recorder, file: &Path) -> Recording {
     rec
 }
 
+/// The frames the board sent since its (first) soft reboot, read off the line itself, and that
+/// part of the line as text for messages.
+fn frames_since_soft_reboot(board: &PtyBoard) -> (Vec<Body>, String) {
+    let all = board.transcript.lock().unwrap();
+    let reboot = all.windows(16).position(|w| w == b"MPY: soft reboot").expect("a soft reboot");
+    let frames = Demux::new()
+        .push(&all[reboot..])
+        .into_iter()
+        .filter_map(|i| if let Item::Frame(f) = i { Some(f.body) } else { None })
+        .collect();
+    (frames, String::from_utf8_lossy(&all[reboot..]).into_owned())
+}
+
 fn corrupt(rec: &Recording) -> Vec<&Stored> {
     rec.entries.iter().filter(|e| matches!(e, Stored::Entry(Entry::Corrupt { .. }))).collect()
 }
@@ -201,16 +214,7 @@ heapscope.start(period_ms=20)
     assert!(board.wait_for(">>> ", 1, WAIT));
     // Nothing typed for a while: what arrives now comes from the module's timer on its own.
     std::thread::sleep(Duration::from_secs(2));
-    let quiet: Vec<u8> = {
-        let all = board.transcript.lock().unwrap();
-        let reboot = all.windows(16).position(|w| w == b"MPY: soft reboot").unwrap();
-        all[reboot..].to_vec()
-    };
-    let frames: Vec<Body> = Demux::new()
-        .push(&quiet)
-        .into_iter()
-        .filter_map(|i| if let Item::Frame(f) = i { Some(f.body) } else { None })
-        .collect();
+    let (frames, _) = frames_since_soft_reboot(&board);
     assert!(
         matches!(frames.as_slice(), [Body::Hello(_), Body::Event(Event::StreamStop)]),
         "after the reset, before anything was typed, the module's own tick sent a hello and the \
@@ -287,17 +291,8 @@ fn qemu_trace_imports_after_a_soft_reset() {
     assert!(board.wait_for("MPY: soft reboot", 1, WAIT), "{}", board.transcript());
     assert!(board.wait_for(">>> ", prompts + 1, WAIT), "{}", board.transcript());
     type_line(&board, "import heapscope; heapscope.trace_imports(True); import pkg; heapscope.trace_imports(False)");
-    let after: Vec<u8> = {
-        let all = board.transcript.lock().unwrap();
-        let reboot = all.windows(16).position(|w| w == b"MPY: soft reboot").unwrap();
-        all[reboot..].to_vec()
-    };
-    let frames: Vec<Body> = Demux::new()
-        .push(&after)
-        .into_iter()
-        .filter_map(|i| if let Item::Frame(f) = i { Some(f.body) } else { None })
-        .collect();
-    assert!(matches!(frames.first(), Some(Body::Hello(_))), "the first frame after the reset is a hello: {frames:?} {}", String::from_utf8_lossy(&after));
+    let (frames, after) = frames_since_soft_reboot(&board);
+    assert!(matches!(frames.first(), Some(Body::Hello(_))), "the first frame after the reset is a hello: {frames:?} {after}");
     let events: Vec<&Event> = frames.iter().filter_map(|b| if let Body::Event(e) = b { Some(e) } else { None }).collect();
     assert_eq!(
         import_names(&events),
