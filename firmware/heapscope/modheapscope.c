@@ -81,6 +81,7 @@
 
 /* The bound method and closure types are not in py/obj.h but are plain globals. */
 extern const mp_obj_type_t mp_type_closure;
+extern const mp_obj_module_t heapscope_user_cmodule;
 
 static hs_writer_t hs_writer;
 static hs_tracker_t hs_tracker;
@@ -97,6 +98,9 @@ static uint32_t hs_import_depth;
 static bool hs_import_collect;
 /* Set by the timer when it schedules a snapshot, cleared when it runs: one at a time. */
 static volatile bool hs_tick_pending;
+/* Whether this module's entry in sys.modules marks the VM its state belongs to (hs_check_vm). */
+static bool hs_vm_marked;
+static void hs_check_vm(void);
 
 /* ---- Output ---- */
 
@@ -479,12 +483,14 @@ static void hs_take_snapshot(size_t stack_used, bool paced) {
 /* ---- Python API ---- */
 
 static mp_obj_t heapscope_snapshot(void) {
+    hs_check_vm();
     hs_take_snapshot(mp_stack_usage(), false);
     return mp_const_none;
 }
 static MP_DEFINE_CONST_FUN_OBJ_0(heapscope_snapshot_obj, heapscope_snapshot);
 
 static mp_obj_t heapscope_hello(void) {
+    hs_check_vm();
     HS_ENTER();
     hs_begin_session();
     HS_EXIT();
@@ -495,6 +501,7 @@ static MP_DEFINE_CONST_FUN_OBJ_0(heapscope_hello_obj, heapscope_hello);
 static mp_obj_t heapscope_mark(mp_obj_t label_in) {
     size_t len;
     const char *label = mp_obj_str_get_data(label_in, &len);
+    hs_check_vm();
     HS_ENTER();
     hs_ensure_started();
     hs_send_mark(&hs_writer, mp_hal_ticks_ms(), label, len); /* the core cuts it whole characters */
@@ -509,6 +516,7 @@ static MP_DEFINE_CONST_FUN_OBJ_1(heapscope_mark_obj, heapscope_mark);
 static mp_obj_t heapscope_tick(mp_obj_t arg) {
     (void)arg;
     hs_tick_pending = false;
+    hs_check_vm();
     if (hs_streaming) {
         hs_take_snapshot(mp_stack_usage(), true);
     }
@@ -519,6 +527,10 @@ static MP_DEFINE_CONST_FUN_OBJ_1(heapscope_tick_obj, heapscope_tick);
 /* Called from the timer (interrupt, timer task or thread): queue one snapshot. The scheduler
  * queue is a fixed array, so this allocates nothing. */
 static void hs_schedule_tick(void) {
+    /* A soft reset empties the queue (mp_init): a tick queued before it never runs. */
+    if (hs_tick_pending && MP_STATE_VM(sched_len) == 0) {
+        hs_tick_pending = false;
+    }
     if (!hs_tick_pending) {
         hs_tick_pending = mp_sched_schedule(MP_OBJ_FROM_PTR(&heapscope_tick_obj), mp_const_none);
     }
@@ -639,6 +651,45 @@ static void hs_timer_stop(void) {
 }
 #endif
 
+/* A soft reset re-initialises the VM (mp_init: new sys.modules, builtins overrides gone, the
+ * scheduler's queue emptied) but not this file's static state, and MicroPython has no hook
+ * for user modules there. So the module marks its VM with its own entry in sys.modules and
+ * checks for it at every entry point: when it is gone, the VM is a new one, and what the old
+ * one started (streaming, import tracing) ends. The host gets a hello: a new segment. */
+static bool hs_vm_is_new(void) {
+    mp_map_t *modules = &MP_STATE_VM(mp_loaded_modules_dict).map;
+    return hs_vm_marked && mp_map_lookup(modules, MP_OBJ_NEW_QSTR(MP_QSTR_heapscope), MP_MAP_LOOKUP) == NULL;
+}
+
+static void hs_mark_vm(void) {
+    if (hs_vm_marked || gc_is_locked()) {
+        return; /* marking may allocate; under heap_lock() it waits for the next call */
+    }
+    mp_map_t *modules = &MP_STATE_VM(mp_loaded_modules_dict).map;
+    mp_map_lookup(modules, MP_OBJ_NEW_QSTR(MP_QSTR_heapscope), MP_MAP_LOOKUP_ADD_IF_NOT_FOUND)->value =
+        MP_OBJ_FROM_PTR(&heapscope_user_cmodule);
+    hs_vm_marked = true;
+}
+
+static void hs_check_vm(void) {
+    if (hs_vm_is_new()) {
+        bool was_streaming = hs_streaming;
+        hs_vm_marked = false;
+        hs_timer_stop();
+        hs_streaming = false;
+        hs_tick_pending = false;
+        hs_import_depth = 0;
+        MP_STATE_VM(heapscope_original_import) = MP_OBJ_NULL; /* builtins.__import__ is the original again */
+        HS_ENTER();
+        hs_begin_session();
+        if (was_streaming) {
+            hs_send_stream_stop(&hs_writer, mp_hal_ticks_ms());
+        }
+        HS_EXIT();
+    }
+    hs_mark_vm();
+}
+
 static mp_obj_t heapscope_start(size_t n_args, const mp_obj_t *pos_args, mp_map_t *kw_args) {
     size_t stack_used = mp_stack_usage();
     enum { ARG_period_ms, ARG_max_bytes_per_s };
@@ -648,6 +699,7 @@ static mp_obj_t heapscope_start(size_t n_args, const mp_obj_t *pos_args, mp_map_
     };
     mp_arg_val_t args[MP_ARRAY_SIZE(allowed_args)];
     mp_arg_parse_all(n_args, pos_args, kw_args, MP_ARRAY_SIZE(allowed_args), allowed_args, args);
+    hs_check_vm();
     mp_int_t period = args[ARG_period_ms].u_int;
     if (period < 10) {
         mp_raise_ValueError(MP_ERROR_TEXT("period_ms must be at least 10"));
@@ -683,6 +735,7 @@ static mp_obj_t heapscope_start(size_t n_args, const mp_obj_t *pos_args, mp_map_
 static MP_DEFINE_CONST_FUN_OBJ_KW(heapscope_start_obj, 0, heapscope_start);
 
 static mp_obj_t heapscope_stop(void) {
+    hs_check_vm();
     hs_timer_stop();
     if (hs_streaming) {
         hs_streaming = false;
@@ -699,6 +752,7 @@ static MP_DEFINE_CONST_FUN_OBJ_0(heapscope_stop_obj, heapscope_stop);
 /* For programs on ports without a timer, or that want snapshots at their own points: takes a
  * snapshot if streaming and a period has passed. Returns whether it did. */
 static mp_obj_t heapscope_poll(void) {
+    hs_check_vm();
     uint32_t now = mp_hal_ticks_ms();
     if (hs_streaming && now - hs_last_poll_ms >= hs_period_ms) {
         hs_last_poll_ms = now;
@@ -760,6 +814,7 @@ static mp_obj_t heapscope_trace_imports(size_t n_args, const mp_obj_t *pos_args,
     };
     mp_arg_val_t args[MP_ARRAY_SIZE(allowed_args)];
     mp_arg_parse_all(n_args, pos_args, kw_args, MP_ARRAY_SIZE(allowed_args), allowed_args, args);
+    hs_check_vm();
     mp_obj_t builtins = MP_OBJ_FROM_PTR(&mp_module_builtins);
     mp_obj_t hook = MP_OBJ_FROM_PTR(&heapscope_import_obj);
     hs_import_collect = args[ARG_collect].u_bool;

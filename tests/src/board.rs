@@ -1,15 +1,19 @@
 //! A real MicroPython interpreter standing in for a board on a serial port.
 //!
-//! The interpreter runs on pseudo-terminal A. A [`Cable`] carries bytes between A and a second
+//! The interpreter runs on pseudo-terminal A (a board emulated by QEMU has its UART piped to
+//! QEMU's stdio, relayed onto A). A [`Cable`] carries bytes between A and a second
 //! pseudo-terminal B (directly, or paced like a UART with a dropping receive buffer), and a
 //! symlink (like `/dev/serial/by-id/...`) names B's slave: that path is the "serial port" the
 //! tool opens, through the same code as a real one. Pulling the
 //! cable closes B and removes the link; plugging it back makes a new B and points the link at
 //! it. The interpreter runs on throughout, as a board does while its cable is out.
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serialport::TTYPort;
 
@@ -46,6 +50,13 @@ pub struct PtyBoard {
     cable: Cable,
     /// Pseudo-terminals held so a replugged board cannot get its old device name back.
     taken: Vec<(TTYPort, TTYPort)>,
+    /// QEMU's stdin, for bytes typed on the board's own line by the test (QEMU boards only).
+    keys: Option<Arc<Mutex<ChildStdin>>>,
+}
+
+/// The QEMU that emulates the Cortex-M3 board (`qemu-system-arm`, or `HEAPSCOPE_QEMU`).
+pub fn qemu_system_arm() -> PathBuf {
+    std::env::var_os("HEAPSCOPE_QEMU").map_or_else(|| PathBuf::from("qemu-system-arm"), PathBuf::from)
 }
 
 fn stdio(port: &TTYPort) -> Stdio {
@@ -94,7 +105,83 @@ impl PtyBoard {
         let cable = Cable::connect(a_master, a_slave, spec);
         let link = dir.join("ttyUSB-board");
         relink(&link, &cable.plug_in());
-        PtyBoard { child, interpreter: interpreter.to_path_buf(), console, link, dir, cable, taken: Vec::new() }
+        PtyBoard { child, interpreter: interpreter.to_path_buf(), console, link, dir, cable, taken: Vec::new(), keys: None }
+    }
+
+    /// Starts a firmware image under `qemu-system-arm -M mps2-an385`, its UART0 (the REPL) on
+    /// QEMU's stdio through pipes (raw end to end: QEMU's stdio chardev on a terminal would turn
+    /// 0x0A inside frames into 0D 0A), relayed onto pseudo-terminal A behind a direct cable.
+    pub fn start_qemu(firmware: &Path) -> PtyBoard {
+        static BOARDS: AtomicU64 = AtomicU64::new(0);
+        let n = BOARDS.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("heapscope-qemu-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let qemu = qemu_system_arm();
+        let mut child = Command::new(&qemu)
+            .args(["-M", "mps2-an385", "-display", "none", "-monitor", "none", "-serial", "stdio", "-kernel"])
+            .arg(firmware)
+            .current_dir(&dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {} (Debian: apt-get install qemu-system-arm): {e}", qemu.display()));
+        let keys = Arc::new(Mutex::new(child.stdin.take().expect("piped stdin")));
+        let mut from_board = child.stdout.take().expect("piped stdout");
+        let (a_master, a_slave) = pty_pair();
+        // The UART's output appears on A as a board's would; what the cable puts into A's input
+        // queue goes to the UART. Both relays end when QEMU or the cable goes away.
+        let mut to_a = a_slave.try_clone_native().expect("dup the pty slave");
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = from_board.read(&mut buf) {
+                if n == 0 || to_a.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut from_a = a_slave.try_clone_native().expect("dup the pty slave");
+        let to_board = keys.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 256];
+            loop {
+                match from_a.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        let mut stdin = to_board.lock().unwrap();
+                        if stdin.write_all(&buf[..n]).and_then(|_| stdin.flush()).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                    Err(_) => break,
+                }
+            }
+        });
+        let console = a_slave.try_clone_native().expect("dup the pty slave");
+        let cable = Cable::connect(a_master, a_slave, CableSpec::DIRECT);
+        let link = dir.join("ttyUSB-board");
+        relink(&link, &cable.plug_in());
+        PtyBoard { child, interpreter: qemu, console, link, dir, cable, taken: Vec::new(), keys: Some(keys) }
+    }
+
+    /// Sends bytes to a QEMU board as if typed on its own line (beside whatever the tool sends).
+    pub fn type_keys(&self, bytes: &[u8]) {
+        let keys = self.keys.as_ref().expect("typing on the board's own line is for boards started with start_qemu");
+        let mut stdin = keys.lock().unwrap();
+        stdin.write_all(bytes).and_then(|_| stdin.flush()).expect("QEMU's stdin");
+    }
+
+    /// Waits until the board has written `text` `count` times in all; false after `timeout`.
+    pub fn wait_for(&self, text: &str, count: usize, timeout: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if self.transcript().matches(text).count() >= count {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 
     /// Resets the board: the interpreter stops at once and starts again with `args` (e.g. a
@@ -142,7 +229,12 @@ impl PtyBoard {
 
     /// Everything the interpreter wrote, for test diagnostics.
     pub fn transcript(&self) -> String {
-        String::from_utf8_lossy(&self.cable.transcript()).into_owned()
+        String::from_utf8_lossy(&self.transcript_bytes()).into_owned()
+    }
+
+    /// Everything the interpreter wrote, as it wrote it (frames included).
+    pub fn transcript_bytes(&self) -> Vec<u8> {
+        self.cable.transcript()
     }
 
     /// Whether the interpreter is still running.
