@@ -120,6 +120,11 @@ pub struct Written {
     pub keyframe: bool,
 }
 
+impl Written {
+    /// A snapshot that is in no file (it can never be read back).
+    pub const NOWHERE: Written = Written { offset: u64::MAX, keyframe: true };
+}
+
 /// Appends entries to a recording file.
 pub struct RecordingWriter {
     out: BufWriter<File>,
