@@ -114,3 +114,23 @@ fn help_reads_well() {
     assert!(help.contains("inspect"));
     assert!(help.contains("Exit codes"));
 }
+
+#[test]
+fn inspect_of_a_recording_lists_its_events_and_with_all_every_snapshot() {
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/demo.hsr");
+    let v = json(&heapscope(&["inspect", "--json", demo], None));
+    let rows = v["timeline"].as_array().unwrap();
+    assert_eq!(rows.iter().filter(|r| r["kind"] == "memory_error").count(), 3, "{rows:?}");
+    assert!(rows.iter().all(|r| r["kind"] != "snapshot"), "without --all, events only");
+    assert_eq!(v["recording"]["memory_errors"], 3);
+    assert_eq!(v["recording"]["lost_snapshots"], 0);
+    // The length is the recording's, not its last entry's time.
+    assert!(v["recording"]["seconds"].as_f64().unwrap() > 30.0, "{}", v["recording"]);
+    let all = json(&heapscope(&["inspect", "--json", "--all", demo], None));
+    let rows = all["timeline"].as_array().unwrap();
+    assert_eq!(rows.iter().filter(|r| r["kind"] == "snapshot").count(), 47);
+    let text = heapscope(&["inspect", "--all", demo], None);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert_eq!(text.lines().filter(|l| l.contains(" snapshot ")).count(), 47, "{text}");
+    assert!(text.contains("3 MemoryErrors") && text.contains("allocating 1088 bytes"), "{text}");
+}
