@@ -3,6 +3,7 @@
 
 pub mod board;
 pub mod c_core;
+pub mod hour;
 pub mod spec;
 
 use std::path::PathBuf;

@@ -60,7 +60,7 @@ use heapscope_protocol::metrics;
 use heapscope_protocol::model::{Area, KindTable, ObjType};
 use heapscope_protocol::wire::codec::{crc32, DecodeError, Reader, Writer};
 use heapscope_protocol::wire::session::{self, DEFAULT_CHUNK_BLOCKS};
-use heapscope_protocol::wire::{decode_body, encode_body, heads_in, Body, Chunk, Delta, Frame, Keyframe};
+use heapscope_protocol::wire::{decode_body, encode_body, heads_in, Body, Chunk, Delta, Frame, FrameType, Keyframe};
 use heapscope_protocol::{Reported, Snapshot};
 
 use crate::entry::{Entry, HostMicros, SegmentReason, Source};
@@ -72,9 +72,9 @@ pub const HEADER_LEN: usize = 8;
 /// Marks the start of each record (version 2), so a reader finds the next record after damage.
 const SYNC: [u8; 2] = [0xA5, 0x5A];
 /// A keyframe at least every this many snapshots.
-pub const KEYFRAME_EVERY: u32 = 64;
+pub const KEYFRAME_EVERY: u32 = 48;
 /// ... and as soon as the deltas since the last keyframe add up to this many keyframes' bytes.
-pub const KEYFRAME_BYTES_FACTOR: u64 = 2;
+pub const KEYFRAME_BYTES_FACTOR: u64 = 8;
 /// Largest record body a reader accepts.
 const MAX_RECORD: usize = 64 << 20;
 
@@ -688,9 +688,9 @@ impl Snapshots {
         let mut last_seq: Option<u16> = None;
         for (o, place) in self.places.iter().enumerate() {
             let o = o as u32;
-            last_seq = match self.frame(place.offset) {
-                Ok(Frame { seq, body: Body::Keyframe(_), .. }) => Some(seq),
-                Ok(Frame { seq, body: Body::Delta(d), .. }) if last_seq == Some(d.base_seq) => Some(seq),
+            last_seq = match self.record(place.offset).ok().and_then(|body| frame_link(&body, self.framing)) {
+                Some((seq, None)) => Some(seq),
+                Some((seq, Some(base))) if last_seq == Some(base) => Some(seq),
                 _ => None,
             };
             if last_seq.is_none() {
@@ -705,6 +705,17 @@ impl Snapshots {
 
     /// The wire frame of the snapshot record at `offset`.
     fn frame(&self, offset: u64) -> Result<Frame, String> {
+        let body = self.record(offset)?;
+        let mut rd = Reader::new(&body);
+        if rd.u8("kind").map_err(|e| e.to_string())? != kind::SNAPSHOT {
+            return Err("not a snapshot record".into());
+        }
+        let frame = snapshot_payload(&mut rd, self.framing).map_err(|e| e.to_string())?.frame;
+        Ok(frame)
+    }
+
+    /// The checked body of the record at `offset`.
+    fn record(&self, offset: u64) -> Result<Vec<u8>, String> {
         let sync = self.framing.sync_len();
         let mut head = [0u8; 6];
         let head = &mut head[..sync + 4];
@@ -723,12 +734,31 @@ impl Snapshots {
         if u32::from_le_bytes(crc.try_into().expect("4 bytes")) != crc32(body) {
             return Err("CRC mismatch".into());
         }
-        let mut rd = Reader::new(body);
-        if rd.u8("kind").map_err(|e| e.to_string())? != kind::SNAPSHOT {
-            return Err("not a snapshot record".into());
-        }
-        let frame = snapshot_payload(&mut rd, self.framing).map_err(|e| e.to_string())?.frame;
-        Ok(frame)
+        buf.truncate(len);
+        Ok(buf)
+    }
+}
+
+/// A snapshot record's sequence number, and its base's for a delta, read from the frame's
+/// header without decoding the frame (the record's CRC has vouched for it).
+fn frame_link(body: &[u8], framing: Framing) -> Option<(u16, Option<u16>)> {
+    let mut rd = Reader::new(body);
+    (rd.u8("kind").ok()? == kind::SNAPSHOT).then_some(())?;
+    rd.varint("time").ok()?;
+    rd.u8("source").ok()?;
+    rd.varint("device time").ok()?;
+    if framing.version >= 2 {
+        Summary::read(&mut rd).ok()?;
+    }
+    // Frame header: version, type, seq, device_ms; a delta's payload starts with its base.
+    rd.u8("version").ok()?;
+    let frame_type = rd.u8("frame type").ok()?;
+    let seq = rd.u16("sequence").ok()?;
+    rd.u32("device time").ok()?;
+    match frame_type {
+        t if t == FrameType::Keyframe as u8 => Some((seq, None)),
+        t if t == FrameType::Delta as u8 => Some((seq, Some(rd.u16("base").ok()?))),
+        _ => None,
     }
 }
 
