@@ -605,12 +605,21 @@ pub struct Snapshots {
     framing: Framing,
     places: Vec<Place>,
     cursor: RefCell<Option<(u32, ChunkState)>>,
+    /// The last keyframe decoded: stepping back within its run of deltas starts from it.
+    keyframe: RefCell<Option<(u32, ChunkState)>>,
     lost: RefCell<BTreeSet<u32>>,
 }
 
 impl Snapshots {
     fn new(backing: Backing, framing: Framing) -> Snapshots {
-        Snapshots { backing, framing, places: Vec::new(), cursor: RefCell::new(None), lost: RefCell::new(BTreeSet::new()) }
+        Snapshots {
+            backing,
+            framing,
+            places: Vec::new(),
+            cursor: RefCell::new(None),
+            keyframe: RefCell::new(None),
+            lost: RefCell::new(BTreeSet::new()),
+        }
     }
 
     /// Reads back what a [`RecordingWriter`] writes to `path`, as it writes it.
@@ -648,7 +657,10 @@ impl Snapshots {
         let mut cursor = self.cursor.borrow_mut();
         let mut state = match cursor.take() {
             Some((at, state)) if at <= ordinal && at >= place.keyframe_ordinal => Some((at, state)),
-            _ => None,
+            _ => match &*self.keyframe.borrow() {
+                Some((at, state)) if *at == place.keyframe_ordinal => Some((*at, state.clone())),
+                _ => None,
+            },
         };
         let first = state.as_ref().map_or(place.keyframe_ordinal, |(at, _)| at + 1);
         for o in first..=ordinal {
@@ -666,7 +678,12 @@ impl Snapshots {
                 (Some(_), _) => None,
             };
             match next {
-                Some(s) => state = Some((o, s)),
+                Some(s) => {
+                    if o == place.keyframe_ordinal {
+                        *self.keyframe.borrow_mut() = Some((o, s.clone()));
+                    }
+                    state = Some((o, s));
+                }
                 None => {
                     self.lose(o..=ordinal);
                     return None;
@@ -784,6 +801,7 @@ fn snapshot_payload(rd: &mut Reader<'_>, framing: Framing) -> Result<SnapshotPay
 
 /// A snapshot as chunks, as deltas address it: applying a delta replaces the chunks it carries
 /// and copies nothing else.
+#[derive(Clone)]
 struct ChunkState {
     seq: u16,
     block_size: u32,
