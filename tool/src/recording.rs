@@ -75,6 +75,9 @@ const SYNC: [u8; 2] = [0xA5, 0x5A];
 pub const KEYFRAME_EVERY: u32 = 48;
 /// ... and as soon as the deltas since the last keyframe add up to this many keyframes' bytes.
 pub const KEYFRAME_BYTES_FACTOR: u64 = 8;
+/// A reader keeps the decoding state every this many snapshots after the keyframe it last
+/// decoded from.
+const CHECKPOINT_EVERY: u32 = 8;
 /// Largest record body a reader accepts.
 const MAX_RECORD: usize = 64 << 20;
 
@@ -539,13 +542,19 @@ struct Window<'a> {
     len: u64,
     start: u64,
     buf: Vec<u8>,
+    /// Bytes read at a time.
+    size: usize,
 }
 
-const WINDOW: usize = 4 << 20;
-
 impl<'a> Window<'a> {
+    /// For reading front to back.
     fn new(backing: &'a Backing, len: u64) -> Window<'a> {
-        Window { backing, len, start: 0, buf: Vec::new() }
+        Window { backing, len, start: 0, buf: Vec::new(), size: 4 << 20 }
+    }
+
+    /// For reading records here and there.
+    fn small(backing: &'a Backing, len: u64) -> Window<'a> {
+        Window { size: 64 << 10, ..Window::new(backing, len) }
     }
 
     /// `n` bytes from `offset`, or `None` when the file ends first.
@@ -555,7 +564,7 @@ impl<'a> Window<'a> {
             _ => return Ok(None),
         };
         if offset < self.start || end > self.start + self.buf.len() as u64 {
-            let want = (self.len - offset).min(n.max(WINDOW) as u64) as usize;
+            let want = (self.len - offset).min(n.max(self.size) as u64) as usize;
             self.buf.resize(want, 0);
             if !self.backing.read_at(offset, &mut self.buf)? {
                 return Ok(None);
@@ -605,8 +614,10 @@ pub struct Snapshots {
     framing: Framing,
     places: Vec<Place>,
     cursor: RefCell<Option<(u32, ChunkState)>>,
-    /// The last keyframe decoded: stepping back within its run of deltas starts from it.
-    keyframe: RefCell<Option<(u32, ChunkState)>>,
+    /// States every [`CHECKPOINT_EVERY`] snapshots from the last keyframe decoded, so that
+    /// stepping back within its run of deltas decodes a few of them, not all.
+    /// (keyframe ordinal, states after it).
+    checkpoints: RefCell<(u32, Vec<(u32, ChunkState)>)>,
     lost: RefCell<BTreeSet<u32>>,
 }
 
@@ -617,7 +628,7 @@ impl Snapshots {
             framing,
             places: Vec::new(),
             cursor: RefCell::new(None),
-            keyframe: RefCell::new(None),
+            checkpoints: RefCell::new((0, Vec::new())),
             lost: RefCell::new(BTreeSet::new()),
         }
     }
@@ -655,13 +666,12 @@ impl Snapshots {
     pub fn get(&self, ordinal: u32) -> Option<Snapshot> {
         let place = *self.places.get(ordinal as usize)?;
         let mut cursor = self.cursor.borrow_mut();
-        let mut state = match cursor.take() {
-            Some((at, state)) if at <= ordinal && at >= place.keyframe_ordinal => Some((at, state)),
-            _ => match &*self.keyframe.borrow() {
-                Some((at, state)) if *at == place.keyframe_ordinal => Some((*at, state.clone())),
-                _ => None,
-            },
-        };
+        let usable = |at: u32| at <= ordinal && at >= place.keyframe_ordinal;
+        let mut state = cursor.take().filter(|(at, _)| usable(*at));
+        let from = state.as_ref().map(|(at, _)| *at);
+        if let Some((at, s)) = self.checkpoints.borrow().1.iter().rev().find(|(at, _)| usable(*at) && from.is_none_or(|f| *at > f)) {
+            state = Some((*at, s.clone()));
+        }
         let first = state.as_ref().map_or(place.keyframe_ordinal, |(at, _)| at + 1);
         for o in first..=ordinal {
             let frame = match self.frame(self.places[o as usize].offset) {
@@ -679,8 +689,17 @@ impl Snapshots {
             };
             match next {
                 Some(s) => {
-                    if o == place.keyframe_ordinal {
-                        *self.keyframe.borrow_mut() = Some((o, s.clone()));
+                    let since = o - place.keyframe_ordinal;
+                    if since.is_multiple_of(CHECKPOINT_EVERY) {
+                        let mut guard = self.checkpoints.borrow_mut();
+                        let (group, checkpoints) = &mut *guard;
+                        if *group != place.keyframe_ordinal {
+                            *group = place.keyframe_ordinal;
+                            checkpoints.clear();
+                        }
+                        if checkpoints.last().is_none_or(|(at, _)| *at < o) {
+                            checkpoints.push((o, s.clone()));
+                        }
                     }
                     state = Some((o, s));
                 }
@@ -727,7 +746,7 @@ impl Snapshots {
         if rd.u8("kind").map_err(|e| e.to_string())? != kind::SNAPSHOT {
             return Err("not a snapshot record".into());
         }
-        let frame = snapshot_payload(&mut rd, self.framing).map_err(|e| e.to_string())?.frame;
+        let (_, frame) = snapshot_payload(&mut rd, self.framing).map_err(|e| e.to_string())?;
         Ok(frame)
     }
 
@@ -779,24 +798,30 @@ fn frame_link(body: &[u8], framing: Framing) -> Option<(u16, Option<u16>)> {
     }
 }
 
-struct SnapshotPayload {
+struct SnapshotHead {
     at: HostMicros,
     source: Source,
     device_ms: Option<u32>,
+    /// Version 2 records carry the snapshot's figures.
     summary: Option<Summary>,
-    frame: Frame,
 }
 
-/// A snapshot record's payload after its kind.
-fn snapshot_payload(rd: &mut Reader<'_>, framing: Framing) -> Result<SnapshotPayload, DecodeError> {
+/// A snapshot record's fields after its kind, up to its frame.
+fn snapshot_head(rd: &mut Reader<'_>, framing: Framing) -> Result<SnapshotHead, DecodeError> {
     let at = rd.varint("time")?;
     let source = Source::from_code(rd.u8("source")?).ok_or_else(|| rd.error("unknown snapshot source"))?;
     let device_ms = read_device_ms(rd)?;
     let summary = if framing.version >= 2 { Some(Summary::read(rd)?) } else { None };
+    Ok(SnapshotHead { at, source, device_ms, summary })
+}
+
+/// A snapshot record's fields after its kind, and its frame.
+fn snapshot_payload(rd: &mut Reader<'_>, framing: Framing) -> Result<(SnapshotHead, Frame), DecodeError> {
+    let head = snapshot_head(rd, framing)?;
     let base = rd.offset();
     let rest = rd.take(rd.remaining(), "frame")?;
     let frame = decode_body(rest).map_err(|e| DecodeError::new(base + e.offset, e.message))?;
-    Ok(SnapshotPayload { at, source, device_ms, summary, frame })
+    Ok((head, frame))
 }
 
 /// A snapshot as chunks, as deltas address it: applying a delta replaces the chunks it carries
@@ -973,7 +998,7 @@ impl Recording {
     /// are not snapshots, nothing else. False when there is no index that checks out.
     fn read_by_index(&mut self) -> io::Result<bool> {
         let backing = self.snapshots.backing.try_clone()?;
-        let mut win = Window::new(&backing, self.file_len);
+        let mut win = Window::small(&backing, self.file_len);
         let framing = self.snapshots.framing;
         // The end record is last: kind, time, the index's offset as u64le.
         let Some(end) = (11..=20).rev().find_map(|len| {
@@ -1086,48 +1111,43 @@ impl Recording {
             return Ok(());
         }
         let framing = self.snapshots.framing;
-        let mut rd = Reader::new(&body[1..]);
-        let p = snapshot_payload(&mut rd, framing)?;
-        let keyframe = matches!(p.frame.body, Body::Keyframe(_));
         let ordinal = self.snapshots.len() as u32;
-        // Whether the chain of deltas reaches this snapshot: a delta needs the snapshot before it.
-        let linked = match (&p.frame.body, chain.as_ref()) {
-            (Body::Keyframe(_), _) => true,
-            (Body::Delta(d), Some((seq, _))) => d.base_seq == *seq,
-            _ => false,
-        };
-        if !keyframe && !linked {
-            // A delta whose base was lost with damage before it: it cannot be rebuilt.
-            self.lost_at_open += 1;
-            self.snapshots.lose(ordinal..=ordinal);
-        }
-        let summary = match p.summary {
-            Some(s) => {
-                *chain = linked.then_some((p.frame.seq, None));
-                s
+        let mut rd = Reader::new(&body[1..]);
+        let head = snapshot_head(&mut rd, framing)?;
+        let (keyframe, summary) = match head.summary {
+            // Version 2: the figures are in the record; the chain of deltas is followed by
+            // sequence numbers, without decoding frames.
+            Some(summary) => {
+                let (seq, base) = frame_link(body, framing).ok_or_else(|| DecodeError::new(0, "a snapshot record without a snapshot frame"))?;
+                let linked = base.is_none() || chain.as_ref().is_some_and(|(s, _)| Some(*s) == base);
+                if !linked {
+                    // A delta whose base was lost with damage before it: it cannot be rebuilt.
+                    self.lost_at_open += 1;
+                    self.snapshots.lose(ordinal..=ordinal);
+                }
+                *chain = linked.then_some((seq, None));
+                (base.is_none(), summary)
             }
+            // Version 1: rebuilt as it goes by, to compute the figures.
             None => {
-                // Version 1: rebuild to compute the figures.
-                let state = match (p.frame.body, chain.take()) {
-                    (Body::Keyframe(k), _) => ChunkState::from_keyframe(p.frame.seq, k),
-                    (Body::Delta(d), Some((_, Some(s)))) if linked => s.apply(p.frame.seq, d),
+                let (_, frame) = snapshot_payload(&mut Reader::new(&body[1..]), framing)?;
+                let keyframe = matches!(frame.body, Body::Keyframe(_));
+                let state = match (frame.body, chain.take()) {
+                    (Body::Keyframe(k), _) => ChunkState::from_keyframe(frame.seq, k),
+                    (Body::Delta(d), Some((_, Some(s)))) => s.apply(frame.seq, d),
                     _ => None,
                 };
                 let snapshot = state.as_ref().and_then(ChunkState::snapshot);
-                match (&snapshot, linked) {
-                    (Some(_), _) => {}
-                    (None, true) => {
-                        self.lost_at_open += 1;
-                        self.snapshots.lose(ordinal..=ordinal);
-                    }
-                    (None, false) => {}
+                if snapshot.is_none() {
+                    self.lost_at_open += 1;
+                    self.snapshots.lose(ordinal..=ordinal);
                 }
                 *chain = state.map(|s| (s.seq, Some(s)));
-                snapshot.as_ref().map(Summary::of).unwrap_or(Summary::new(0, 0, 0, 0, 0, 0))
+                (keyframe, snapshot.as_ref().map(Summary::of).unwrap_or(Summary::new(0, 0, 0, 0, 0, 0)))
             }
         };
         self.snapshots.push(Written { offset, keyframe });
-        self.entries.push(Stored::Snapshot { at: p.at, device_ms: p.device_ms, source: p.source, ordinal, summary });
+        self.entries.push(Stored::Snapshot { at: head.at, device_ms: head.device_ms, source: head.source, ordinal, summary });
         Ok(())
     }
 
@@ -1415,6 +1435,18 @@ mod tests {
         assert_eq!(rec.lost_snapshots(), lost, "the deltas after the damaged one up to keyframe {next_keyframe}");
         assert_eq!(rec.verify(), lost);
         assert!(rec.snapshot(9).is_some() && rec.snapshot(10).is_none() && rec.snapshot(next_keyframe as u32 - 1).is_some());
+    }
+
+    #[test]
+    fn the_file_is_synced_at_every_keyframe() {
+        let input = entries();
+        let path = tmp("sync");
+        let mut w = RecordingWriter::create(&path, "{}").unwrap();
+        let keyframes = input.iter().filter_map(|e| w.append(e).unwrap()).filter(|p| p.keyframe).count();
+        assert!(keyframes >= 2);
+        assert_eq!(w.syncs as usize, keyframes, "one sync per keyframe (and one more at close)");
+        w.finish(1).unwrap();
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]
