@@ -72,6 +72,7 @@ fn run_measured(bin: &Path, args: &[&str]) -> Run {
 const MEASURE: &str = "HEAPSCOPE_BENCH_MEASURE";
 
 /// In the measuring copy: runs the command and prints wall ns, CPU ns and peak kB.
+#[allow(clippy::zombie_processes, reason = "reaped by wait4, which also gives its resource usage")]
 fn measure(spec: &str) {
     let mut parts = spec.split('\x1f');
     let bin = parts.next().unwrap();

@@ -79,7 +79,7 @@ pub fn rss_kb() -> (u64, u64) {
 pub fn write(path: &Path, snapshots: usize) -> Written {
     let mut rng = synth::Rng::new(0x5eed);
     let mut heap = synth::snapshot(7, 16, 1, BLOCKS);
-    let snapshot_bytes = heap.areas[0].kinds().atb().len() + heap.areas[0].types().len() * std::mem::size_of::<heapscope_protocol::model::ObjType>();
+    let snapshot_bytes = heap.areas[0].kinds().atb().len() + std::mem::size_of_val(heap.areas[0].types());
     let (rss_before_kb, _) = rss_kb();
     let mut writer = RecordingWriter::create(path, "{\"bench\":\"one hour at 10 Hz of a 4 MB heap\"}").expect("create the recording");
     let mut history = History::recorded(Snapshots::follow(path).expect("follow the recording"));

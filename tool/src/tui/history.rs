@@ -54,7 +54,7 @@ enum Store {
     Memory(Vec<Arc<Snapshot>>),
     /// In a recording (replayed, or being written by a live session) and decoded on demand;
     /// the last few used are kept.
-    Recorded { snapshots: Snapshots, cache: RefCell<VecDeque<(usize, Arc<Snapshot>)>> },
+    Recorded { snapshots: Box<Snapshots>, cache: RefCell<VecDeque<(usize, Arc<Snapshot>)>> },
 }
 
 /// Decoded snapshots kept at hand: what is on screen, the one before it (the diff) and a few
@@ -97,7 +97,7 @@ impl History {
     /// A live history whose snapshots go to a recording as they arrive (see [`History::take`]),
     /// read back from it when they are shown again.
     pub fn recorded(snapshots: Snapshots) -> History {
-        History { store: Store::Recorded { snapshots, cache: RefCell::new(VecDeque::new()) }, ..History::new() }
+        History { store: Store::Recorded { snapshots: Box::new(snapshots), cache: RefCell::new(VecDeque::new()) }, ..History::new() }
     }
 
     pub fn from_recording(recording: Recording) -> History {
@@ -117,7 +117,7 @@ impl History {
             }
         }
         h.damaged += recording.damage.stretches;
-        h.store = Store::Recorded { snapshots: recording.into_snapshots(), cache: RefCell::new(VecDeque::new()) };
+        h.store = Store::Recorded { snapshots: Box::new(recording.into_snapshots()), cache: RefCell::new(VecDeque::new()) };
         h
     }
 
