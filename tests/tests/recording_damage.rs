@@ -73,7 +73,9 @@ fn check(bytes: Vec<u8>, byte: usize) {
     let lost = rec.verify();
     let lose = must_lose(o, byte);
     if byte >= 8 {
-        assert!(rec.damage.stretches + lost >= 1, "a flip at byte {byte} is noticed and counted");
+        // A damaged last record (the end record) reads as a recording cut short there.
+        let noticed = rec.damage.stretches + lost + usize::from(rec.truncated.is_some());
+        assert!(noticed >= 1, "a flip at byte {byte} is noticed and counted");
     }
     let kept: Vec<(u64, u32)> = rec
         .entries
@@ -130,8 +132,8 @@ proptest! {
 #[test]
 fn every_byte_of_the_recording_flipped_once() {
     let o = original();
-    // One flip per record-sized stride covers headers, bodies, CRCs, the index and the end.
-    for byte in (0..o.bytes.len()).step_by(97) {
+    // One flip per stride covers headers, bodies, CRCs and the index; every byte of the end.
+    for byte in (0..o.bytes.len()).step_by(97).chain(o.bytes.len() - 24..o.bytes.len()) {
         let mut bytes = o.bytes.clone();
         bytes[byte] ^= 0x10;
         check(bytes, byte);
