@@ -128,52 +128,210 @@ pub fn fragmentation(largest_free: u64, total_free: u64) -> f64 {
 /// (py/gc.c): a free run counts towards `max_free` only when a head or the area's end follows
 /// it, marked heads count as neither used nor free, and 1-/2-block counts see an allocation
 /// end at the next head or free block.
+///
+/// Walks the allocation table a byte (four blocks) at a time through [`BYTE_STEPS`].
 pub fn gc_figures(areas: &[Area]) -> GcFigures {
     let mut f = GcFigures::default();
     for area in areas {
         let bs = u64::from(area.block_size());
         f.total += area.pool_bytes();
         let kinds = area.kinds();
-        let n = kinds.len();
-        let (mut used, mut free) = (0u64, 0u64);
-        let (mut len, mut len_free) = (0u64, 0u64);
-        for block in 0..n {
-            match kinds.get(block) {
-                BlockKind::Free => {
-                    free += 1;
-                    len_free += 1;
-                    len = 0;
-                }
-                BlockKind::Head => {
-                    used += 1;
-                    len = 1;
-                }
-                BlockKind::Tail => {
-                    used += 1;
-                    len += 1;
-                }
-                BlockKind::Mark => {}
-            }
-            let next = (block + 1 < n).then(|| kinds.get(block + 1));
-            let finish = next.is_none();
-            if finish || matches!(next, Some(BlockKind::Free | BlockKind::Head)) {
-                match len {
-                    1 => f.one_blocks += 1,
-                    2 => f.two_blocks += 1,
-                    _ => {}
-                }
-                f.max_block = f.max_block.max(len);
-                if finish || next == Some(BlockKind::Head) {
-                    f.max_free = f.max_free.max(len_free);
-                    len_free = 0;
-                }
+        let whole = kinds.len() / 4;
+        let mut walk = GcWalk::default();
+        let mut words = kinds.atb()[..whole].chunks_exact(8);
+        for word in &mut words {
+            // Long free and tail stretches, 32 blocks at a time.
+            match u64::from_le_bytes(word.try_into().expect("8 bytes")) {
+                0 => walk.free_word(),
+                0xAAAA_AAAA_AAAA_AAAA => walk.tail_word(),
+                _ => word.iter().for_each(|&byte| walk.byte(&BYTE_STEPS[byte as usize])),
             }
         }
-        f.used += used * bs;
-        f.free += free * bs;
+        for &byte in words.remainder() {
+            walk.byte(&BYTE_STEPS[byte as usize]);
+        }
+        for block in whole * 4..kinds.len() {
+            walk.block(kinds.get(block));
+        }
+        walk.end();
+        f.used += walk.used * bs;
+        f.free += walk.free * bs;
+        f.one_blocks += walk.one;
+        f.two_blocks += walk.two;
+        f.max_block = f.max_block.max(walk.max_block);
+        f.max_free = f.max_free.max(walk.max_free);
     }
     f
 }
+
+/// `gc_info()`'s walk over one area: `len` is the allocation being measured, `len_free` the
+/// free run; both are "emitted" when a free block or head follows (`len_free` only at a head).
+#[derive(Default)]
+struct GcWalk {
+    used: u64,
+    free: u64,
+    one: u64,
+    two: u64,
+    max_block: u64,
+    max_free: u64,
+    len: u64,
+    len_free: u64,
+}
+
+impl GcWalk {
+    fn emit(&mut self, len: u64) {
+        self.one += u64::from(len == 1);
+        self.two += u64::from(len == 2);
+        self.max_block = self.max_block.max(len);
+    }
+
+    fn block(&mut self, kind: BlockKind) {
+        if matches!(kind, BlockKind::Free | BlockKind::Head) {
+            self.emit(self.len);
+        }
+        match kind {
+            BlockKind::Free => {
+                self.free += 1;
+                self.len_free += 1;
+                self.len = 0;
+            }
+            BlockKind::Head => {
+                self.max_free = self.max_free.max(self.len_free);
+                self.len_free = 0;
+                self.used += 1;
+                self.len = 1;
+            }
+            BlockKind::Tail => {
+                self.used += 1;
+                self.len += 1;
+            }
+            BlockKind::Mark => {}
+        }
+    }
+
+    /// 32 free blocks.
+    fn free_word(&mut self) {
+        self.emit(self.len);
+        self.len = 0;
+        self.free += 32;
+        self.len_free += 32;
+    }
+
+    /// 32 tail blocks.
+    fn tail_word(&mut self) {
+        self.used += 32;
+        self.len += 32;
+    }
+
+    /// Branch-free: an emit of 0 changes nothing, so a byte without one emits 0.
+    #[inline]
+    fn byte(&mut self, s: &ByteStep) {
+        self.used += u64::from(s.used);
+        self.free += u64::from(s.free);
+        let keep_len = u64::from(!s.emits).wrapping_neg();
+        let emitted = (self.len + u64::from(s.emit_add)) & !keep_len;
+        self.one += u64::from(emitted == 1) + u64::from(s.one);
+        self.two += u64::from(emitted == 2) + u64::from(s.two);
+        self.max_block = self.max_block.max(emitted).max(u64::from(s.max_block));
+        self.len = (self.len & keep_len) + u64::from(s.len_out);
+        let keep_free = u64::from(!s.has_head).wrapping_neg();
+        let free_emitted = (self.len_free + u64::from(s.free_add)) & !keep_free;
+        self.max_free = self.max_free.max(free_emitted).max(u64::from(s.max_free));
+        self.len_free = (self.len_free & keep_free) + u64::from(s.free_out);
+    }
+
+    fn end(&mut self) {
+        self.emit(self.len);
+        self.max_free = self.max_free.max(self.len_free);
+    }
+}
+
+/// What four blocks (one table byte) do to a [`GcWalk`], whatever came before them.
+#[derive(Clone, Copy)]
+struct ByteStep {
+    used: u8,
+    free: u8,
+    /// A free block or head in the byte emits the incoming `len` plus `emit_add` tails, then
+    /// `len` restarts at `len_out`; without one, `len` grows by `len_out` tails.
+    emits: bool,
+    emit_add: u8,
+    len_out: u8,
+    /// Emits inside the byte that do not depend on what came before.
+    one: u8,
+    two: u8,
+    max_block: u8,
+    /// Same for the free run, which only a head emits.
+    has_head: bool,
+    free_add: u8,
+    free_out: u8,
+    max_free: u8,
+}
+
+/// One [`ByteStep`] per table byte value.
+const BYTE_STEPS: [ByteStep; 256] = {
+    let zero = ByteStep {
+        used: 0,
+        free: 0,
+        emits: false,
+        emit_add: 0,
+        len_out: 0,
+        one: 0,
+        two: 0,
+        max_block: 0,
+        has_head: false,
+        free_add: 0,
+        free_out: 0,
+        max_free: 0,
+    };
+    let mut steps = [zero; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let mut s = zero;
+        // `len_out`/`free_out` count from the byte's start until the first emit, then from it.
+        let mut k = 0;
+        while k < 4 {
+            let kind = (byte >> (2 * k)) & 3;
+            let (free, head, tail) = (kind == 0, kind == 1, kind == 2);
+            if free || head {
+                if s.emits {
+                    let len = s.len_out;
+                    s.one += (len == 1) as u8;
+                    s.two += (len == 2) as u8;
+                    if len > s.max_block {
+                        s.max_block = len;
+                    }
+                } else {
+                    s.emits = true;
+                    s.emit_add = s.len_out;
+                }
+            }
+            if head {
+                if s.has_head {
+                    if s.free_out > s.max_free {
+                        s.max_free = s.free_out;
+                    }
+                } else {
+                    s.has_head = true;
+                    s.free_add = s.free_out;
+                }
+                s.free_out = 0;
+                s.used += 1;
+                s.len_out = 1;
+            } else if free {
+                s.free += 1;
+                s.free_out += 1;
+                s.len_out = 0;
+            } else if tail {
+                s.used += 1;
+                s.len_out += 1;
+            }
+            k += 1;
+        }
+        steps[byte] = s;
+        byte += 1;
+    }
+    steps
+};
 
 #[cfg(test)]
 mod tests {
@@ -213,6 +371,67 @@ mod tests {
         let f = gc_figures(&[area("h...."), area("...h")]);
         assert_eq!(f.max_free, 4);
         assert_eq!(f.total, 9 * 16);
+    }
+
+    /// `gc_info()`'s loop as py/gc.c writes it, block by block: the reference the table walk
+    /// must equal.
+    fn gc_figures_block_by_block(areas: &[Area]) -> GcFigures {
+        let mut f = GcFigures::default();
+        for area in areas {
+            let bs = u64::from(area.block_size());
+            f.total += area.pool_bytes();
+            let kinds = area.kinds();
+            let n = kinds.len();
+            let (mut used, mut free, mut len, mut len_free) = (0u64, 0u64, 0u64, 0u64);
+            for block in 0..n {
+                match kinds.get(block) {
+                    BlockKind::Free => {
+                        free += 1;
+                        len_free += 1;
+                        len = 0;
+                    }
+                    BlockKind::Head => {
+                        used += 1;
+                        len = 1;
+                    }
+                    BlockKind::Tail => {
+                        used += 1;
+                        len += 1;
+                    }
+                    BlockKind::Mark => {}
+                }
+                let next = (block + 1 < n).then(|| kinds.get(block + 1));
+                let finish = next.is_none();
+                if finish || matches!(next, Some(BlockKind::Free | BlockKind::Head)) {
+                    match len {
+                        1 => f.one_blocks += 1,
+                        2 => f.two_blocks += 1,
+                        _ => {}
+                    }
+                    f.max_block = f.max_block.max(len);
+                    if finish || next == Some(BlockKind::Head) {
+                        f.max_free = f.max_free.max(len_free);
+                        len_free = 0;
+                    }
+                }
+            }
+            f.used += used * bs;
+            f.free += free * bs;
+        }
+        f
+    }
+
+    #[test]
+    fn table_walk_equals_the_block_by_block_loop() {
+        let mut rng = crate::synth::Rng::new(5);
+        for case in 0..3000 {
+            let len = rng.below(40) as usize;
+            let pattern: String = (0..len).map(|_| ['.', 'h', '=', 'm', '=', '.'][rng.below(6) as usize]).collect();
+            let areas = [area(&pattern), area(&pattern.chars().rev().collect::<String>())];
+            assert_eq!(gc_figures(&areas), gc_figures_block_by_block(&areas), "case {case}: {pattern:?}");
+        }
+        let big = crate::synth::snapshot(3, 16, 2, 100_003);
+        assert_eq!(gc_figures(&big.areas), gc_figures_block_by_block(&big.areas));
     }
 
     #[test]

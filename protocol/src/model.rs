@@ -143,6 +143,25 @@ impl fmt::Display for ObjType {
     }
 }
 
+/// Most blocks one snapshot may hold over all its areas: 16,777,216 blocks, a 256 MiB heap of
+/// 16-byte blocks. No board has such a heap (the largest have 32 MiB of PSRAM); the limit is
+/// what keeps a few bytes of hostile input (`(N lines all free)`, a run-length-coded table)
+/// from claiming gigabytes. Its table takes 4 MiB.
+pub const MAX_HEAP_BLOCKS: usize = 1 << 24;
+
+/// Number of head blocks (HEAD or MARK: bit 0 set) in ATB bytes.
+#[inline]
+pub fn heads_in(atb: &[u8]) -> usize {
+    // Eight bytes at a time: the popcount of the low bit of each 2-bit field.
+    let mut chunks = atb.chunks_exact(8);
+    let mut n = 0usize;
+    for c in &mut chunks {
+        let word = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+        n += (word & 0x5555_5555_5555_5555).count_ones() as usize;
+    }
+    n + chunks.remainder().iter().map(|b| (b & 0x55).count_ones() as usize).sum::<usize>()
+}
+
 /// Block kinds of one area, 2 bits per block in the device's ATB layout.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct KindTable {
@@ -229,6 +248,32 @@ impl KindTable {
         for _ in 0..left % 4 {
             self.push(kind);
         }
+    }
+
+    /// Appends whole ATB bytes (four blocks each) when the table ends on a byte boundary;
+    /// otherwise block by block.
+    pub fn extend_from_atb(&mut self, bytes: &[u8]) {
+        if self.len.is_multiple_of(4) {
+            self.atb.extend_from_slice(bytes);
+            self.len += bytes.len() * 4;
+        } else {
+            for &b in bytes {
+                for k in 0..4 {
+                    self.push(BlockKind::from_bits(b >> (2 * k)));
+                }
+            }
+        }
+    }
+
+    /// Head blocks (HEAD or MARK) in the table.
+    pub fn heads(&self) -> usize {
+        heads_in(&self.atb)
+    }
+
+    /// The table's bytes, to overwrite in place (the block count cannot change). Bits past
+    /// `len()` in the last byte must stay zero.
+    pub(crate) fn atb_mut(&mut self) -> &mut [u8] {
+        &mut self.atb
     }
 
     pub fn iter(&self) -> impl Iterator<Item = BlockKind> + '_ {
@@ -335,7 +380,7 @@ impl Area {
         if block_size < 4 || !block_size.is_power_of_two() {
             return Err(ModelError::BlockSize(block_size));
         }
-        let heads = kinds.runs().filter(|r| r.kind.starts_allocation()).map(|r| r.len).sum();
+        let heads = kinds.heads();
         if heads != types.len() {
             return Err(ModelError::TypeCount { heads, types: types.len() });
         }
@@ -370,6 +415,11 @@ impl Area {
     /// Object types of the head blocks, in block order.
     pub fn types(&self) -> &[ObjType] {
         &self.types
+    }
+
+    /// Table and types to change in place; the caller keeps one type per head.
+    pub(crate) fn parts_mut(&mut self) -> (&mut KindTable, &mut Vec<ObjType>) {
+        (&mut self.kinds, &mut self.types)
     }
 
     pub fn address_of(&self, block: usize) -> u64 {

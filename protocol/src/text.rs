@@ -10,15 +10,14 @@
 
 use std::fmt;
 
-use nom::branch::alt;
 use nom::bytes::complete::{tag, take_while, take_while1};
 use nom::character::complete::{digit1, hex_digit1};
 use nom::combinator::{all_consuming, map_res, opt};
-use nom::sequence::{delimited, preceded, tuple};
-use nom::IResult;
+use nom::sequence::{delimited, preceded};
+use nom::{IResult, Parser};
 
 use crate::metrics::gc_figures;
-use crate::model::{Area, BlockKind, GcFigures, KindTable, MemStats, ObjType, Reported, Snapshot, StackFigures};
+use crate::model::{Area, BlockKind, GcFigures, KindTable, MemStats, ObjType, Reported, Snapshot, StackFigures, MAX_HEAP_BLOCKS};
 
 /// Blocks per layout row: `DUMP_BYTES_PER_LINE` in py/gc.c.
 pub const BLOCKS_PER_ROW: usize = 64;
@@ -104,36 +103,38 @@ enum Line<'a> {
     Gc { total: u64, used: u64, free: u64, max_new_split: Option<u64> },
     Blocks { one: u64, two: u64, max_block: u64, max_free: u64 },
     LayoutHeader(u64),
-    Row { offset: u64, digits: usize, cells: &'a str },
+    /// `cells` are ASCII layout characters, each valid for [`cell`].
+    Row { offset: u64, digits: usize, cells: &'a [u8] },
     AllFree(u64),
     Other,
 }
 
 fn dec(i: &str) -> IResult<&str, u64> {
-    map_res(digit1, str::parse)(i)
+    map_res(digit1, str::parse).parse(i)
 }
 
 fn hex(i: &str) -> IResult<&str, u64> {
-    map_res(hex_digit1, |h| u64::from_str_radix(h, 16))(i)
+    map_res(hex_digit1, |h| u64::from_str_radix(h, 16)).parse(i)
 }
 
 fn mem_line(i: &str) -> IResult<&str, Line<'_>> {
     let (i, (_, total, _, current, _, peak)) =
-        tuple((tag("mem: total="), dec, tag(", current="), dec, tag(", peak="), dec))(i)?;
+        (tag("mem: total="), dec, tag(", current="), dec, tag(", peak="), dec).parse(i)?;
     Ok((i, Line::Mem(MemStats { total, current, peak })))
 }
 
 fn stack_line(i: &str) -> IResult<&str, Line<'_>> {
-    let (i, (used, limit)) = preceded(tag("stack: "), tuple((dec, opt(preceded(tag(" out of "), dec)))))(i)?;
+    let (i, (used, limit)) = preceded(tag("stack: "), (dec, opt(preceded(tag(" out of "), dec)))).parse(i)?;
     Ok((i, Line::Stack(StackFigures { used, limit })))
 }
 
 const GC_PREFIX: &str = "GC: total:";
 const BLOCKS_PREFIX: &str = "No. of 1-blocks:";
 const HEADER_PREFIX: &str = "GC memory layout; from";
+const ALL_FREE_SUFFIX: &str = " lines all free)";
 
 fn gc_line(i: &str) -> IResult<&str, Line<'_>> {
-    let (i, (_, total, _, used, _, free, max_new_split)) = tuple((
+    let (i, (_, total, _, used, _, free, max_new_split)) = (
         tag("GC: total: "),
         dec,
         tag(", used: "),
@@ -141,12 +142,13 @@ fn gc_line(i: &str) -> IResult<&str, Line<'_>> {
         tag(", free: "),
         dec,
         opt(preceded(tag(", max new split: "), dec)),
-    ))(i)?;
+    )
+        .parse(i)?;
     Ok((i, Line::Gc { total, used, free, max_new_split }))
 }
 
 fn blocks_line(i: &str) -> IResult<&str, Line<'_>> {
-    let (i, (_, one, _, two, _, max_block, _, max_free)) = tuple((
+    let (i, (_, one, _, two, _, max_block, _, max_free)) = (
         tag("No. of 1-blocks: "),
         dec,
         tag(", 2-blocks: "),
@@ -155,18 +157,19 @@ fn blocks_line(i: &str) -> IResult<&str, Line<'_>> {
         dec,
         tag(", max free sz: "),
         dec,
-    ))(i)?;
+    )
+        .parse(i)?;
     Ok((i, Line::Blocks { one, two, max_block, max_free }))
 }
 
 fn header_line(i: &str) -> IResult<&str, Line<'_>> {
-    let (i, addr) = delimited(tag("GC memory layout; from "), preceded(opt(tag("0x")), hex), tag(":"))(i)?;
+    let (i, addr) = delimited(tag("GC memory layout; from "), preceded(opt(tag("0x")), hex), tag(":")).parse(i)?;
     Ok((i, Line::LayoutHeader(addr)))
 }
 
 /// What one character of a layout row means: the block's kind and, for a head, its type.
 /// `=` is a tail (`t` before v1.8.1), `m` a marked head, letters are heads by type.
-pub fn cell(c: char) -> Option<(BlockKind, Option<ObjType>)> {
+pub const fn cell(c: char) -> Option<(BlockKind, Option<ObjType>)> {
     Some(match c {
         '.' => (BlockKind::Free, None),
         '=' | 't' => (BlockKind::Tail, None),
@@ -184,34 +187,165 @@ pub fn cell(c: char) -> Option<(BlockKind, Option<ObjType>)> {
     })
 }
 
+/// [`cell`] for every byte: `NOT_A_CELL`, or the kind's 2 bits and, for heads, `HAS_TYPE`
+/// (the type is in [`CELL_TYPES`]).
+const CELLS: [u8; 256] = {
+    let mut t = [NOT_A_CELL; 256];
+    let mut b = 0;
+    while b < 128 {
+        if let Some((kind, obj_type)) = cell(b as u8 as char) {
+            t[b] = kind as u8;
+            if let Some(ty) = obj_type {
+                let _ = ty;
+                t[b] |= HAS_TYPE;
+            }
+        }
+        b += 1;
+    }
+    t
+};
+const NOT_A_CELL: u8 = 0x80;
+
+/// The head type of every cell byte (`Unknown` where there is none).
+const CELL_TYPES: [ObjType; 256] = {
+    let mut t = [ObjType::Unknown; 256];
+    let mut b = 0;
+    while b < 128 {
+        if let Some((_, Some(ty))) = cell(b as u8 as char) {
+            t[b] = ty;
+        }
+        b += 1;
+    }
+    t
+};
+const HAS_TYPE: u8 = 0x04;
+
+/// A snapshot as the text `micropython.mem_info(1)` of v1.20+ prints for it (`\n` line ends, as
+/// the unix port sends): the `mem:` and `stack:` lines where reported, the GC figures (the
+/// reported ones, else recomputed from the layout), then one layout section per area exactly as
+/// `gc_dump_alloc_table` writes it, `(N lines all free)` included. What a host would receive
+/// if it polled `mem_info(1)` instead of streaming: the baseline the wire format is held against.
+pub fn render_mem_info(snapshot: &Snapshot) -> String {
+    use std::fmt::Write;
+    let r = &snapshot.reported;
+    let mut out = String::new();
+    if let Some(m) = r.mem {
+        let _ = writeln!(out, "mem: total={}, current={}, peak={}", m.total, m.current, m.peak);
+    }
+    match r.stack {
+        Some(StackFigures { used, limit: Some(limit) }) => {
+            let _ = writeln!(out, "stack: {used} out of {limit}");
+        }
+        Some(StackFigures { used, limit: None }) => {
+            let _ = writeln!(out, "stack: {used}");
+        }
+        None => {}
+    }
+    let g = r.gc.unwrap_or_else(|| gc_figures(&snapshot.areas));
+    let _ = write!(out, "GC: total: {}, used: {}, free: {}", g.total, g.used, g.free);
+    if let Some(split) = r.max_new_split {
+        let _ = write!(out, ", max new split: {split}");
+    }
+    let _ = writeln!(
+        out,
+        "\n No. of 1-blocks: {}, 2-blocks: {}, max blk sz: {}, max free sz: {}",
+        g.one_blocks, g.two_blocks, g.max_block, g.max_free
+    );
+    for area in &snapshot.areas {
+        let _ = write!(out, "GC memory layout; from {:x}:", area.pool_start());
+        let kinds = area.kinds();
+        let mut types = area.types().iter();
+        let mut block = 0;
+        while block < kinds.len() {
+            if block % BLOCKS_PER_ROW == 0 {
+                let free_end = kinds.run_end(block, BlockKind::Free);
+                if free_end - block >= 2 * BLOCKS_PER_ROW {
+                    let _ = write!(out, "\n       ({} lines all free)", (free_end - block) / BLOCKS_PER_ROW);
+                    block = free_end & !(BLOCKS_PER_ROW - 1);
+                    if block >= kinds.len() {
+                        break;
+                    }
+                }
+                let _ = write!(out, "\n{:08x}: ", block as u64 * u64::from(area.block_size()));
+            }
+            out.push(match kinds.get(block) {
+                BlockKind::Free => '.',
+                BlockKind::Tail => '=',
+                BlockKind::Mark => {
+                    types.next();
+                    'm'
+                }
+                BlockKind::Head => types.next().map_or('h', |t| t.mem_info_letter()),
+            });
+            block += 1;
+        }
+        out.push('\n');
+    }
+    out
+}
+
 fn is_cell(c: char) -> bool {
     cell(c).is_some()
 }
 
 fn row_line(i: &str) -> IResult<&str, Line<'_>> {
-    let (i, digits) = take_while1(|c: char| c.is_ascii_hexdigit())(i)?;
-    let (i, _) = tag(":")(i)?;
-    let (i, _) = opt(tag(" "))(i)?;
-    let (i, cells) = take_while(is_cell)(i)?;
+    let (i, digits) = take_while1(|c: char| c.is_ascii_hexdigit()).parse(i)?;
+    let (i, _) = tag(":").parse(i)?;
+    let (i, _) = opt(tag(" ")).parse(i)?;
+    let (i, cells) = take_while(is_cell).parse(i)?;
     let offset = u64::from_str_radix(digits, 16).map_err(|_| {
         nom::Err::Error(nom::error::Error::new(digits, nom::error::ErrorKind::HexDigit))
     })?;
-    Ok((i, Line::Row { offset, digits: digits.len(), cells }))
+    Ok((i, Line::Row { offset, digits: digits.len(), cells: cells.as_bytes() }))
 }
 
+/// A layout row exactly as boards print it (`00001a40: h=..D` with `\r\n` or `\n`), read
+/// straight from the raw bytes: the common line of a dump, without normalising a copy.
+/// Anything unusual (other blanks) returns `None` for the general path to judge. The cells are
+/// not checked here: [`DumpBuilder::add_row`] checks them as it packs them.
+fn plain_row(raw: &[u8]) -> Option<Line<'_>> {
+    let mut end = raw.len();
+    while end > 0 && matches!(raw[end - 1], b'\r' | b' ') {
+        end -= 1;
+    }
+    let raw = &raw[..end];
+    let start = raw.iter().position(|&b| b != b' ')?;
+    let raw = &raw[start..];
+    let digits = raw.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 || digits > 16 || raw.get(digits) != Some(&b':') {
+        return None;
+    }
+    let mut cells = &raw[digits + 1..];
+    if cells.first() == Some(&b' ') {
+        cells = &cells[1..];
+    }
+    let offset = raw[..digits].iter().fold(0u64, |v, &d| v << 4 | u64::from((d as char).to_digit(16).expect("a hex digit")));
+    Some(Line::Row { offset, digits, cells })
+}
+
+/// `(N lines all free)`: N is checked here, so a number too large for any heap is an error
+/// that names it, not console text.
 fn all_free_line(i: &str) -> IResult<&str, Line<'_>> {
-    let (i, n) = delimited(tag("("), dec, tag(" lines all free)"))(i)?;
+    let (i, n) = delimited(tag("("), dec, tag(ALL_FREE_SUFFIX)).parse(i)?;
     Ok((i, Line::AllFree(n)))
+}
+
+/// Whether a line's first non-blank byte could start a dump line: anything else is console
+/// text, seen without normalising it.
+fn may_be_dump_line(raw: &[u8]) -> bool {
+    let first = raw.iter().copied().find(|b| !matches!(b, b' ' | b'\t' | b'\r' | 0xC2 | 0xA0));
+    first.is_some_and(|b| b.is_ascii_hexdigit() || matches!(b, b'G' | b'N' | b'm' | b's' | b'('))
 }
 
 /// Classifies a normalised line. Lines that start like part of a dump but do not parse are
 /// errors; everything else that is not a dump line is console text.
 fn classify(line: &str) -> Result<Line<'_>, (usize, String)> {
-    let strict = |parser: fn(&str) -> IResult<&str, Line<'_>>, what: &str| match all_consuming(parser)(line) {
+    let strict = |parser: fn(&str) -> IResult<&str, Line<'_>>, what: &str| match all_consuming(parser).parse(line) {
         Ok((_, l)) => Ok(l),
         Err(nom::Err::Error(e) | nom::Err::Failure(e)) => {
             let column = line.len() - e.input.len() + 1;
-            Err((column, format!("malformed {what} line: {line:?}")))
+            let why = if e.code == nom::error::ErrorKind::MapRes { "number too large in" } else { "malformed" };
+            Err((column, format!("{why} {what} line: {line:?}")))
         }
         Err(nom::Err::Incomplete(_)) => Err((line.len() + 1, format!("truncated {what} line: {line:?}"))),
     };
@@ -224,11 +358,16 @@ fn classify(line: &str) -> Result<Line<'_>, (usize, String)> {
     if line.starts_with(HEADER_PREFIX) {
         return strict(header_line, "`GC memory layout; from`");
     }
-    if let Ok((_, l)) = all_consuming(alt((mem_line, stack_line, all_free_line)))(line) {
-        return Ok(l);
+    if line.starts_with('(') && line.ends_with(ALL_FREE_SUFFIX) && line[1..].starts_with(|c: char| c.is_ascii_digit()) {
+        return strict(all_free_line, "`(N lines all free)`");
+    }
+    for parser in [mem_line, stack_line] {
+        if let Ok((_, l)) = all_consuming(parser).parse(line) {
+            return Ok(l);
+        }
     }
     // Rows are only rows inside a layout section; the caller decides.
-    match all_consuming(row_line)(line) {
+    match all_consuming(row_line).parse(line) {
         Ok((_, l)) => Ok(l),
         Err(_) => Ok(Line::Other),
     }
@@ -244,10 +383,10 @@ fn looks_like_row(line: &str) -> bool {
 }
 
 /// Lines as boards, unix and pasted logs send them: `\r\n` or `\n`, U+00A0 where spaces belong,
-/// runs of blanks. Returns `None` for text that is not UTF-8 (never part of a dump).
-fn normalise(raw: &[u8], out: &mut String) -> bool {
+/// runs of blanks. Writes into `out` (reused: no allocation once it has grown) and returns the
+/// line, or `None` for text that is not UTF-8 (never part of a dump).
+fn normalise<'a>(raw: &[u8], out: &'a mut Vec<u8>) -> Option<&'a str> {
     out.clear();
-    let mut bytes = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
         let b = raw[i];
@@ -261,24 +400,18 @@ fn normalise(raw: &[u8], out: &mut String) -> bool {
             _ => false,
         };
         if blank {
-            if !bytes.is_empty() && bytes.last() != Some(&b' ') {
-                bytes.push(b' ');
+            if !out.is_empty() && out.last() != Some(&b' ') {
+                out.push(b' ');
             }
         } else {
-            bytes.push(b);
+            out.push(b);
         }
         i += 1;
     }
-    while bytes.last() == Some(&b' ') {
-        bytes.pop();
+    while out.last() == Some(&b' ') {
+        out.pop();
     }
-    match String::from_utf8(bytes) {
-        Ok(s) => {
-            *out = s;
-            true
-        }
-        Err(_) => false,
-    }
+    std::str::from_utf8(out).ok()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -310,12 +443,62 @@ struct DumpBuilder {
     gc_line: usize,
     blocks_line: usize,
     areas: Vec<AreaBuilder>,
+    /// Blocks over all areas so far, at most [`MAX_HEAP_BLOCKS`].
+    blocks: usize,
     rows: Vec<RowRecord>,
     warnings: Vec<Warning>,
 }
 
+/// A layout that claims more blocks than any heap has.
+fn too_many_blocks(line: usize, column: usize, blocks: u64) -> ParseError {
+    let claimed = if blocks == u64::MAX { "more than 2^64".to_string() } else { blocks.to_string() };
+    ParseError {
+        line,
+        column: Some(column),
+        message: format!(
+            "the layout claims {claimed} blocks; a snapshot holds at most {MAX_HEAP_BLOCKS} (a 256 MiB heap of 16-byte blocks, larger than any board's)"
+        ),
+    }
+}
+
 impl DumpBuilder {
-    fn add_row(&mut self, line: usize, offset: u64, digits: usize, cells: &str) -> Result<(), ParseError> {
+    /// Adds a row's cells to the last area. `Ok(false)` when a cell is not a layout character:
+    /// then nothing changed and the line is not a row.
+    fn add_row(&mut self, line: usize, offset: u64, digits: usize, cells: &[u8]) -> Result<bool, ParseError> {
+        if cells.len() > BLOCKS_PER_ROW {
+            if cells.iter().any(|&c| CELLS[c as usize] == NOT_A_CELL) {
+                return Ok(false);
+            }
+            return Err(ParseError {
+                line,
+                column: None,
+                message: format!("layout row has {} blocks, at most {BLOCKS_PER_ROW} fit a row", cells.len()),
+            });
+        }
+        // Four cells to a table byte, as the device stores them; head types gathered and
+        // appended at once. Branch-free: every cell writes a type, only heads advance.
+        let mut atb = [0u8; BLOCKS_PER_ROW / 4];
+        let mut types = [ObjType::Unknown; BLOCKS_PER_ROW + 4];
+        let (mut heads, mut bad) = (0, 0);
+        let mut quads = cells.chunks_exact(4);
+        for (byte, quad) in atb.iter_mut().zip(&mut quads) {
+            let codes = [CELLS[quad[0] as usize], CELLS[quad[1] as usize], CELLS[quad[2] as usize], CELLS[quad[3] as usize]];
+            bad |= codes[0] | codes[1] | codes[2] | codes[3];
+            *byte = (codes[0] & 3) | (codes[1] & 3) << 2 | (codes[2] & 3) << 4 | (codes[3] & 3) << 6;
+            for (&c, code) in quad.iter().zip(codes) {
+                types[heads % BLOCKS_PER_ROW] = CELL_TYPES[c as usize];
+                heads += usize::from((code & HAS_TYPE) >> 2);
+            }
+        }
+        for &c in quads.remainder() {
+            let code = CELLS[c as usize];
+            bad |= code;
+            types[heads % BLOCKS_PER_ROW] = CELL_TYPES[c as usize];
+            heads += usize::from((code & HAS_TYPE) >> 2);
+        }
+        if bad & NOT_A_CELL != 0 {
+            return Ok(false);
+        }
         let area_index = self.areas.len() - 1;
         let area = self.areas.last_mut().expect("rows only inside a layout section");
         if !area.kinds.len().is_multiple_of(BLOCKS_PER_ROW) {
@@ -327,31 +510,36 @@ impl DumpBuilder {
                 ),
             });
         }
-        if cells.chars().count() > BLOCKS_PER_ROW {
-            return Err(ParseError {
-                line,
-                column: None,
-                message: format!("layout row has {} blocks, at most {BLOCKS_PER_ROW} fit a row", cells.chars().count()),
-            });
+        if self.blocks + cells.len() > MAX_HEAP_BLOCKS {
+            return Err(too_many_blocks(line, 1, self.blocks as u64 + cells.len() as u64));
         }
         self.rows.push(RowRecord { line, area: area_index, block: area.kinds.len(), offset, digits });
-        for c in cells.chars() {
-            let (kind, obj_type) = cell(c).expect("row_line accepts only cell characters");
-            area.kinds.push(kind);
-            area.types.extend(obj_type);
+        area.types.extend_from_slice(&types[..heads]);
+        let whole = cells.len() / 4;
+        area.kinds.extend_from_atb(&atb[..whole]);
+        for i in whole * 4..cells.len() {
+            area.kinds.push(BlockKind::from_bits(CELLS[cells[i] as usize]));
         }
+        self.blocks += cells.len();
+        self.last_line = line;
+        Ok(true)
+    }
+
+    fn add_all_free(&mut self, line: usize, lines: u64) -> Result<(), ParseError> {
+        let total = lines.checked_mul(BLOCKS_PER_ROW as u64).and_then(|b| b.checked_add(self.blocks as u64));
+        let blocks = match total {
+            Some(total) if total <= MAX_HEAP_BLOCKS as u64 => (total - self.blocks as u64) as usize,
+            _ => return Err(too_many_blocks(line, 2, total.unwrap_or(u64::MAX))),
+        };
+        let area = self.areas.last_mut().expect("all-free lines only inside a layout section");
+        area.kinds.push_run(BlockKind::Free, blocks);
+        self.blocks += blocks;
         self.last_line = line;
         Ok(())
     }
 
-    fn add_all_free(&mut self, line: usize, lines: u64) {
-        let area = self.areas.last_mut().expect("all-free lines only inside a layout section");
-        area.kinds.push_run(BlockKind::Free, lines as usize * BLOCKS_PER_ROW);
-        self.last_line = line;
-    }
-
     fn layout_blocks(&self) -> usize {
-        self.areas.iter().map(|a| a.kinds.len()).sum()
+        self.blocks
     }
 
     /// Block size told by row offsets alone: the distance between two rows of one area.
@@ -375,11 +563,14 @@ impl DumpBuilder {
     /// Whether every block of the reported total has been seen (so a dump printed by a program
     /// that then goes quiet is still yielded).
     fn layout_is_complete(&self) -> bool {
+        let last_row_short = self.areas.last().is_some_and(|a| a.kinds.len() % BLOCKS_PER_ROW != 0);
+        if !last_row_short {
+            return false;
+        }
         let (Some(gc), Some(bs)) = (self.reported.gc, self.block_size_from_rows()) else {
             return false;
         };
-        let last_row_short = self.areas.last().is_some_and(|a| a.kinds.len() % BLOCKS_PER_ROW != 0);
-        last_row_short && self.layout_blocks() as u64 * bs == gc.total
+        self.layout_blocks() as u64 * bs == gc.total
     }
 
     fn finish(mut self) -> Result<Dump, ParseError> {
@@ -487,6 +678,24 @@ impl DumpBuilder {
 // ---------------------------------------------------------------------------------------------
 // Scanner
 
+/// Position of the first `\n`, eight bytes at a time (the word trick of memchr, no dependency).
+fn memchr_newline(bytes: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const NL: u64 = LO * b'\n' as u64;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut at = 0;
+    for c in &mut chunks {
+        let x = u64::from_le_bytes(c.try_into().expect("8 bytes")) ^ NL;
+        let found = x.wrapping_sub(LO) & !x & HI;
+        if found != 0 {
+            return Some(at + (found.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    chunks.remainder().iter().position(|&b| b == b'\n').map(|i| at + i)
+}
+
 #[derive(Debug)]
 enum State {
     Idle,
@@ -510,7 +719,7 @@ pub struct Scanner {
     /// them when they directly precede its `GC:` line.
     recent_mem: Option<(usize, MemStats)>,
     recent_stack: Option<(usize, StackFigures)>,
-    scratch: String,
+    scratch: Vec<u8>,
 }
 
 impl Default for Scanner {
@@ -528,7 +737,7 @@ impl Scanner {
             state: State::Idle,
             recent_mem: None,
             recent_stack: None,
-            scratch: String::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -537,16 +746,22 @@ impl Scanner {
     pub fn push(&mut self, bytes: &[u8]) -> Vec<ScanEvent> {
         let mut events = Vec::new();
         let mut rest = bytes;
-        while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
-            self.extend_partial(&rest[..nl]);
-            rest = &rest[nl + 1..];
-            let line = std::mem::take(&mut self.partial);
-            let overflowed = std::mem::replace(&mut self.partial_overflowed, false);
+        while let Some(nl) = memchr_newline(rest) {
+            let (line, after) = (&rest[..nl], &rest[nl + 1..]);
+            rest = after;
             self.line_no += 1;
-            self.process_line(&line, overflowed, &mut events);
-            // Keep the buffer's allocation for the next line.
-            self.partial = line;
-            self.partial.clear();
+            if self.partial.is_empty() && !self.partial_overflowed {
+                // The whole line is in this chunk: look at it where it lies.
+                self.process_line(line, line.len() > MAX_LINE, &mut events);
+            } else {
+                self.extend_partial(line);
+                let partial = std::mem::take(&mut self.partial);
+                let overflowed = std::mem::replace(&mut self.partial_overflowed, false);
+                self.process_line(&partial, overflowed, &mut events);
+                // Keep the buffer's allocation for the next line.
+                self.partial = partial;
+                self.partial.clear();
+            }
         }
         self.extend_partial(rest);
         // A dump ends at the first line that cannot belong to it. The REPL prompt (`>>> `) and
@@ -555,6 +770,12 @@ impl Scanner {
             self.complete_dump(&mut events);
         }
         events
+    }
+
+    /// Lines seen so far (a last line without its newline counts once [`finish`](Self::finish)
+    /// has seen it).
+    pub fn lines_seen(&self) -> usize {
+        self.line_no
     }
 
     /// End of input: yields a dump still open.
@@ -605,23 +826,47 @@ impl Scanner {
 
     fn process_line(&mut self, raw: &[u8], overflowed: bool, events: &mut Vec<ScanEvent>) {
         let line_no = self.line_no;
-        let mut text = std::mem::take(&mut self.scratch);
-        let line = if !overflowed && normalise(raw, &mut text) {
-            match classify(&text) {
-                Ok(line) => line,
+        if overflowed {
+            return self.step(line_no, Line::Other, "", events);
+        }
+        if let Some(Line::Row { offset, digits, cells }) = plain_row(raw) {
+            let State::Layout(b) = &mut self.state else {
+                // Outside a layout section a row means what any console text means.
+                return self.step(line_no, Line::Other, "", events);
+            };
+            match b.add_row(line_no, offset, digits, cells) {
+                Ok(true) => {
+                    if b.layout_is_complete() {
+                        self.complete_dump(events);
+                    }
+                    return;
+                }
+                // A character that is no cell: the general path names it.
+                Ok(false) => {}
+                Err(e) => {
+                    self.state = State::Idle;
+                    events.push(ScanEvent::Error(e));
+                    return;
+                }
+            }
+        }
+        if !may_be_dump_line(raw) {
+            return self.step(line_no, Line::Other, "", events);
+        }
+        let mut scratch = std::mem::take(&mut self.scratch);
+        if let Some(text) = normalise(raw, &mut scratch) {
+            match classify(text) {
+                Ok(line) => self.step(line_no, line, text, events),
                 Err((column, message)) => {
                     // A broken dump line ends any dump in progress and is reported.
                     self.complete_dump(events);
                     events.push(ScanEvent::Error(ParseError { line: line_no, column: Some(column), message }));
-                    self.scratch = text;
-                    return;
                 }
             }
         } else {
-            Line::Other
-        };
-        self.step(line_no, line, &text, events);
-        self.scratch = text;
+            self.step(line_no, Line::Other, "", events);
+        }
+        self.scratch = scratch;
     }
 
     fn step(&mut self, line_no: usize, line: Line<'_>, text: &str, events: &mut Vec<ScanEvent>) {
@@ -648,14 +893,21 @@ impl Scanner {
                 State::Layout(b)
             }
             (State::Layout(mut b), Line::Row { offset, digits, cells }) => {
-                if let Err(e) = b.add_row(line_no, offset, digits, cells) {
+                match b.add_row(line_no, offset, digits, cells) {
+                    Ok(true) => self.layout_step(b, events),
+                    // The general path gives rows only of layout characters.
+                    Ok(false) => State::Idle,
+                    Err(e) => {
+                        events.push(ScanEvent::Error(e));
+                        return;
+                    }
+                }
+            }
+            (State::Layout(mut b), Line::AllFree(lines)) => {
+                if let Err(e) = b.add_all_free(line_no, lines) {
                     events.push(ScanEvent::Error(e));
                     return;
                 }
-                self.layout_step(b, events)
-            }
-            (State::Layout(mut b), Line::AllFree(lines)) => {
-                b.add_all_free(line_no, lines);
                 self.layout_step(b, events)
             }
             (State::Layout(_), Line::Other) if looks_like_row(text) => {
@@ -714,6 +966,7 @@ impl Scanner {
                     gc_line: line_no,
                     blocks_line: 0,
                     areas: Vec::new(),
+                    blocks: 0,
                     rows: Vec::new(),
                     warnings: Vec::new(),
                 }));
@@ -761,10 +1014,9 @@ mod tests {
 
     #[test]
     fn normalises_pasted_blanks_and_crlf() {
-        let mut s = String::new();
-        assert!(normalise(b"\xc2\xa0 \xc2\xa0 (108 lines all free)\r", &mut s));
-        assert_eq!(s, "(108 lines all free)");
-        assert!(!normalise(b"\xff\xfe", &mut s));
+        let mut s = Vec::new();
+        assert_eq!(normalise(b"\xc2\xa0 \xc2\xa0 (108 lines all free)\r", &mut s), Some("(108 lines all free)"));
+        assert_eq!(normalise(b"\xff\xfe", &mut s), None);
     }
 
     fn layout(total: u64, rows: &str) -> String {
@@ -803,6 +1055,72 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].line, 4);
         assert_eq!(errors[0].column, Some(19));
+    }
+
+    #[test]
+    fn all_free_lines_are_bounded_and_never_wrap() {
+        let wrap = (1u64 << 58) + 1011;
+        for n in [100_000_000u64, 4_294_967_295, 1_000_000_000_000, wrap, u64::MAX] {
+            let text = layout(2048, &format!("00000000: h===....\n({n} lines all free)\n"));
+            let (dumps, errors) = parse(text.as_bytes());
+            assert!(dumps.is_empty(), "N = {n}: {dumps:?}");
+            assert_eq!(errors.len(), 1, "N = {n}: {errors:?}");
+            assert_eq!((errors[0].line, errors[0].column), (5, Some(2)), "N = {n}");
+            assert!(errors[0].message.contains("at most 16777216"), "{}", errors[0]);
+        }
+        // Too large for any integer: named, not taken for console text.
+        let text = layout(2048, "00000000: h===....\n(100000000000000000000000 lines all free)\n");
+        let (_, errors) = parse(text.as_bytes());
+        assert_eq!((errors[0].line, errors[0].column), (5, Some(2)), "{errors:?}");
+        assert!(errors[0].message.contains("number too large"), "{}", errors[0]);
+        // Within the limit, the run is kept.
+        let text = layout(2048 + 64 * 16 * 2, "00000000: h===............................................................\n(2 lines all free)\n00000c00: ................................................................\n");
+        let (dumps, errors) = parse(text.as_bytes());
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(dumps[0].snapshot.total_blocks(), 4 * 64);
+    }
+
+    #[test]
+    fn rows_read_in_place_equal_rows_normalised() {
+        // The plain-row fast path and the general path give the same dump.
+        let rows = "00000000: h=S=DT..........................................................\n00000400: ..LAFBMmt.......................................................\n";
+        let plain = parse(layout(2048, rows).as_bytes());
+        let pasted = layout(2048, rows).replace(": ", ":\u{a0}").replace('\n', " \r\n");
+        let general = parse(pasted.as_bytes());
+        assert_eq!(plain.0.len(), 1, "{plain:?}");
+        assert_eq!(plain.0[0].snapshot, general.0[0].snapshot);
+        assert_eq!(plain.0[0].warnings, general.0[0].warnings);
+    }
+
+    #[test]
+    fn lines_split_across_pushes_parse_the_same() {
+        let text = layout(2048, "00000000: h===............................................................\n00000400: ................................................................\n");
+        let whole = parse(text.as_bytes());
+        for step in [1, 2, 7, 33] {
+            let mut scanner = Scanner::new();
+            let mut events = Vec::new();
+            for piece in text.as_bytes().chunks(step) {
+                events.extend(scanner.push(piece));
+            }
+            events.extend(scanner.finish());
+            let [ScanEvent::Dump(d)] = events.as_slice() else { panic!("step {step}: {events:?}") };
+            assert_eq!(d.snapshot, whole.0[0].snapshot, "step {step}");
+        }
+    }
+
+    #[test]
+    fn newline_search_finds_the_first() {
+        for len in 0..40 {
+            for at in 0..len {
+                let mut v = vec![b'a'; len];
+                v[at] = b'\n';
+                if at + 3 < len {
+                    v[at + 3] = b'\n';
+                }
+                assert_eq!(memchr_newline(&v), Some(at));
+            }
+            assert_eq!(memchr_newline(&vec![0x8a; len]), None);
+        }
     }
 
     #[test]

@@ -49,3 +49,26 @@ fn c_encoder_writes_the_spec_examples() {
 fn c_struct_layouts_match_the_rust_declarations() {
     c_core::check_layouts();
 }
+
+#[test]
+fn version_1_frames_still_decode() {
+    // The keyframe example as version 1 wrote it (ATB run list, then the type codes two per
+    // byte): recordings made before version 2 stay readable.
+    let v1: [u8; 46] = [
+        0xFF, 0x00, 0x04, 0x01, 0x02, 0x02, 0x03, 0xE2, 0x04, 0x01, 0x23, 0x10, 0x01, 0xB0, 0xDB, 0xF0, 0xFF, 0x03, 0x0C,
+        0x0A, 0x09, 0xA9, 0x01, 0x41, 0x05, 0x01, 0x08, 0xC0, 0x01, 0x70, 0x50, 0x01, 0x01, 0x04, 0x03, 0x03, 0x04, 0xE0,
+        0x05, 0x80, 0x78, 0x09, 0x20, 0x79, 0xFC, 0x00,
+    ];
+    let mut body = Vec::new();
+    cobs_decode(&v1[2..v1.len() - 1], &mut body).unwrap();
+    assert_eq!(body[0], 1, "a version 1 frame");
+    let frame = decode_body(&body).unwrap();
+    let (first, _) = example_heaps();
+    assert_eq!(frame.body, Body::Keyframe(heapscope_protocol::wire::session::keyframe(&first)));
+    body[0] = 3;
+    let n = body.len() - 4;
+    let crc = heapscope_protocol::wire::codec::crc32(&body[..n]);
+    body[n..].copy_from_slice(&crc.to_le_bytes());
+    let err = decode_body(&body).unwrap_err();
+    assert!(err.message.contains("version 3"), "{err}");
+}

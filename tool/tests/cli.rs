@@ -83,7 +83,9 @@ fn inspect_reads_stdin_and_reports_every_dump_with_all() {
 
     let text = heapscope(&["inspect", "--all", "-"], Some(&log));
     let stdout = String::from_utf8(text.stdout).unwrap();
-    assert!(stdout.contains("dump 2 of 3"), "{stdout}");
+    // Each dump is printed as it is found, the count at the end.
+    assert!(stdout.contains("-: dump 2, lines"), "{stdout}");
+    assert!(stdout.trim_end().ends_with("-: 3 dumps"), "{stdout}");
     assert!(stdout.contains("largest free       112,112 B"), "{stdout}");
 }
 
@@ -133,4 +135,34 @@ fn inspect_of_a_recording_lists_its_events_and_with_all_every_snapshot() {
     let text = String::from_utf8_lossy(&text.stdout);
     assert_eq!(text.lines().filter(|l| l.contains(" snapshot ")).count(), 47, "{text}");
     assert!(text.contains("3 MemoryErrors") && text.contains("allocating 1088 bytes"), "{text}");
+}
+
+#[test]
+fn inspect_of_a_long_log_keeps_only_what_it_prints() {
+    // 40,000 dumps of a 2 MB heap (13 MB of text): kept whole they take over 600 MB. Under a
+    // 256 MiB address-space limit the last one must still be printed, and with --all each one.
+    let one = std::fs::read(fixture("stock129_x64_mem_info1_2M.txt")).unwrap();
+    let mut log = Vec::new();
+    for _ in 0..40_000 {
+        log.extend(b">>> micropython.mem_info(1)\r\n");
+        log.extend(&one);
+    }
+    let path = std::env::temp_dir().join(format!("heapscope-long-log-{}.txt", std::process::id()));
+    std::fs::write(&path, &log).unwrap();
+    let limited = |extra: &str| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("ulimit -v 262144 && exec \"$0\" inspect {extra} \"$1\" | tail -c 2000"))
+            .arg(env!("CARGO_BIN_EXE_heapscope"))
+            .arg(&path)
+            .output()
+            .expect("run sh")
+    };
+    let out = limited("");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("dump 40000 of 40000"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let out = limited("--all --json");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.trim_end().ends_with("}\n]") && stdout.contains("\"block_size\": 32"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::remove_file(&path).unwrap();
 }

@@ -8,26 +8,63 @@ pub fn crc32(data: &[u8]) -> u32 {
     crc32_update(0, data)
 }
 
-/// Continues a CRC-32 over more data (`crc32_update(crc32(a), b) == crc32(a ++ b)`).
-pub fn crc32_update(crc: u32, data: &[u8]) -> u32 {
-    const TABLE: [u32; 256] = {
-        let mut table = [0u32; 256];
+/// Slicing-by-16 tables: `TABLES[0]` is the classic byte table, `TABLES[k][i]` the CRC of byte
+/// `i` followed by `k` zero bytes. 16 KiB, built at compile time.
+const TABLES: [[u32; 256]; 16] = {
+    let mut t = [[0u32; 256]; 16];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            k += 1;
+        }
+        t[0][i] = c;
+        i += 1;
+    }
+    let mut k = 1;
+    while k < 16 {
         let mut i = 0;
         while i < 256 {
-            let mut c = i as u32;
-            let mut k = 0;
-            while k < 8 {
-                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
-                k += 1;
-            }
-            table[i] = c;
+            let prev = t[k - 1][i];
+            t[k][i] = (prev >> 8) ^ t[0][(prev & 0xFF) as usize];
             i += 1;
         }
-        table
-    };
+        k += 1;
+    }
+    t
+};
+
+/// Continues a CRC-32 over more data (`crc32_update(crc32(a), b) == crc32(a ++ b)`).
+///
+/// Slicing-by-16: sixteen table lookups per 16 bytes, no data-dependent chain between them,
+/// several bytes per cycle on any 64-bit host; the protocol crate stays free of dependencies.
+pub fn crc32_update(crc: u32, data: &[u8]) -> u32 {
+    let t = &TABLES;
     let mut c = !crc;
-    for &b in data {
-        c = TABLE[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
+    let mut blocks = data.chunks_exact(16);
+    for b in &mut blocks {
+        let a = c ^ u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        c = t[15][(a & 0xFF) as usize]
+            ^ t[14][((a >> 8) & 0xFF) as usize]
+            ^ t[13][((a >> 16) & 0xFF) as usize]
+            ^ t[12][(a >> 24) as usize]
+            ^ t[11][b[4] as usize]
+            ^ t[10][b[5] as usize]
+            ^ t[9][b[6] as usize]
+            ^ t[8][b[7] as usize]
+            ^ t[7][b[8] as usize]
+            ^ t[6][b[9] as usize]
+            ^ t[5][b[10] as usize]
+            ^ t[4][b[11] as usize]
+            ^ t[3][b[12] as usize]
+            ^ t[2][b[13] as usize]
+            ^ t[1][b[14] as usize]
+            ^ t[0][b[15] as usize];
+    }
+    for &b in blocks.remainder() {
+        c = t[0][((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
     }
     !c
 }
@@ -173,10 +210,16 @@ impl<'a> Reader<'a> {
         self.remaining() == 0
     }
 
+    /// Steps back over the last `n` bytes read (a bit reader gives back what it read ahead).
+    pub fn unread(&mut self, n: usize) {
+        self.pos = self.pos.checked_sub(n).expect("unread only what was read");
+    }
+
     pub fn error(&self, message: impl Into<String>) -> DecodeError {
         DecodeError::new(self.offset(), message)
     }
 
+    #[inline]
     pub fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], DecodeError> {
         if self.remaining() < n {
             return Err(self.error(format!("{what}: need {n} bytes, {} left", self.remaining())));
@@ -186,8 +229,15 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
+    #[inline]
     pub fn u8(&mut self, what: &str) -> Result<u8, DecodeError> {
-        Ok(self.take(1, what)?[0])
+        match self.buf.get(self.pos) {
+            Some(&b) => {
+                self.pos += 1;
+                Ok(b)
+            }
+            None => Err(self.error(format!("{what}: need 1 bytes, 0 left"))),
+        }
     }
 
     pub fn u16(&mut self, what: &str) -> Result<u16, DecodeError> {
@@ -200,7 +250,19 @@ impl<'a> Reader<'a> {
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 
+    #[inline]
     pub fn varint(&mut self, what: &str) -> Result<u64, DecodeError> {
+        // Most varints on the wire are one byte.
+        if let Some(&b) = self.buf.get(self.pos) {
+            if b < 0x80 {
+                self.pos += 1;
+                return Ok(u64::from(b));
+            }
+        }
+        self.varint_long(what)
+    }
+
+    fn varint_long(&mut self, what: &str) -> Result<u64, DecodeError> {
         let start = self.offset();
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
@@ -243,6 +305,24 @@ mod tests {
     fn crc32_check_value() {
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
         assert_eq!(crc32_update(crc32(b"1234"), b"56789"), 0xCBF4_3926);
+        // Every length and alignment of the 16-byte loop against the bitwise definition.
+        let data: Vec<u8> = (0..300u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let bitwise = |d: &[u8]| {
+            let mut c = !0u32;
+            for &b in d {
+                c ^= u32::from(b);
+                for _ in 0..8 {
+                    c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+                }
+            }
+            !c
+        };
+        for start in 0..17 {
+            for len in [0, 1, 15, 16, 17, 31, 32, 33, 100, 283 - start] {
+                let d = &data[start..start + len];
+                assert_eq!(crc32(d), bitwise(d), "start {start} len {len}");
+            }
+        }
     }
 
     #[test]

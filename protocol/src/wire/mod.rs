@@ -11,10 +11,12 @@ pub mod session;
 
 use codec::{cobs_encode, crc32, DecodeError, Reader, Writer};
 
-use crate::model::{GcFigures, MemStats, PythonFigures, Reported, StackFigures, SystemHeap};
+use crate::model::{GcFigures, MemStats, PythonFigures, Reported, StackFigures, SystemHeap, MAX_HEAP_BLOCKS};
 
-/// Version byte of every frame body.
-pub const VERSION: u8 = 1;
+/// Version byte of every frame body the encoders write.
+pub const VERSION: u8 = 2;
+/// Oldest version the decoder reads (1 differs only in how a range of blocks is coded).
+pub const OLDEST_VERSION: u8 = 1;
 /// Bytes that start a frame on the line: 0xFF never occurs in UTF-8 text.
 pub const FRAME_START: [u8; 2] = [0xFF, 0x00];
 /// Byte that ends a frame: COBS leaves no zero inside.
@@ -165,85 +167,276 @@ mod figure_tag {
     pub const PYTHON: u8 = 6;
 }
 
-/// ATB run-length tokens: a varint `(count - 1) << 2 | op`.
-mod atb_op {
-    /// `count` bytes of 0x00: four free blocks each.
-    pub const FREE: u64 = 0;
-    /// `count` bytes of 0xAA: four tail blocks each.
-    pub const TAIL: u64 = 1;
-    /// `count` literal bytes follow.
-    pub const LITERAL: u64 = 2;
-    /// One byte follows, repeated `count` times.
-    pub const REPEAT: u64 = 3;
+pub use crate::model::heads_in;
+
+/// Block kinds in the ATB: 2 bits per block.
+const FREE: u8 = 0;
+const HEAD: u8 = 1;
+const TAIL: u8 = 2;
+const MARK: u8 = 3;
+
+fn kind_at(atb: &[u8], block: usize) -> u8 {
+    (atb[block / 4] >> (2 * (block % 4))) & 3
 }
 
-/// Runs shorter than this are cheaper as literals.
-const MIN_REPEAT: usize = 3;
-
-/// Number of head blocks (HEAD or MARK: bit 0 set) in ATB bytes.
-pub fn heads_in(atb: &[u8]) -> usize {
-    atb.iter().map(|b| (b & 0x55).count_ones() as usize).sum()
-}
-
-fn write_atb(w: &mut Writer, atb: &[u8]) {
-    let mut i = 0;
-    let mut literal_start = 0;
-    let flush_literal = |w: &mut Writer, from: usize, to: usize| {
-        if to > from {
-            w.varint(((to - from - 1) as u64) << 2 | atb_op::LITERAL);
-            w.bytes(&atb[from..to]);
-        }
-    };
-    while i < atb.len() {
-        let b = atb[i];
-        let run = atb[i..].iter().take_while(|&&x| x == b).count();
-        let special = b == 0x00 || b == 0xAA;
-        if run >= MIN_REPEAT || (special && run >= 1 && (run >= 2 || literal_start == i)) {
-            flush_literal(w, literal_start, i);
-            let op = match b {
-                0x00 => atb_op::FREE,
-                0xAA => atb_op::TAIL,
-                _ => atb_op::REPEAT,
-            };
-            w.varint(((run - 1) as u64) << 2 | op);
-            if op == atb_op::REPEAT {
-                w.u8(b);
-            }
-            i += run;
-            literal_start = i;
+/// First block at or after `from` (before `to`) that is not of `kind`.
+fn run_end(atb: &[u8], from: usize, to: usize, kind: u8) -> usize {
+    let fill = [0x00u8, 0x55, 0xAA, 0xFF][kind as usize];
+    let mut i = from;
+    while i < to {
+        if i.is_multiple_of(4) && i + 4 <= to && atb[i / 4] == fill {
+            i += 4;
+        } else if kind_at(atb, i) == kind {
+            i += 1;
         } else {
-            i += run;
+            break;
         }
     }
-    flush_literal(w, literal_start, atb.len());
+    i
+}
+
+/// Bits packed least significant first, then padded with zeros to a whole byte (SPEC 3.4).
+struct BitWriter<'a> {
+    w: &'a mut Writer,
+    acc: u32,
+    bits: u32,
+}
+
+impl BitWriter<'_> {
+    fn put(&mut self, value: u32, count: u32) {
+        debug_assert!(count <= 16);
+        self.acc |= (value & ((1 << count) - 1)) << self.bits;
+        self.bits += count;
+        while self.bits >= 8 {
+            self.w.u8(self.acc as u8);
+            self.acc >>= 8;
+            self.bits -= 8;
+        }
+    }
+
+    /// Elias gamma of `v >= 1`: n zero bits, a one bit, then the low n bits of v, n = log2(v).
+    fn gamma(&mut self, v: u64) {
+        let n = 63 - v.leading_zeros();
+        let mut zeros = n;
+        while zeros > 0 {
+            let c = zeros.min(16);
+            self.put(0, c);
+            zeros -= c;
+        }
+        self.put(1, 1);
+        let mut shift = 0;
+        while shift < n {
+            let c = (n - shift).min(16);
+            self.put((v >> shift) as u32, c);
+            shift += c;
+        }
+    }
+
+    fn finish(self) {
+        if self.bits > 0 {
+            self.w.u8(self.acc as u8);
+        }
+    }
+}
+
+/// The layout code of `blocks` blocks (SPEC 3.4): their table bytes `atb` (bits past `blocks`
+/// zero) and the type codes of their heads, in block order.
+fn write_layout(w: &mut Writer, atb: &[u8], blocks: usize, codes: &[u8]) {
+    let exact = (0..blocks).any(|i| {
+        let k = kind_at(atb, i);
+        k == MARK || (k == TAIL && i > 0 && kind_at(atb, i - 1) == FREE)
+    });
+    let mut b = BitWriter { w, acc: 0, bits: 0 };
+    b.put(u32::from(exact), 1);
+    let mut i = run_end(atb, 0, blocks, TAIL);
+    b.gamma(i as u64 + 1);
+    let mut code = codes.iter();
+    while i < blocks {
+        let e = run_end(atb, i, blocks, FREE);
+        b.gamma((e - i) as u64 + 1);
+        i = e;
+        if i >= blocks {
+            break;
+        }
+        let k = kind_at(atb, i);
+        if exact {
+            b.put(u32::from(k), 2);
+        }
+        if k != TAIL {
+            b.put(u32::from(*code.next().expect("one type code per head")), 4);
+        }
+        let e = run_end(atb, i + 1, blocks, TAIL);
+        b.gamma((e - i) as u64);
+        i = e;
+    }
+    b.finish();
+}
+
+/// Reads bits as [`BitWriter`] writes them, least significant first, from the frame's bytes.
+struct BitReader<'r, 'a> {
+    r: &'r mut Reader<'a>,
+    acc: u64,
+    bits: u32,
+}
+
+impl BitReader<'_, '_> {
+    /// Tops the accumulator up to at least 57 bits, or to the end of the frame.
+    #[inline]
+    fn refill(&mut self) {
+        while self.bits <= 56 && !self.r.is_empty() {
+            let byte = self.r.u8("layout code").expect("not empty");
+            self.acc |= u64::from(byte) << self.bits;
+            self.bits += 8;
+        }
+    }
+
+    #[inline]
+    fn get(&mut self, count: u32) -> Result<u32, DecodeError> {
+        debug_assert!(count <= 32);
+        if self.bits < count {
+            self.refill();
+            if self.bits < count {
+                return Err(self.r.error("layout code: need 1 bytes, 0 left"));
+            }
+        }
+        let v = (self.acc & ((1u64 << count) - 1)) as u32;
+        self.acc >>= count;
+        self.bits -= count;
+        Ok(v)
+    }
+
+    /// Offset of the byte holding the next unread bit.
+    fn offset(&self) -> usize {
+        self.r.offset() - (self.bits / 8) as usize
+    }
+
+    /// Gives back the whole bytes read ahead: the code ends in the byte of its last bit.
+    fn finish(self) {
+        self.r.unread((self.bits / 8) as usize);
+    }
+
+    /// Elias gamma: `n` zero bits, a one, then the `n` low bits of the value.
+    #[inline]
+    fn gamma(&mut self, what: &str) -> Result<u64, DecodeError> {
+        let at = self.offset();
+        self.refill();
+        let zeros = self.acc.trailing_zeros();
+        if zeros < self.bits && 2 * zeros < self.bits {
+            // The whole code is in the accumulator.
+            let n = zeros;
+            if n > 40 {
+                return Err(DecodeError::new(at, format!("{what}: gamma code longer than 40 bits")));
+            }
+            let low = (self.acc >> (n + 1)) & ((1u64 << n) - 1);
+            self.acc >>= 2 * n + 1;
+            self.bits -= 2 * n + 1;
+            return Ok(1u64 << n | low);
+        }
+        let mut n = 0;
+        while self.get(1)? == 0 {
+            n += 1;
+            if n > 40 {
+                return Err(DecodeError::new(at, format!("{what}: gamma code longer than 40 bits")));
+            }
+        }
+        let mut v = 1u64 << n;
+        let mut shift = 0;
+        while shift < n {
+            let c = (n - shift).min(16);
+            v |= u64::from(self.get(c)?) << shift;
+            shift += c;
+        }
+        Ok(v)
+    }
+}
+
+/// Sets `count` blocks from `at` to `kind` in a table whose bits there are zero: whole bytes at
+/// once where the run covers them.
+fn fill_kind(atb: &mut [u8], at: usize, count: usize, kind: u8) {
+    let end = at + count;
+    let mut i = at;
+    while i < end && !i.is_multiple_of(4) {
+        atb[i / 4] |= kind << (2 * (i % 4));
+        i += 1;
+    }
+    let whole = (end - i) / 4;
+    atb[i / 4..i / 4 + whole].fill(kind * 0x55);
+    i += whole * 4;
+    while i < end {
+        atb[i / 4] |= kind << (2 * (i % 4));
+        i += 1;
+    }
+}
+
+/// Reads the layout code of `blocks` blocks: their table bytes and their heads' type codes.
+fn read_layout(r: &mut Reader<'_>, blocks: usize) -> Result<(Vec<u8>, Vec<u8>), DecodeError> {
+    let mut atb = vec![0u8; blocks.div_ceil(4)];
+    let mut codes = Vec::new();
+    let mut b = BitReader { r, acc: 0, bits: 0 };
+    let run = |b: &mut BitReader<'_, '_>, atb: &mut [u8], at: &mut usize, kind: u8, count: u64, what: &str| {
+        if count > (blocks - *at) as u64 {
+            return Err(DecodeError::new(b.offset(), format!("{what} of {count} blocks overruns the {} blocks left", blocks - *at)));
+        }
+        if kind != FREE {
+            fill_kind(atb, *at, count as usize, kind);
+        }
+        *at += count as usize;
+        Ok(())
+    };
+    let exact = b.get(1)? == 1;
+    let mut i = 0;
+    let lead = b.gamma("leading tails")? - 1;
+    run(&mut b, &mut atb, &mut i, TAIL, lead, "leading tail run")?;
+    while i < blocks {
+        let gap = b.gamma("free run")? - 1;
+        run(&mut b, &mut atb, &mut i, FREE, gap, "free run")?;
+        if i >= blocks {
+            break;
+        }
+        let kind = if exact { b.get(2)? as u8 } else { HEAD };
+        if kind == FREE {
+            return Err(DecodeError::new(b.offset(), "layout item of kind free"));
+        }
+        if kind != TAIL {
+            codes.push(b.get(4)? as u8);
+        }
+        run(&mut b, &mut atb, &mut i, kind, 1, "allocation")?;
+        let tails = b.gamma("tail run")? - 1;
+        run(&mut b, &mut atb, &mut i, TAIL, tails, "tail run")?;
+    }
+    b.finish();
+    Ok((atb, codes))
+}
+
+/// Version 1 coded a range as an ATB run list and then its type codes, two per byte; recordings
+/// made with it stay readable.
+mod atb_op {
+    pub const FREE: u64 = 0;
+    pub const TAIL: u64 = 1;
+    pub const LITERAL: u64 = 2;
 }
 
 fn read_atb(r: &mut Reader<'_>, len: usize) -> Result<Vec<u8>, DecodeError> {
-    let mut atb = Vec::with_capacity(len);
-    while atb.len() < len {
-        let at = r.offset();
+    // Zeroed once: free runs, the commonest token, then cost nothing.
+    let mut atb = vec![0u8; len];
+    let mut at = 0;
+    while at < len {
+        let token_at = r.offset();
         let token = r.varint("ATB run")?;
         let count = (token >> 2) as usize + 1;
-        if count > len - atb.len() {
-            return Err(DecodeError::new(at, format!("ATB run of {count} bytes overruns the table ({} left)", len - atb.len())));
+        if count > len - at {
+            return Err(DecodeError::new(token_at, format!("ATB run of {count} bytes overruns the table ({} left)", len - at)));
         }
+        let run = &mut atb[at..at + count];
         match token & 3 {
-            atb_op::FREE => atb.resize(atb.len() + count, 0x00),
-            atb_op::TAIL => atb.resize(atb.len() + count, 0xAA),
-            atb_op::LITERAL => atb.extend_from_slice(r.take(count, "ATB literal")?),
-            _ => {
-                let b = r.u8("ATB repeated byte")?;
-                atb.resize(atb.len() + count, b);
-            }
+            atb_op::FREE => {}
+            atb_op::TAIL => run.fill(0xAA),
+            atb_op::LITERAL => run.copy_from_slice(r.take(count, "ATB literal")?),
+            _ => run.fill(r.u8("ATB repeated byte")?),
         }
+        at += count;
     }
     Ok(atb)
-}
-
-fn write_codes(w: &mut Writer, codes: &[u8]) {
-    for pair in codes.chunks(2) {
-        w.u8((pair[0] & 0x0F) | (pair.get(1).copied().unwrap_or(0) & 0x0F) << 4);
-    }
 }
 
 fn read_codes(r: &mut Reader<'_>, heads: usize) -> Result<Vec<u8>, DecodeError> {
@@ -257,6 +450,18 @@ fn mask_tail(atb: &mut [u8], blocks: usize) {
         if let Some(last) = atb.last_mut() {
             *last &= (1u8 << (2 * (blocks % 4))) - 1;
         }
+    }
+}
+
+/// The table bytes and type codes of a range of `blocks` blocks, in the frame's version.
+fn read_range(r: &mut Reader<'_>, version: u8, blocks: usize) -> Result<(Vec<u8>, Vec<u8>), DecodeError> {
+    if version == 1 {
+        let mut atb = read_atb(r, blocks.div_ceil(4))?;
+        mask_tail(&mut atb, blocks);
+        let codes = read_codes(r, heads_in(&atb))?;
+        Ok((atb, codes))
+    } else {
+        read_layout(r, blocks)
     }
 }
 
@@ -343,8 +548,10 @@ fn read_figures(r: &mut Reader<'_>) -> Result<Reported, DecodeError> {
     Ok(f)
 }
 
-/// Most blocks an area may claim: a 1 GiB heap of 4-byte blocks.
-const MAX_BLOCKS: u64 = 1 << 28;
+/// Most blocks a frame may claim over all its areas (the model's limit, a heap no board has):
+/// a run-length-coded table lets a few bytes claim any size, so the decoder refuses more
+/// before it allocates anything.
+const MAX_BLOCKS: u64 = MAX_HEAP_BLOCKS as u64;
 const MAX_AREAS: u64 = 64;
 
 fn write_payload(w: &mut Writer, body: &Body) {
@@ -369,8 +576,7 @@ fn write_payload(w: &mut Writer, body: &Body) {
             for a in &k.areas {
                 w.varint(a.pool_start);
                 w.varint(a.blocks as u64);
-                write_atb(w, &a.atb);
-                write_codes(w, &a.codes);
+                write_layout(w, &a.atb, a.blocks, &a.codes);
             }
             write_figures(w, &k.figures);
         }
@@ -386,8 +592,8 @@ fn write_payload(w: &mut Writer, body: &Body) {
                 for c in &a.chunks {
                     w.varint((c.index - next_index) as u64);
                     next_index = c.index + 1;
-                    write_atb(w, &c.atb);
-                    write_codes(w, &c.codes);
+                    let first = c.index * d.chunk_blocks;
+                    write_layout(w, &c.atb, (first + d.chunk_blocks).min(a.blocks) - first, &c.codes);
                 }
             }
             write_figures(w, &d.figures);
@@ -427,11 +633,28 @@ fn write_payload(w: &mut Writer, body: &Body) {
     }
 }
 
-fn read_area_head(r: &mut Reader<'_>) -> Result<(u64, usize), DecodeError> {
-    Ok((r.varint("pool start")?, r.count("area blocks", MAX_BLOCKS)?))
+/// An area's start and size; `claimed` counts the blocks of the frame's areas so far, which
+/// together may not pass [`MAX_BLOCKS`].
+fn read_area_head(r: &mut Reader<'_>, claimed: &mut u64) -> Result<(u64, usize), DecodeError> {
+    let pool_start = r.varint("pool start")?;
+    let at = r.offset();
+    let blocks = r.varint("area blocks")?;
+    match claimed.checked_add(blocks) {
+        Some(total) if total <= MAX_BLOCKS => *claimed = total,
+        _ => {
+            return Err(DecodeError::new(
+                at,
+                format!(
+                    "areas of {} blocks in all; a snapshot holds at most {MAX_BLOCKS} (a 256 MiB heap of 16-byte blocks, larger than any board's)",
+                    claimed.saturating_add(blocks)
+                ),
+            ))
+        }
+    }
+    Ok((pool_start, blocks as usize))
 }
 
-fn read_payload(r: &mut Reader<'_>, frame_type: u8) -> Result<Body, DecodeError> {
+fn read_payload(r: &mut Reader<'_>, version: u8, frame_type: u8) -> Result<Body, DecodeError> {
     Ok(match frame_type {
         t if t == FrameType::Hello as u8 => {
             let block_size = r.count("block size", 1 << 16)? as u32;
@@ -439,8 +662,9 @@ fn read_payload(r: &mut Reader<'_>, frame_type: u8) -> Result<Body, DecodeError>
             let platform = r.str("platform")?;
             let n = r.count("area count", MAX_AREAS)?;
             let mut areas = Vec::with_capacity(n);
+            let mut claimed = 0;
             for _ in 0..n {
-                let (pool_start, blocks) = read_area_head(r)?;
+                let (pool_start, blocks) = read_area_head(r, &mut claimed)?;
                 areas.push(AreaExtent { pool_start, blocks });
             }
             let types = r.u8("type count")? as usize;
@@ -454,11 +678,10 @@ fn read_payload(r: &mut Reader<'_>, frame_type: u8) -> Result<Body, DecodeError>
             let block_size = r.count("block size", 1 << 16)? as u32;
             let n = r.count("area count", MAX_AREAS)?;
             let mut areas = Vec::with_capacity(n);
+            let mut claimed = 0;
             for _ in 0..n {
-                let (pool_start, blocks) = read_area_head(r)?;
-                let mut atb = read_atb(r, blocks.div_ceil(4))?;
-                mask_tail(&mut atb, blocks);
-                let codes = read_codes(r, heads_in(&atb))?;
+                let (pool_start, blocks) = read_area_head(r, &mut claimed)?;
+                let (atb, codes) = read_range(r, version, blocks)?;
                 areas.push(WireArea { pool_start, blocks, atb, codes });
             }
             let figures = read_figures(r)?;
@@ -473,10 +696,12 @@ fn read_payload(r: &mut Reader<'_>, frame_type: u8) -> Result<Body, DecodeError>
             }
             let n = r.count("area count", MAX_AREAS)?;
             let mut areas = Vec::with_capacity(n);
+            let mut claimed = 0;
             for _ in 0..n {
-                let (pool_start, blocks) = read_area_head(r)?;
+                let (pool_start, blocks) = read_area_head(r, &mut claimed)?;
                 let chunk_count = blocks.div_ceil(chunk_blocks);
-                let changed = r.count("changed chunks", chunk_count as u64)?;
+                // Each chunk takes at least a byte (its index gap): the input bounds them.
+                let changed = r.count("changed chunks", (chunk_count as u64).min(r.remaining() as u64))?;
                 let mut chunks = Vec::with_capacity(changed);
                 let mut next_index = 0usize;
                 for _ in 0..changed {
@@ -487,9 +712,7 @@ fn read_payload(r: &mut Reader<'_>, frame_type: u8) -> Result<Body, DecodeError>
                     }
                     let first = index * chunk_blocks;
                     let end = (first + chunk_blocks).min(blocks);
-                    let mut atb = read_atb(r, end.div_ceil(4) - first / 4)?;
-                    mask_tail(&mut atb, end - first);
-                    let codes = read_codes(r, heads_in(&atb))?;
+                    let (atb, codes) = read_range(r, version, end - first)?;
                     chunks.push(Chunk { index, atb, codes });
                     next_index = index + 1;
                 }
@@ -511,7 +734,7 @@ fn read_payload(r: &mut Reader<'_>, frame_type: u8) -> Result<Body, DecodeError>
                 },
                 event_kind::MARK => Event::Mark { label: r.str("mark label")? },
                 event_kind::AREA_ADDED => {
-                    let (pool_start, blocks) = read_area_head(r)?;
+                    let (pool_start, blocks) = read_area_head(r, &mut 0)?;
                     Event::AreaAdded(AreaExtent { pool_start, blocks })
                 }
                 event_kind::AREA_REMOVED => Event::AreaRemoved { pool_start: r.varint("pool start")? },
@@ -552,24 +775,39 @@ pub fn encode_frame(frame: &Frame) -> Vec<u8> {
 /// Decodes a body (COBS already undone). The CRC is checked before anything else is read, so a
 /// damaged frame is rejected, never decoded into wrong data.
 pub fn decode_body(body: &[u8]) -> Result<Frame, DecodeError> {
-    if body.len() < HEADER_LEN + CRC_LEN {
-        return Err(DecodeError::new(0, format!("frame of {} bytes is shorter than header and CRC", body.len())));
-    }
-    let (data, crc_bytes) = body.split_at(body.len() - CRC_LEN);
-    let sent = u32::from_le_bytes([crc_bytes[0], crc_bytes[1], crc_bytes[2], crc_bytes[3]]);
+    let data = split_crc(body)?;
     let computed = crc32(data);
+    let sent = u32::from_le_bytes(body[data.len()..].try_into().expect("4 CRC bytes"));
     if sent != computed {
         return Err(DecodeError::new(data.len(), format!("CRC mismatch: frame says {sent:08x}, content gives {computed:08x}")));
     }
+    decode_payload(data)
+}
+
+/// Decodes a body whose bytes a check already covered (a recording's record CRC spans the
+/// whole frame, its own CRC included), without computing the frame's CRC a second time.
+pub fn decode_body_verified(body: &[u8]) -> Result<Frame, DecodeError> {
+    decode_payload(split_crc(body)?)
+}
+
+/// The body without its CRC.
+fn split_crc(body: &[u8]) -> Result<&[u8], DecodeError> {
+    if body.len() < HEADER_LEN + CRC_LEN {
+        return Err(DecodeError::new(0, format!("frame of {} bytes is shorter than header and CRC", body.len())));
+    }
+    Ok(&body[..body.len() - CRC_LEN])
+}
+
+fn decode_payload(data: &[u8]) -> Result<Frame, DecodeError> {
     let mut r = Reader::new(data);
     let version = r.u8("version")?;
-    if version != VERSION {
-        return Err(DecodeError::new(0, format!("protocol version {version}, this decoder reads {VERSION}")));
+    if !(OLDEST_VERSION..=VERSION).contains(&version) {
+        return Err(DecodeError::new(0, format!("protocol version {version}, this decoder reads {OLDEST_VERSION} to {VERSION}")));
     }
     let frame_type = r.u8("frame type")?;
     let seq = r.u16("sequence")?;
     let device_ms = r.u32("device time")?;
-    let body = read_payload(&mut r, frame_type)?;
+    let body = read_payload(&mut r, version, frame_type)?;
     if !r.is_empty() {
         return Err(r.error(format!("{} bytes left over after the payload", r.remaining())));
     }
@@ -630,16 +868,71 @@ mod tests {
     }
 
     #[test]
-    fn atb_runs_compress_and_round_trip() {
+    fn layouts_compress_and_round_trip_any_table() {
+        // Long free and tail runs, a mark, a tail after a free block, a range that starts in
+        // the middle of an allocation, and an odd block count.
         let mut atb = vec![0u8; 1000];
         atb.extend([0xAA; 500]);
-        atb.extend([0x55, 0x59, 0x00, 0x99, 0x99, 0x99, 0x99, 0xAA, 0x01]);
+        atb.extend([0x55, 0x59, 0x00, 0x99, 0x9B, 0x99, 0x99, 0xA8, 0x01]);
+        let blocks = atb.len() * 4 - 3;
+        let heads = heads_in(&atb);
+        let codes: Vec<u8> = (0..heads).map(|i| (i * 7 % 16) as u8).collect();
+        for from in [0usize, 4000, 4004] {
+            let part = &atb[from / 4..];
+            let n = blocks - from;
+            let part_codes = &codes[heads - heads_in(part)..];
+            let mut w = Writer::default();
+            write_layout(&mut w, part, n, part_codes);
+            if from == 0 {
+                assert!(w.buf.len() < 40, "{} bytes", w.buf.len());
+            }
+            let mut r = Reader::new(&w.buf);
+            let (got, got_codes) = read_layout(&mut r, n).unwrap();
+            assert_eq!(got, part, "from {from}");
+            assert_eq!(got_codes, part_codes, "from {from}");
+            assert!(r.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_keyframe_may_not_claim_more_than_any_heap() {
+        // 64 areas of 2^28 blocks in about 1 KB: 8 GB before the limit.
+        let body = crate::synth::claiming_keyframe_body(64, 1 << 28);
+        assert!(body.len() < 1200, "{}", body.len());
+        let err = decode_body(&body).unwrap_err();
+        assert_eq!(err.offset, 8 + 1 + 1 + 5, "the first area's block count: {err}");
+        assert!(err.message.contains("at most 16777216"), "{err}");
+        // The limit is over all areas together, and exactly the limit is accepted.
+        let err = decode_body(&crate::synth::claiming_keyframe_body(2, (1 << 23) + 4)).unwrap_err();
+        assert!(err.message.contains("16777224 blocks"), "{err}");
+        let Body::Keyframe(k) = decode_body(&crate::synth::claiming_keyframe_body(2, 1 << 23)).unwrap().body else { panic!() };
+        assert_eq!(k.areas.iter().map(|a| a.blocks).sum::<usize>(), 1 << 24);
+        // Through the demultiplexer, as `record` reads a stream: a counted corrupt frame.
+        let mut line = FRAME_START.to_vec();
+        cobs_encode(&crate::synth::claiming_keyframe_body(64, 1 << 28), &mut line);
+        line.push(FRAME_END);
+        let items = demux::Demux::new().push(&line);
+        let [demux::Item::Corrupt(c)] = items.as_slice() else { panic!("{items:?}") };
+        assert!(c.error.message.contains("at most 16777216"), "{c}");
+    }
+
+    #[test]
+    fn a_delta_cannot_claim_more_chunks_than_its_bytes_hold() {
         let mut w = Writer::default();
-        write_atb(&mut w, &atb);
-        assert!(w.buf.len() < 20, "{} bytes", w.buf.len());
-        let mut r = Reader::new(&w.buf);
-        assert_eq!(read_atb(&mut r, atb.len()).unwrap(), atb);
-        assert!(r.is_empty());
+        w.u8(VERSION);
+        w.u8(FrameType::Delta as u8);
+        w.u16(8);
+        w.u32(0);
+        w.u16(7);
+        w.varint(4);
+        w.varint(1);
+        w.varint(0x1000);
+        w.varint(1 << 24);
+        w.varint(1 << 22);
+        let crc = crc32(&w.buf);
+        w.u32(crc);
+        let err = decode_body(&w.buf).unwrap_err();
+        assert!(err.message.contains("changed chunks"), "{err}");
     }
 
     #[test]
@@ -649,5 +942,8 @@ mod tests {
         body[9] ^= 0x10;
         let err = decode_body(&body).unwrap_err();
         assert!(err.message.contains("CRC"), "{err}");
+        // Without the frame's own check (a record CRC covered it), the same bytes decode.
+        body[9] ^= 0x10;
+        assert_eq!(decode_body_verified(&body).unwrap(), frame);
     }
 }

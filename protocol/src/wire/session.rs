@@ -40,31 +40,34 @@ pub fn delta(base: &Snapshot, base_seq: u16, current: &Snapshot, chunk_blocks: u
         .iter()
         .map(|area| {
             let old = base.areas.iter().find(|a| a.pool_start() == area.pool_start() && a.blocks() == area.blocks());
-            let new_chunks = chunks(area, chunk_blocks);
-            let chunks = match old {
-                Some(old) => new_chunks.into_iter().zip(chunks(old, chunk_blocks)).filter(|(n, o)| n != o).map(|(n, _)| n).collect(),
-                None => new_chunks,
-            };
-            DeltaArea { pool_start: area.pool_start(), blocks: area.blocks(), chunks }
+            DeltaArea { pool_start: area.pool_start(), blocks: area.blocks(), chunks: changed_chunks(old, area, chunk_blocks) }
         })
         .collect();
     Delta { base_seq, chunk_blocks, areas, figures: current.reported.clone() }
 }
 
-/// An area cut into chunks of `chunk_blocks` blocks, with the type codes of each chunk's heads.
-fn chunks(area: &Area, chunk_blocks: usize) -> Vec<Chunk> {
-    let atb = area.kinds().atb();
+/// The chunks of `area` whose table bytes or head types differ from `old`'s (every chunk
+/// without `old`), with the type codes of each chunk's heads. Unchanged chunks cost a compare.
+fn changed_chunks(old: Option<&Area>, area: &Area, chunk_blocks: usize) -> Vec<Chunk> {
     let bytes_per_chunk = chunk_blocks / 4;
-    let mut type_index = 0;
-    atb.chunks(bytes_per_chunk)
-        .enumerate()
-        .map(|(index, bytes)| {
-            let heads = heads_in(bytes);
-            let codes = area.types()[type_index..type_index + heads].iter().map(|t| t.code()).collect();
-            type_index += heads;
-            Chunk { index, atb: bytes.to_vec(), codes }
-        })
-        .collect()
+    let (mut type_at, mut old_type_at) = (0, 0);
+    let mut chunks = Vec::new();
+    for (index, bytes) in area.kinds().atb().chunks(bytes_per_chunk).enumerate() {
+        let heads = heads_in(bytes);
+        let types = &area.types()[type_at..type_at + heads];
+        type_at += heads;
+        let same = old.is_some_and(|old| {
+            let old_bytes = &old.kinds().atb()[index * bytes_per_chunk..index * bytes_per_chunk + bytes.len()];
+            let old_heads = heads_in(old_bytes);
+            let old_types = &old.types()[old_type_at..old_type_at + old_heads];
+            old_type_at += old_heads;
+            old_bytes == bytes && old_types == types
+        });
+        if !same {
+            chunks.push(Chunk { index, atb: bytes.to_vec(), codes: types.iter().map(|t| t.code()).collect() });
+        }
+    }
+    chunks
 }
 
 /// A frame that cannot be turned into a snapshot.
@@ -74,6 +77,9 @@ pub enum SessionError {
     MissingBase { base_seq: u16 },
     /// A delta naming an area its base lacks without sending all of that area's chunks.
     IncompleteArea { pool_start: u64 },
+    /// A chunk whose table or type codes do not fit its place (only a frame built by hand, never
+    /// one the decoder accepted).
+    BadChunk { pool_start: u64, index: usize },
     /// A snapshot before any block size is known.
     NoBlockSize,
     Model(ModelError),
@@ -87,6 +93,9 @@ impl fmt::Display for SessionError {
             }
             SessionError::IncompleteArea { pool_start } => {
                 write!(f, "delta brings area {pool_start:#x} without all of its chunks")
+            }
+            SessionError::BadChunk { pool_start, index } => {
+                write!(f, "chunk {index} of area {pool_start:#x} does not fit its place")
             }
             SessionError::NoBlockSize => write!(f, "snapshot with block size 0"),
             SessionError::Model(e) => write!(f, "inconsistent snapshot: {e}"),
@@ -104,6 +113,15 @@ pub enum Update {
     Event(Event),
 }
 
+/// What one frame meant, borrowed from the session: the snapshot is the session's own, so
+/// nothing is copied.
+#[derive(Debug, PartialEq)]
+pub enum Applied<'a> {
+    Hello(&'a Hello),
+    Snapshot(&'a Snapshot),
+    Event(Event),
+}
+
 /// Decoding state of one device stream.
 #[derive(Clone, Debug, Default)]
 pub struct Session {
@@ -111,11 +129,13 @@ pub struct Session {
     /// Device type code → model type.
     type_map: Vec<ObjType>,
     last: Option<(u16, Snapshot)>,
+    /// A spare type list, swapped with an area's when a delta rewrites it.
+    spare_types: Vec<ObjType>,
 }
 
 impl Session {
     pub fn new() -> Session {
-        Session { hello: None, type_map: ObjType::ALL.to_vec(), last: None }
+        Session { hello: None, type_map: ObjType::ALL.to_vec(), last: None, spare_types: Vec::new() }
     }
 
     pub fn hello(&self) -> Option<&Hello> {
@@ -127,9 +147,20 @@ impl Session {
         self.last.as_ref().map(|(seq, s)| (*seq, s))
     }
 
-    /// Applies one frame. Deltas need the snapshot they are based on.
+    /// Applies one frame and returns an owned copy of what it meant. Deltas need the snapshot
+    /// they are based on. [`advance`](Self::advance) does the same without the copy.
     pub fn apply(&mut self, frame: &Frame) -> Result<Update, SessionError> {
-        match &frame.body {
+        Ok(match self.advance(frame.clone())? {
+            Applied::Hello(h) => Update::Hello(h.clone()),
+            Applied::Snapshot(s) => Update::Snapshot(s.clone()),
+            Applied::Event(e) => Update::Event(e),
+        })
+    }
+
+    /// Applies one frame, taking it: a keyframe's tables become the snapshot's, a delta's chunks
+    /// are written into the last snapshot in place. On error the session is unchanged.
+    pub fn advance(&mut self, frame: Frame) -> Result<Applied<'_>, SessionError> {
+        match frame.body {
             Body::Hello(h) => {
                 // Names this decoder does not know are still allocations: count them as other.
                 self.type_map = h
@@ -137,21 +168,19 @@ impl Session {
                     .iter()
                     .map(|n| ObjType::from_name(n).unwrap_or(ObjType::Other))
                     .collect();
-                self.hello = Some(h.clone());
                 self.last = None;
-                Ok(Update::Hello(h.clone()))
+                Ok(Applied::Hello(self.hello.insert(h)))
             }
             Body::Keyframe(k) => {
                 let snapshot = self.snapshot_from_keyframe(k)?;
-                self.last = Some((frame.seq, snapshot.clone()));
-                Ok(Update::Snapshot(snapshot))
+                let (_, snapshot) = self.last.insert((frame.seq, snapshot));
+                Ok(Applied::Snapshot(snapshot))
             }
             Body::Delta(d) => {
-                let snapshot = self.snapshot_from_delta(d)?;
-                self.last = Some((frame.seq, snapshot.clone()));
-                Ok(Update::Snapshot(snapshot))
+                self.apply_delta(frame.seq, d)?;
+                Ok(Applied::Snapshot(&self.last.as_ref().expect("a delta applies to the last snapshot").1))
             }
-            Body::Event(e) => Ok(Update::Event(e.clone())),
+            Body::Event(e) => Ok(Applied::Event(e)),
         }
     }
 
@@ -160,59 +189,125 @@ impl Session {
     }
 
     fn area(&self, pool_start: u64, block_size: u32, blocks: usize, atb: Vec<u8>, codes: &[u8]) -> Result<Area, SessionError> {
-        let kinds = KindTable::from_atb(atb, blocks).expect("decoder sized the ATB from the block count");
+        let kinds = KindTable::from_atb(atb, blocks).ok_or(SessionError::BadChunk { pool_start, index: 0 })?;
         let types = codes.iter().map(|&c| self.obj_type(c)).collect();
         Area::new(pool_start, block_size, kinds, types).map_err(SessionError::Model)
     }
 
-    fn snapshot_from_keyframe(&self, k: &Keyframe) -> Result<Snapshot, SessionError> {
+    fn snapshot_from_keyframe(&self, k: Keyframe) -> Result<Snapshot, SessionError> {
         if k.block_size == 0 && !k.areas.is_empty() {
             return Err(SessionError::NoBlockSize);
         }
         let areas = k
             .areas
-            .iter()
-            .map(|a| self.area(a.pool_start, k.block_size, a.blocks, a.atb.clone(), &a.codes))
+            .into_iter()
+            .map(|a| self.area(a.pool_start, k.block_size, a.blocks, a.atb, &a.codes))
             .collect::<Result<_, _>>()?;
-        Ok(Snapshot { areas, reported: k.figures.clone() })
+        Ok(Snapshot { areas, reported: k.figures })
     }
 
-    fn snapshot_from_delta(&self, d: &Delta) -> Result<Snapshot, SessionError> {
+    fn apply_delta(&mut self, seq: u16, d: Delta) -> Result<(), SessionError> {
         let base = match &self.last {
-            Some((seq, snapshot)) if *seq == d.base_seq => snapshot,
+            Some((base_seq, snapshot)) if *base_seq == d.base_seq => snapshot,
             _ => return Err(SessionError::MissingBase { base_seq: d.base_seq }),
         };
         let block_size = base.block_size().or(self.hello.as_ref().map(|h| h.block_size)).unwrap_or(0);
-        let mut areas = Vec::with_capacity(d.areas.len());
+        // Everything is checked before anything changes, so a bad delta leaves the base intact.
+        let mut sources = Vec::with_capacity(d.areas.len());
         for da in &d.areas {
-            let old = base.areas.iter().find(|a| a.pool_start() == da.pool_start && a.blocks() == da.blocks);
-            let mut old_chunks = old.map(|a| chunks(a, d.chunk_blocks)).unwrap_or_default().into_iter();
-            let chunk_count = da.blocks.div_ceil(d.chunk_blocks);
-            if old.is_none() && da.chunks.len() != chunk_count {
-                return Err(SessionError::IncompleteArea { pool_start: da.pool_start });
-            }
+            let old = base.areas.iter().position(|a| a.pool_start() == da.pool_start && a.blocks() == da.blocks);
+            check_chunks(da, d.chunk_blocks, old.is_some())?;
             if block_size == 0 {
                 return Err(SessionError::NoBlockSize);
             }
-            let mut atb = Vec::with_capacity(da.blocks.div_ceil(4));
-            let mut codes = Vec::new();
-            let mut changed = da.chunks.iter().peekable();
-            for index in 0..chunk_count {
-                let old_chunk = old_chunks.next();
-                let chunk = match changed.peek() {
-                    Some(c) if c.index == index => changed.next(),
-                    _ => old_chunk.as_ref(),
-                }
-                .expect("a base area has every chunk");
-                atb.extend_from_slice(&chunk.atb);
-                codes.extend_from_slice(&chunk.codes);
+            if block_size < 4 || !block_size.is_power_of_two() {
+                return Err(SessionError::Model(ModelError::BlockSize(block_size)));
             }
-            areas.push(self.area(da.pool_start, block_size, da.blocks, atb, &codes)?);
+            sources.push(old);
         }
-        Ok(Snapshot { areas, reported: d.figures.clone() })
+        let type_map = std::mem::take(&mut self.type_map);
+        let mut spare = std::mem::take(&mut self.spare_types);
+        let (last_seq, snapshot) = self.last.as_mut().expect("checked above");
+        let mut old_areas: Vec<Option<Area>> = std::mem::take(&mut snapshot.areas).into_iter().map(Some).collect();
+        let obj_type = |c: &u8| type_map.get(*c as usize).copied().unwrap_or(ObjType::Other);
+        for (da, old) in d.areas.iter().zip(sources) {
+            let area = match old.and_then(|i| old_areas[i].take()) {
+                Some(mut area) => {
+                    patch_area(&mut area, da, d.chunk_blocks, &obj_type, &mut spare);
+                    area
+                }
+                None => {
+                    let mut atb = Vec::with_capacity(da.blocks.div_ceil(4));
+                    let mut types = Vec::new();
+                    for c in &da.chunks {
+                        atb.extend_from_slice(&c.atb);
+                        types.extend(c.codes.iter().map(obj_type));
+                    }
+                    let kinds = KindTable::from_atb(atb, da.blocks).expect("chunk sizes checked");
+                    Area::new(da.pool_start, block_size, kinds, types).expect("block size and type counts checked")
+                }
+            };
+            snapshot.areas.push(area);
+        }
+        snapshot.reported = d.figures;
+        *last_seq = seq;
+        self.type_map = type_map;
+        self.spare_types = spare;
+        Ok(())
     }
 }
 
+/// A delta area's chunks: in increasing order inside the area, each with the table bytes of its
+/// place and one type code per head; all of them when the base lacks the area.
+fn check_chunks(da: &DeltaArea, chunk_blocks: usize, in_base: bool) -> Result<(), SessionError> {
+    let chunk_count = da.blocks.div_ceil(chunk_blocks.max(1));
+    if !in_base && da.chunks.len() != chunk_count {
+        return Err(SessionError::IncompleteArea { pool_start: da.pool_start });
+    }
+    let mut next = 0;
+    for c in &da.chunks {
+        let bad = SessionError::BadChunk { pool_start: da.pool_start, index: c.index };
+        if chunk_blocks == 0 || !chunk_blocks.is_multiple_of(4) || c.index < next || c.index >= chunk_count {
+            return Err(bad);
+        }
+        let first = c.index * chunk_blocks;
+        let end = (first + chunk_blocks).min(da.blocks);
+        let past_end = match end % 4 {
+            0 => 0,
+            used => c.atb.last().map_or(0, |b| b >> (2 * used)),
+        };
+        if c.atb.len() != end.div_ceil(4) - first / 4 || c.codes.len() != heads_in(&c.atb) || past_end != 0 {
+            return Err(bad);
+        }
+        next = c.index + 1;
+    }
+    Ok(())
+}
+
+/// Writes a delta's chunks into a base area's table in place, and its types through `spare`.
+fn patch_area(area: &mut Area, da: &DeltaArea, chunk_blocks: usize, obj_type: &impl Fn(&u8) -> ObjType, spare: &mut Vec<ObjType>) {
+    if da.chunks.is_empty() {
+        return;
+    }
+    let (kinds, types) = area.parts_mut();
+    let atb = kinds.atb_mut();
+    let bytes_per_chunk = chunk_blocks / 4;
+    spare.clear();
+    spare.reserve(types.len());
+    let (mut byte_at, mut type_at) = (0, 0);
+    for c in &da.chunks {
+        let start = c.index * bytes_per_chunk;
+        let end = start + c.atb.len();
+        let kept = heads_in(&atb[byte_at..start]);
+        spare.extend_from_slice(&types[type_at..type_at + kept]);
+        type_at += kept + heads_in(&atb[start..end]);
+        atb[start..end].copy_from_slice(&c.atb);
+        spare.extend(c.codes.iter().map(obj_type));
+        byte_at = end;
+    }
+    spare.extend_from_slice(&types[type_at..]);
+    std::mem::swap(types, spare);
+}
 
 #[cfg(test)]
 mod tests {
@@ -243,6 +338,29 @@ mod tests {
 
         // The same delta again no longer has its base.
         assert_eq!(session.apply(&frame(9, Body::Delta(d))), Err(SessionError::MissingBase { base_seq: 7 }));
+    }
+
+    #[test]
+    fn deltas_apply_in_place_chain_after_chain_and_a_bad_one_changes_nothing() {
+        let mut snap = crate::synth::snapshot(11, 16, 3, 30_000);
+        let mut session = Session::new();
+        session.advance(frame(0, Body::Keyframe(keyframe(&snap)))).unwrap();
+        for seq in 1..20u16 {
+            let next = crate::synth::mutate(&snap, u64::from(seq), 40);
+            let d = delta(&snap, seq - 1, &next, 64);
+            if seq == 10 {
+                // A chunk whose table is one byte short: refused, and the base stays as it was.
+                let mut bad = d.clone();
+                let chunk = bad.areas[1].chunks.first_mut().expect("40 changes touch every area");
+                chunk.atb.pop();
+                let err = session.advance(frame(seq, Body::Delta(bad))).unwrap_err();
+                assert!(matches!(err, SessionError::BadChunk { .. }), "{err}");
+                assert_eq!(session.last_snapshot(), Some((seq - 1, &snap)));
+            }
+            let Applied::Snapshot(got) = session.advance(frame(seq, Body::Delta(d))).unwrap() else { panic!() };
+            assert_eq!(got, &next, "delta {seq}");
+            snap = next;
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::io::{Read, Write};
 
-use heapscope_protocol::text;
+use heapscope_protocol::text::{self, Dump, ParseError, ScanEvent};
 use serde_json::json;
 
 use crate::cli::InspectArgs;
@@ -11,26 +11,40 @@ use crate::human;
 use crate::recording::{self, Recording};
 use crate::report::{timeline, RecordingReport, Row, SnapshotReport};
 
+/// Console text is read in pieces of this size: a log of any length costs the same memory.
+const READ_CHUNK: usize = 1 << 20;
+
+/// Malformed dumps listed one by one; past this many, only counted.
+const ERRORS_LISTED: usize = 50;
+
 pub fn run(args: &InspectArgs) -> Result<(), CliError> {
     let name = args.input.display().to_string();
-    if name == "-" {
-        let mut buf = Vec::new();
-        std::io::stdin().read_to_end(&mut buf).map_err(|e| CliError::Io(format!("reading standard input: {e}")))?;
-        if recording::is_recording(&buf) {
-            return inspect_recording(&name, Recording::from_bytes(buf)?, args);
+    let mut input: Box<dyn Read> = if name == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::fs::File::open(&args.input).map_err(|e| file_error(&args.input, e))?)
+    };
+    let read_error = |e: std::io::Error| {
+        if name == "-" {
+            CliError::Io(format!("reading standard input: {e}"))
+        } else {
+            file_error(&args.input, e)
         }
-        return inspect_text(&name, &buf, args);
+    };
+    let mut first = Vec::with_capacity(READ_CHUNK);
+    (&mut input).take(READ_CHUNK as u64).read_to_end(&mut first).map_err(read_error)?;
+    if recording::is_recording(&first) {
+        // A recording file is read where needed, never loaded whole; standard input is read in.
+        if name != "-" {
+            return inspect_recording(&name, super::open_recording(&args.input)?, args);
+        }
+        input.read_to_end(&mut first).map_err(read_error)?;
+        return inspect_recording(&name, Recording::from_bytes(first)?, args);
     }
-    // A recording is read where needed, never loaded whole: look at its header first.
-    let mut head = Vec::with_capacity(recording::HEADER_LEN);
-    std::fs::File::open(&args.input)
-        .and_then(|f| f.take(recording::HEADER_LEN as u64).read_to_end(&mut head))
-        .map_err(|e| file_error(&args.input, e))?;
-    if recording::is_recording(&head) {
-        return inspect_recording(&name, super::open_recording(&args.input)?, args);
-    }
-    let bytes = std::fs::read(&args.input).map_err(|e| file_error(&args.input, e))?;
-    inspect_text(&name, &bytes, args)
+    inspect_text(&name, &first, input, args).map_err(|e| match e {
+        TextError::Read(e) => read_error(e),
+        TextError::Cli(e) => e,
+    })
 }
 
 /// The recording's figures, its events (and with `--all` every snapshot's figures), and its last
@@ -113,44 +127,113 @@ fn print_recording(
     Ok(())
 }
 
-fn inspect_text(name: &str, bytes: &[u8], args: &InspectArgs) -> Result<(), CliError> {
-    let (dumps, errors) = text::parse(bytes);
-    let shown = if args.all { &dumps[..] } else { &dumps[dumps.len().saturating_sub(1)..] };
-    let reports: Vec<SnapshotReport> = shown.iter().map(SnapshotReport::from_dump).collect();
+enum TextError {
+    Read(std::io::Error),
+    Cli(CliError),
+}
 
-    if args.json {
-        let json = if args.all {
-            serde_json::to_string_pretty(&reports)
-        } else {
-            reports.first().map_or(Ok(String::new()), serde_json::to_string_pretty)
-        };
-        let json = json.map_err(|e| CliError::Io(format!("encoding JSON: {e}")))?;
-        if !json.is_empty() {
-            println!("{json}");
-        }
-    } else {
-        for (i, (dump, report)) in shown.iter().zip(&reports).enumerate() {
-            let which = if args.all { i + 1 } else { dumps.len() };
-            println!("{name}: dump {which} of {}, lines {}-{}", dumps.len(), dump.first_line, dump.last_line);
-            print!("{}", human::snapshot(report));
-        }
+impl From<CliError> for TextError {
+    fn from(e: CliError) -> TextError {
+        TextError::Cli(e)
     }
+}
+
+fn write_error(e: std::io::Error) -> CliError {
+    CliError::Io(format!("writing standard output: {e}"))
+}
+
+/// Scans console text as it is read: with `--all` each dump is printed when it is complete,
+/// otherwise only the last one is kept. Memory stays that of one dump whatever the log's length.
+fn inspect_text(name: &str, first: &[u8], mut rest: Box<dyn Read>, args: &InspectArgs) -> Result<(), TextError> {
+    let mut scanner = text::Scanner::new();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut dumps = 0usize;
+    let mut last: Option<Box<Dump>> = None;
+    let mut errors: Vec<ParseError> = Vec::new();
+    let mut more_errors = 0usize;
+    if args.all && args.json {
+        out.write_all(b"[").map_err(write_error)?;
+    }
+    let mut handle = |events: Vec<ScanEvent>, out: &mut dyn Write| -> Result<(), CliError> {
+        for event in events {
+            match event {
+                ScanEvent::Dump(dump) => {
+                    dumps += 1;
+                    if args.all {
+                        print_dump(out, name, &dump, dumps, None, args.json)?;
+                    } else {
+                        last = Some(dump);
+                    }
+                }
+                ScanEvent::Error(e) if errors.len() < ERRORS_LISTED => errors.push(e),
+                ScanEvent::Error(_) => more_errors += 1,
+            }
+        }
+        Ok(())
+    };
+    handle(scanner.push(first), &mut out)?;
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
+        let n = match rest.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(TextError::Read(e)),
+        };
+        handle(scanner.push(&buf[..n]), &mut out)?;
+    }
+    handle(scanner.finish(), &mut out)?;
+    if args.all && args.json {
+        out.write_all(if dumps == 0 { b"]\n" } else { b"\n]\n" }).map_err(write_error)?;
+    } else if args.all && dumps > 0 {
+        writeln!(out, "{name}: {dumps} dumps").map_err(write_error)?;
+    } else if let Some(dump) = &last {
+        print_dump(&mut out, name, dump, dumps, Some(dumps), args.json)?;
+    }
+    out.flush().map_err(write_error)?;
 
     if !errors.is_empty() {
-        let list: Vec<String> = errors
+        let mut list: Vec<String> = errors
             .iter()
             .map(|e| match e.column {
                 Some(col) => format!("{name}:{}:{col}: {}", e.line, e.message),
                 None => format!("{name}:{}: {}", e.line, e.message),
             })
             .collect();
-        return Err(CliError::BadInput(format!("malformed mem_info output:\n  {}", list.join("\n  "))));
+        if more_errors > 0 {
+            list.push(format!("... and {more_errors} more"));
+        }
+        return Err(CliError::BadInput(format!("malformed mem_info output:\n  {}", list.join("\n  "))).into());
     }
-    if dumps.is_empty() {
-        let lines = bytes.iter().filter(|&&b| b == b'\n').count();
+    if dumps == 0 {
+        let lines = scanner.lines_seen();
         return Err(CliError::BadInput(format!(
             "{name}: no micropython.mem_info() output found in {lines} lines (looked for a `GC: total:` line)"
-        )));
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// One dump: dump `which` (`of` the total when it is known), as JSON or for people. In a
+/// streamed `--all --json` array each element follows a comma except the first.
+fn print_dump(out: &mut dyn Write, name: &str, dump: &Dump, which: usize, of: Option<usize>, json: bool) -> Result<(), CliError> {
+    let report = SnapshotReport::from_dump(dump);
+    if json {
+        let text = serde_json::to_string_pretty(&report).map_err(|e| CliError::Io(format!("encoding JSON: {e}")))?;
+        if of.is_some() {
+            writeln!(out, "{text}").map_err(write_error)?;
+        } else {
+            // An element of the array: indented as serde_json indents one.
+            let sep = if which == 1 { "\n" } else { ",\n" };
+            out.write_all(sep.as_bytes()).map_err(write_error)?;
+            let indented: Vec<String> = text.lines().map(|l| format!("  {l}")).collect();
+            out.write_all(indented.join("\n").as_bytes()).map_err(write_error)?;
+        }
+    } else {
+        let of = of.map_or(String::new(), |n| format!(" of {n}"));
+        writeln!(out, "{name}: dump {which}{of}, lines {}-{}", dump.first_line, dump.last_line).map_err(write_error)?;
+        write!(out, "{}", human::snapshot(&report)).map_err(write_error)?;
     }
     Ok(())
 }
