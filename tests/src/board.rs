@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serialport::TTYPort;
+use serialport::{SerialPort, TTYPort};
 
 use crate::cable::{pty_pair, Cable, CableSpec, CableStats};
 
@@ -141,6 +141,7 @@ impl PtyBoard {
             }
         });
         let mut from_a = a_slave.try_clone_native().expect("dup the pty slave");
+        from_a.set_timeout(Duration::from_millis(50)).expect("a read timeout on the pty");
         let to_board = keys.clone();
         std::thread::spawn(move || {
             let mut buf = [0u8; 256];

@@ -5,6 +5,7 @@ pub mod board;
 pub mod cable;
 pub mod c_core;
 pub mod firmware;
+pub mod hour;
 pub mod spec;
 pub mod workload;
 

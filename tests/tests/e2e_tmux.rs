@@ -130,6 +130,9 @@ fn attach_to_a_board_in_a_real_terminal() {
     // The recording made alongside is complete, and polling left the board at its prompt.
     let rec = heapscope::recording::Recording::open(&file).unwrap();
     assert!(rec.closed && rec.snapshot_count() >= 2, "closed {}, {} snapshots", rec.closed, rec.snapshot_count());
+    // Its end record gives the session's length, not time 0.
+    let last = rec.entries.last().map_or(0, |e| e.at());
+    assert!(rec.from_index && rec.duration >= last && last > 0, "length {} us, last entry at {last} us", rec.duration);
     assert!(board.transcript().trim_end().ends_with(">>>"), "{}", board.transcript());
 }
 

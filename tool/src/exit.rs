@@ -68,7 +68,13 @@ pub fn file_error(path: &std::path::Path, e: std::io::Error) -> CliError {
 /// closed or failing stdout is an error, never a panic.
 pub fn print_out(args: fmt::Arguments<'_>) -> Result<(), CliError> {
     use std::io::Write;
-    match std::io::stdout().lock().write_fmt(args) {
+    stdout_result(std::io::stdout().lock().write_fmt(args))
+}
+
+/// What a write to standard output came to: a reader that went away (`| head`) ends the output
+/// quietly; any other failure is an error.
+pub fn stdout_result(written: std::io::Result<()>) -> Result<(), CliError> {
+    match written {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(CliError::Io(format!("writing standard output: {e}"))),

@@ -7,6 +7,9 @@ use heapscope_protocol::text::Dump;
 use heapscope_protocol::Snapshot;
 use serde::Serialize;
 
+use crate::entry::Entry;
+use crate::recording::{Recording, Stored};
+
 #[derive(Debug, Serialize)]
 pub struct SnapshotReport {
     /// Lines of the input the dump spans (text input only).
@@ -220,7 +223,15 @@ pub struct RecordingReport {
     pub events: usize,
     /// Snapshots the device skipped because the line had no room (its `skipped` events).
     pub skipped_snapshots: u64,
+    /// `MemoryError`s the board printed.
+    pub memory_errors: usize,
+    /// Frames and dumps that arrived damaged during the capture.
     pub damaged: usize,
+    /// Damaged stretches of the file that were skipped, and their bytes.
+    pub damaged_records: usize,
+    pub damaged_bytes: u64,
+    /// Snapshots whose records are damaged or whose delta follows a damaged one.
+    pub lost_snapshots: usize,
     pub console_bytes: usize,
     pub meta: serde_json::Value,
 }
@@ -232,14 +243,14 @@ pub struct TruncationReport {
 }
 
 impl RecordingReport {
-    pub fn new(file: &str, rec: &crate::recording::Recording) -> RecordingReport {
-        use crate::entry::{Entry, SegmentReason};
-        use crate::recording::Stored;
+    pub fn new(file: &str, rec: &Recording) -> RecordingReport {
+        use crate::entry::SegmentReason;
+
         let mut r = RecordingReport {
             file: file.to_string(),
             closed: rec.closed,
             truncated: rec.truncated.as_ref().map(|t| TruncationReport { offset: t.offset, reason: t.reason.clone() }),
-            seconds: rec.entries.last().map_or(0.0, |e| e.at() as f64 / 1e6),
+            seconds: rec.duration as f64 / 1e6,
             segments: 0,
             resets: 0,
             gaps: 0,
@@ -248,6 +259,10 @@ impl RecordingReport {
             events: 0,
             skipped_snapshots: 0,
             damaged: 0,
+            memory_errors: timeline(rec).filter(|r| r.kind == "memory_error").count(),
+            damaged_records: rec.damage.stretches,
+            damaged_bytes: rec.damage.bytes,
+            lost_snapshots: rec.lost_snapshots(),
             console_bytes: 0,
             meta: serde_json::from_str(&rec.meta).unwrap_or(serde_json::Value::Null),
         };
@@ -275,4 +290,77 @@ impl RecordingReport {
         }
         r
     }
+}
+
+/// One row of a recording's timeline: a snapshot's figures, or an event, segment, gap, damage
+/// or notice. Console text is not in it.
+#[derive(Debug, Serialize)]
+pub struct Row {
+    pub time_s: f64,
+    pub device_ms: Option<u32>,
+    /// snapshot, event, segment, gap, damaged, notice
+    pub kind: &'static str,
+    pub source: Option<&'static str>,
+    pub used: Option<u64>,
+    pub free: Option<u64>,
+    pub largest_free: Option<u64>,
+    pub fragmentation: Option<f64>,
+    /// The event, segment reason, gap reason, ...
+    pub detail: String,
+}
+
+/// The timeline of a recording, from its entries (snapshots by their stored figures). A
+/// `MemoryError` the board printed on its console is in it too.
+pub fn timeline(rec: &Recording) -> impl Iterator<Item = Row> + '_ {
+    let mut console_line = Vec::new();
+    rec.entries.iter().flat_map(move |e| {
+        let time_s = e.at() as f64 / 1e6;
+        let row = |kind, device_ms, detail: String| Row {
+            time_s,
+            device_ms,
+            kind,
+            source: None,
+            used: None,
+            free: None,
+            largest_free: None,
+            fragmentation: None,
+            detail,
+        };
+        let one = |r| vec![r];
+        match e {
+            Stored::Snapshot { device_ms, source, summary, .. } => one(Row {
+                time_s,
+                device_ms: *device_ms,
+                kind: "snapshot",
+                source: Some(source.name()),
+                used: Some(summary.used),
+                free: Some(summary.free),
+                largest_free: Some(summary.largest_free),
+                fragmentation: Some(summary.fragmentation),
+                detail: String::new(),
+            }),
+            Stored::Entry(Entry::Event { device_ms, event, .. }) => one(row("event", *device_ms, format!("{event:?}"))),
+            Stored::Entry(Entry::Segment { reason, detail, .. }) => one(row("segment", None, format!("{}: {detail}", reason.name()))),
+            Stored::Entry(Entry::Gap { reason, .. }) => one(row("gap", None, reason.clone())),
+            Stored::Entry(Entry::Corrupt { detail, .. }) => one(row("damaged", None, detail.clone())),
+            Stored::Entry(Entry::Notice { text, .. }) => one(row("notice", None, text.clone())),
+            Stored::Entry(Entry::Console { bytes, .. }) => {
+                // Lines may arrive split over several console entries.
+                let mut out = Vec::new();
+                for &b in bytes {
+                    if b == b'\n' {
+                        let line = String::from_utf8_lossy(&console_line);
+                        if line.contains("memory allocation failed") {
+                            out.push(row("memory_error", None, line.trim().to_string()));
+                        }
+                        console_line.clear();
+                    } else if console_line.len() < 4096 {
+                        console_line.push(b);
+                    }
+                }
+                out
+            }
+            Stored::Entry(Entry::Snapshot { .. }) => Vec::new(),
+        }
+    })
 }

@@ -163,6 +163,26 @@ fn skipped_snapshots_are_kept_counted_and_shown() {
 }
 
 #[test]
+fn inspect_of_a_recording_lists_its_events_and_with_all_every_snapshot() {
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/demo.hsr");
+    let v = json(&heapscope(&["inspect", "--json", demo], None));
+    let rows = v["timeline"].as_array().unwrap();
+    assert_eq!(rows.iter().filter(|r| r["kind"] == "memory_error").count(), 3, "{rows:?}");
+    assert!(rows.iter().all(|r| r["kind"] != "snapshot"), "without --all, events only");
+    assert_eq!(v["recording"]["memory_errors"], 3);
+    assert_eq!(v["recording"]["lost_snapshots"], 0);
+    // The length is the recording's, not its last entry's time.
+    assert!(v["recording"]["seconds"].as_f64().unwrap() > 30.0, "{}", v["recording"]);
+    let all = json(&heapscope(&["inspect", "--json", "--all", demo], None));
+    let rows = all["timeline"].as_array().unwrap();
+    assert_eq!(rows.iter().filter(|r| r["kind"] == "snapshot").count(), 47);
+    let text = heapscope(&["inspect", "--all", demo], None);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert_eq!(text.lines().filter(|l| l.contains(" snapshot ")).count(), 47, "{text}");
+    assert!(text.contains("3 MemoryErrors") && text.contains("allocating 1088 bytes"), "{text}");
+}
+
+#[test]
 fn inspect_of_a_long_log_keeps_only_what_it_prints() {
     // 40,000 dumps of a 2 MB heap (13 MB of text): kept whole they take over 600 MB. Under a
     // 256 MiB address-space limit the last one must still be printed, and with --all each one.

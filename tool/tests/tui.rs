@@ -165,10 +165,10 @@ fn the_ui_never_waits_on_the_port() {
         let opener = OnceOpener::new(Box::new(fakes::SilentLink), "silent");
         let options = capture::Options { mode: Mode::Passive, reattach: false, ..capture::Options::default() };
         let capture = Capture::start(Box::new(opener), options).unwrap();
-        let mut feed = Feed { capture, writer: None };
+        let (mut feed, history) = Feed::new(capture, None, "{}").unwrap();
         let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
         let mut script: VecDeque<Event> = vec![key('m'), key('2'), key('?'), code(KeyCode::Esc), key('q')].into();
-        let app = App::new(History::new(), "silent", true);
+        let app = App::new(history, "silent", true);
         let app = start(&mut terminal, app, |_| -> io::Result<Option<Event>> { Ok(script.pop_front()) }, Some(&mut feed)).unwrap();
         let _ = done_tx.send((app.view, screen(&terminal)));
     });

@@ -73,20 +73,21 @@ fn live(interpreter: &Path, args: &DemoArgs) -> Result<(), CliError> {
     let opener = OnceOpener::new(Box::new(port), name.clone());
     let options = capture::Options { mode: Mode::Passive, reattach: false, ..capture::Options::default() };
     let capture = Capture::start(Box::new(opener), options)?;
-    let writer = match &args.output {
-        Some(path) => Some(super::record::create_writer(path, &super::record::meta(&name, "passive"))?),
-        None => None,
-    };
+    let meta = super::record::meta(&name, "passive");
     if !args.headless {
-        let mut feed = crate::tui::Feed { capture, writer };
-        let app = crate::tui::app::App::new(crate::tui::history::History::new(), name, true);
+        let (mut feed, history) = super::view::live_feed(capture, args.output.as_deref(), &meta)?;
+        let app = crate::tui::app::App::new(history, name, true);
         let result = crate::tui::run_in_terminal(app, Some(&mut feed));
-        feed.capture.stop();
+        let finished = super::view::finish(feed);
         let _ = child.kill();
         let _ = child.wait();
         result.map_err(|e| CliError::Io(format!("terminal: {e}")))?;
-        return super::view::finish(feed);
+        return finished;
     }
+    let writer = match &args.output {
+        Some(path) => Some(super::record::create_writer(path, &meta)?),
+        None => None,
+    };
     eprintln!("demo: {} running the bundled workload with a {HEAP_SIZE} heap (Ctrl-C to stop)", interpreter.display());
     let outcome = super::record::run_headless(capture, writer, args.duration, false);
     let _ = child.kill();

@@ -2,68 +2,11 @@
 
 use std::io::Write;
 
-use serde::Serialize;
 use serde_json::json;
 
 use crate::cli::ExportArgs;
-use crate::entry::Entry;
 use crate::exit::{file_error, CliError};
-use crate::recording::{Recording, Stored};
-use crate::report::{RecordingReport, SnapshotReport};
-
-/// One row of the timeline.
-#[derive(Debug, Serialize)]
-struct Row {
-    time_s: f64,
-    device_ms: Option<u32>,
-    /// snapshot, event, segment, gap, damaged, notice
-    kind: &'static str,
-    source: Option<&'static str>,
-    used: Option<u64>,
-    free: Option<u64>,
-    largest_free: Option<u64>,
-    fragmentation: Option<f64>,
-    /// The event, segment reason, gap reason, ...
-    detail: String,
-}
-
-fn rows(rec: &Recording) -> Vec<Row> {
-    let mut out = Vec::new();
-    for e in &rec.entries {
-        let time_s = e.at() as f64 / 1e6;
-        let row = |kind, device_ms, detail: String| Row {
-            time_s,
-            device_ms,
-            kind,
-            source: None,
-            used: None,
-            free: None,
-            largest_free: None,
-            fragmentation: None,
-            detail,
-        };
-        out.push(match e {
-            Stored::Snapshot { device_ms, source, summary, .. } => Row {
-                time_s,
-                device_ms: *device_ms,
-                kind: "snapshot",
-                source: Some(source.name()),
-                used: Some(summary.used),
-                free: Some(summary.free),
-                largest_free: Some(summary.largest_free),
-                fragmentation: Some(summary.fragmentation),
-                detail: String::new(),
-            },
-            Stored::Entry(Entry::Event { device_ms, event, .. }) => row("event", *device_ms, format!("{event:?}")),
-            Stored::Entry(Entry::Segment { reason, detail, .. }) => row("segment", None, format!("{}: {detail}", reason.name())),
-            Stored::Entry(Entry::Gap { reason, .. }) => row("gap", None, reason.clone()),
-            Stored::Entry(Entry::Corrupt { detail, .. }) => row("damaged", None, detail.clone()),
-            Stored::Entry(Entry::Notice { text, .. }) => row("notice", None, text.clone()),
-            Stored::Entry(Entry::Console { .. } | Entry::Snapshot { .. }) => continue,
-        });
-    }
-    out
-}
+use crate::report::{timeline, RecordingReport, SnapshotReport};
 
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
@@ -82,7 +25,7 @@ pub fn run(args: &ExportArgs) -> Result<(), CliError> {
     let mut text = String::new();
     if args.csv {
         text.push_str("time_s,device_ms,kind,source,used,free,largest_free,fragmentation,detail\n");
-        for r in rows(&rec) {
+        for r in timeline(&rec) {
             text.push_str(&format!(
                 "{:.6},{},{},{},{},{},{},{},{}\n",
                 r.time_s,
@@ -103,7 +46,7 @@ pub fn run(args: &ExportArgs) -> Result<(), CliError> {
             .collect();
         let v = json!({
             "recording": RecordingReport::new(&args.input.display().to_string(), &rec),
-            "timeline": rows(&rec),
+            "timeline": timeline(&rec).collect::<Vec<_>>(),
             "snapshots": snapshots,
         });
         text = serde_json::to_string_pretty(&v).expect("export serialises");

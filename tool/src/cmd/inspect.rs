@@ -9,7 +9,7 @@ use crate::cli::InspectArgs;
 use crate::exit::{file_error, CliError};
 use crate::human;
 use crate::recording::{self, Recording};
-use crate::report::{RecordingReport, SnapshotReport};
+use crate::report::{timeline, RecordingReport, Row, SnapshotReport};
 
 /// Console text is read in pieces of this size: a log of any length costs the same memory.
 const READ_CHUNK: usize = 1 << 20;
@@ -34,8 +34,12 @@ pub fn run(args: &InspectArgs) -> Result<(), CliError> {
     let mut first = Vec::with_capacity(READ_CHUNK);
     (&mut input).take(READ_CHUNK as u64).read_to_end(&mut first).map_err(read_error)?;
     if recording::is_recording(&first) {
+        // A recording file is read where needed, never loaded whole; standard input is read in.
+        if name != "-" {
+            return inspect_recording(&name, super::open_recording(&args.input)?, args);
+        }
         input.read_to_end(&mut first).map_err(read_error)?;
-        return inspect_recording(&name, first, args);
+        return inspect_recording(&name, Recording::from_bytes(first)?, args);
     }
     inspect_text(&name, &first, input, args).map_err(|e| match e {
         TextError::Read(e) => read_error(e),
@@ -43,40 +47,85 @@ pub fn run(args: &InspectArgs) -> Result<(), CliError> {
     })
 }
 
-fn inspect_recording(name: &str, bytes: Vec<u8>, args: &InspectArgs) -> Result<(), CliError> {
-    let rec = Recording::from_bytes(bytes)?;
+/// The recording's figures, its events (and with `--all` every snapshot's figures), and its last
+/// snapshot in full.
+fn inspect_recording(name: &str, rec: Recording, args: &InspectArgs) -> Result<(), CliError> {
+    rec.verify();
     let report = RecordingReport::new(name, &rec);
+    let rows: Vec<Row> = timeline(&rec).filter(|r| args.all || r.kind != "snapshot").collect();
     let last = rec.snapshot_count().checked_sub(1).and_then(|i| rec.snapshot(i as u32));
     let last_report = last.as_ref().map(SnapshotReport::from_snapshot);
-    if args.json {
-        let v = json!({"recording": report, "last": last_report});
-        crate::outln!("{}", serde_json::to_string_pretty(&v).expect("report serialises"))?;
+    let mut out = std::io::stdout().lock();
+    let written = if args.json {
+        let v = json!({"recording": report, "timeline": rows, "last": last_report});
+        writeln!(out, "{}", serde_json::to_string_pretty(&v).expect("report serialises"))
     } else {
-        crate::outln!("{name}: heapscope recording, {:.1} s", report.seconds)?;
-        let sources: Vec<String> = report.sources.iter().map(|(s, n)| format!("{n} {s}")).collect();
-        crate::outln!(
-            "  {} ({}), {}, {} ({}), {}, {} damaged, {} of console text",
-            human::count(report.snapshots, "snapshot"),
-            if sources.is_empty() { "none".into() } else { sources.join(", ") },
-            human::count(report.events, "event"),
-            human::count(report.segments, "segment"),
-            human::count(report.resets, "reset"),
-            human::count(report.gaps, "gap"),
-            report.damaged,
-            human::count(report.console_bytes, "byte")
+        print_recording(&mut out, name, &report, &rows, last_report.as_ref(), args.all)
+    };
+    crate::exit::stdout_result(written)
+}
+
+fn print_recording(
+    out: &mut impl Write,
+    name: &str,
+    report: &RecordingReport,
+    rows: &[Row],
+    last: Option<&SnapshotReport>,
+    all: bool,
+) -> std::io::Result<()> {
+    writeln!(out, "{name}: heapscope recording, {:.1} s", report.seconds)?;
+    let sources: Vec<String> = report.sources.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    writeln!(
+        out,
+        "  {} ({}), {}, {}, {} ({}), {}, {} damaged, {} of console text",
+        human::count(report.snapshots, "snapshot"),
+        if sources.is_empty() { "none".into() } else { sources.join(", ") },
+        human::count(report.events, "event"),
+        human::count(report.memory_errors, "MemoryError"),
+        human::count(report.segments, "segment"),
+        human::count(report.resets, "reset"),
+        human::count(report.gaps, "gap"),
+        report.damaged,
+        human::count(report.console_bytes, "byte")
+    )?;
+    if report.skipped_snapshots > 0 {
+        writeln!(out, "  the device skipped {}: the line had no room for them", human::count(report.skipped_snapshots, "snapshot"))?;
+    }
+    if report.damaged_records > 0 || report.lost_snapshots > 0 {
+        writeln!(
+            out,
+            "  damaged file: {} skipped ({}); {} cannot be rebuilt; everything else was read",
+            human::count(report.damaged_records, "damaged run"),
+            human::count(report.damaged_bytes, "byte"),
+            human::count(report.lost_snapshots, "snapshot")
         )?;
-        if report.skipped_snapshots > 0 {
-            crate::outln!("  the device skipped {}: the line had no room for them", human::count(report.skipped_snapshots, "snapshot"))?;
+    }
+    if let Some(t) = &report.truncated {
+        writeln!(out, "  ends early at byte {} ({}): everything before it was read", t.offset, t.reason)?;
+    } else if !report.closed {
+        writeln!(out, "  not closed cleanly (no index): every record was read")?;
+    }
+    if !rows.is_empty() {
+        writeln!(out, "  {}:", if all { "timeline" } else { "events" })?;
+    }
+    for r in rows {
+        if r.kind == "snapshot" {
+            writeln!(
+                out,
+                "    {:>10.3} s  snapshot      used {} B, free {} B, largest free {} B, fragmentation {:.1}%",
+                r.time_s,
+                human::thousands(r.used.unwrap_or(0)),
+                human::thousands(r.free.unwrap_or(0)),
+                human::thousands(r.largest_free.unwrap_or(0)),
+                r.fragmentation.unwrap_or(0.0) * 100.0
+            )?;
+        } else {
+            writeln!(out, "    {:>10.3} s  {:<12}  {}", r.time_s, r.kind, r.detail)?;
         }
-        if let Some(t) = &report.truncated {
-            crate::outln!("  ends early at byte {} ({}): everything before it was read", t.offset, t.reason)?;
-        } else if !report.closed {
-            crate::outln!("  not closed cleanly (no index): every record was read")?;
-        }
-        if let Some(r) = &last_report {
-            crate::outln!("  last snapshot:")?;
-            crate::out!("{}", human::snapshot(r))?;
-        }
+    }
+    if let Some(r) = last {
+        writeln!(out, "  last snapshot:")?;
+        write!(out, "{}", human::snapshot(r))?;
     }
     Ok(())
 }

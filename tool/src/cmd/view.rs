@@ -14,25 +14,22 @@ fn ui_error(e: std::io::Error) -> CliError {
 pub fn attach(args: &AttachArgs) -> Result<(), CliError> {
     let options = capture::Options { mode: args.mode, poll_interval: args.interval, ..capture::Options::default() };
     let (capture, port) = super::record::start_capture(&args.device, options)?;
-    let writer = match &args.output {
-        Some(path) => Some(super::record::create_writer(path, &super::record::meta(&port, &format!("{:?}", args.mode).to_lowercase()))?),
-        None => None,
-    };
-    let mut feed = Feed { capture, writer };
-    let app = App::new(History::new(), port, true);
-    tui::run_in_terminal(app, Some(&mut feed)).map_err(ui_error)?;
-    feed.capture.stop();
-    finish(feed)
+    let meta = super::record::meta(&port, &format!("{:?}", args.mode).to_lowercase());
+    let (mut feed, history) = live_feed(capture, args.output.as_deref(), &meta)?;
+    let app = App::new(history, port, true);
+    let shown = tui::run_in_terminal(app, Some(&mut feed)).map_err(ui_error);
+    finish(feed)?;
+    shown.map(|_| ())
+}
+
+/// A live feed to `output` (or a temporary recording) and the history reading it back.
+pub fn live_feed(capture: crate::capture::Capture, output: Option<&std::path::Path>, meta: &str) -> Result<(Feed, History), CliError> {
+    Feed::new(capture, output, meta).map_err(|e| CliError::Io(format!("creating the recording: {e}")))
 }
 
 /// Drains the capture into the recording and closes it.
-pub fn finish(mut feed: Feed) -> Result<(), CliError> {
-    let mut app = App::new(History::new(), "", true);
-    feed.pump(&mut app).map_err(|e| CliError::Io(format!("writing the recording: {e}")))?;
-    if let Some(w) = feed.writer.take() {
-        let end = app.history.snapshots.last().map_or(0, |s| s.at);
-        w.finish(end).map_err(|e| CliError::Io(format!("finishing the recording: {e}")))?;
-    }
+pub fn finish(feed: Feed) -> Result<(), CliError> {
+    feed.finish().map_err(|e| CliError::Io(format!("finishing the recording: {e}")))?;
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! Everything the UI has seen, in order: from a live capture or a recording.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use heapscope_protocol::wire::Event;
@@ -8,7 +9,7 @@ use heapscope_protocol::Snapshot;
 
 use crate::entry::{Entry, HostMicros, SegmentReason, Source};
 use crate::human::thousands;
-use crate::recording::{Recording, Stored, Summary};
+use crate::recording::{Recording, Snapshots, Stored, Summary, Written};
 
 /// A point of interest on the timeline.
 #[derive(Clone, Debug, PartialEq)]
@@ -66,10 +67,16 @@ pub struct SnapInfo {
 }
 
 enum Store {
+    /// Every snapshot in memory: for short sessions without a recording (tests).
     Memory(Vec<Arc<Snapshot>>),
-    /// Decoded on demand; the last few are cached.
-    File { recording: Box<Recording>, cache: RefCell<Vec<(usize, Arc<Snapshot>)>> },
+    /// In a recording (replayed, or being written by a live session) and decoded on demand;
+    /// the last few used are kept.
+    Recorded { snapshots: Box<Snapshots>, cache: RefCell<VecDeque<(usize, Arc<Snapshot>)>> },
 }
+
+/// Decoded snapshots kept at hand: what is on screen, the one before it (the diff) and a few
+/// steps around them.
+const CACHED: usize = 8;
 
 pub struct History {
     pub snapshots: Vec<SnapInfo>,
@@ -107,6 +114,12 @@ impl History {
         }
     }
 
+    /// A live history whose snapshots go to a recording as they arrive (see [`History::take`]),
+    /// read back from it when they are shown again.
+    pub fn recorded(snapshots: Snapshots) -> History {
+        History { store: Store::Recorded { snapshots: Box::new(snapshots), cache: RefCell::new(VecDeque::new()) }, ..History::new() }
+    }
+
     pub fn from_recording(recording: Recording) -> History {
         let mut h = History::new();
         for stored in &recording.entries {
@@ -123,12 +136,19 @@ impl History {
                 Stored::Entry(e) => h.note(e),
             }
         }
-        h.store = Store::File { recording: Box::new(recording), cache: RefCell::new(Vec::new()) };
+        h.damaged += recording.damage.stretches;
+        h.store = Store::Recorded { snapshots: Box::new(recording.into_snapshots()), cache: RefCell::new(VecDeque::new()) };
         h
     }
 
     /// Takes one live entry.
     pub fn push(&mut self, e: Entry) {
+        self.take(e, None, None);
+    }
+
+    /// Takes one live entry; for a snapshot, with its summary if already computed and where the
+    /// recording put it.
+    pub fn take(&mut self, e: Entry, summary: Option<Summary>, written: Option<Written>) {
         match e {
             Entry::Snapshot { at, device_ms, source, snapshot } => {
                 let areas: Vec<(u64, usize)> = snapshot.areas.iter().map(|a| (a.pool_start(), a.blocks())).collect();
@@ -138,12 +158,18 @@ impl History {
                 if !areas.is_empty() {
                     self.last_areas = areas;
                 }
-                self.snapshots.push(SnapInfo { at, device_ms, source, summary: Summary::of(&snapshot) });
+                let ordinal = self.snapshots.len();
+                self.snapshots.push(SnapInfo { at, device_ms, source, summary: summary.unwrap_or_else(|| Summary::of(&snapshot)) });
                 if needs_snapshot_for_imports(&self.entries_for_imports) {
                     self.entries_for_imports.push(Entry::Snapshot { at, device_ms, source, snapshot: snapshot.clone() });
                 }
-                if let Store::Memory(v) = &mut self.store {
-                    v.push(Arc::new(*snapshot));
+                match &mut self.store {
+                    Store::Recorded { snapshots, cache } => {
+                        // One the recording did not take can be shown only while it is cached.
+                        snapshots.push(written.unwrap_or(Written::NOWHERE));
+                        remember(&mut cache.borrow_mut(), ordinal, Arc::new(*snapshot));
+                    }
+                    Store::Memory(v) => v.push(Arc::new(*snapshot)),
                 }
             }
             other => self.note(&other),
@@ -219,16 +245,12 @@ impl History {
     pub fn snapshot(&self, i: usize) -> Option<Arc<Snapshot>> {
         match &self.store {
             Store::Memory(v) => v.get(i).cloned(),
-            Store::File { recording, cache } => {
+            Store::Recorded { snapshots, cache } => {
                 if let Some((_, s)) = cache.borrow().iter().find(|(j, _)| *j == i) {
                     return Some(s.clone());
                 }
-                let s = Arc::new(recording.snapshot(i as u32)?);
-                let mut c = cache.borrow_mut();
-                c.push((i, s.clone()));
-                if c.len() > 4 {
-                    c.remove(0);
-                }
+                let s = Arc::new(snapshots.get(i as u32)?);
+                remember(&mut cache.borrow_mut(), i, s.clone());
                 Some(s)
             }
         }
@@ -250,7 +272,44 @@ impl History {
     }
 }
 
+fn remember(cache: &mut VecDeque<(usize, Arc<Snapshot>)>, i: usize, s: Arc<Snapshot>) {
+    cache.retain(|(j, _)| *j != i);
+    cache.push_back((i, s));
+    if cache.len() > CACHED {
+        cache.pop_front();
+    }
+}
+
 /// An import event waits for the snapshot after it.
 fn needs_snapshot_for_imports(entries: &[Entry]) -> bool {
     matches!(entries.last(), Some(Entry::Event { .. }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recording::RecordingWriter;
+    use heapscope_protocol::synth;
+
+    #[test]
+    fn a_live_history_keeps_few_snapshots_and_reads_the_rest_back_from_its_recording() {
+        let path = std::env::temp_dir().join(format!("heapscope-history-{}.hsr", std::process::id()));
+        let mut writer = RecordingWriter::create(&path, "{}").unwrap();
+        let mut history = History::recorded(Snapshots::follow(&path).unwrap());
+        let mut heap = synth::snapshot(3, 16, 1, 4096);
+        let mut shown = Vec::new();
+        for i in 0..40u64 {
+            let e = Entry::Snapshot { at: i, device_ms: None, source: Source::Poll, snapshot: Box::new(heap.clone()) };
+            let written = writer.append(&e).unwrap();
+            history.take(e, None, written);
+            shown.push(heap.clone());
+            heap = synth::mutate(&heap, i, 4);
+        }
+        let Store::Recorded { cache, .. } = &history.store else { panic!("recorded") };
+        assert_eq!(cache.borrow().len(), CACHED, "only a few decoded snapshots are held");
+        for i in [0, 39, 17, 16, 3] {
+            assert!(history.snapshot(i).as_deref() == Some(&shown[i]), "snapshot {i} read back");
+        }
+        let _ = std::fs::remove_file(&path);
+    }
 }

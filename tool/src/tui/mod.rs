@@ -12,30 +12,58 @@ pub mod palette;
 pub mod render;
 
 use std::io;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use ratatui::crossterm::event::Event as TermEvent;
 use ratatui::backend::Backend;
 use ratatui::Terminal;
 
 use crate::capture::Capture;
-use crate::recording::RecordingWriter;
+use crate::entry::Entry;
+use crate::recording::{RecordingWriter, Snapshots, Summary};
 use app::App;
+use history::History;
 
-/// A live capture, and the recording it also goes to.
+/// A live capture, and the recording it goes to: the one asked for, or a temporary one, so
+/// that what is not on screen waits in the file rather than in memory.
 pub struct Feed {
     pub capture: Capture,
     pub writer: Option<RecordingWriter>,
+    /// A temporary recording's path, removed when the feed is finished (already removed where
+    /// the system lets an open file go).
+    temporary: Option<PathBuf>,
+    started: Instant,
 }
 
 impl Feed {
+    /// A feed recording to `output`, or to a temporary file; with the history that reads it.
+    pub fn new(capture: Capture, output: Option<&Path>, meta: &str) -> io::Result<(Feed, History)> {
+        let (path, temporary) = match output {
+            Some(p) => (p.to_path_buf(), None),
+            None => {
+                let p = std::env::temp_dir().join(format!("heapscope-live-{}-{:x}.hsr", std::process::id(), random_suffix()));
+                (p.clone(), Some(p))
+            }
+        };
+        let writer = RecordingWriter::create(&path, meta).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        let snapshots = Snapshots::follow(&path)?;
+        let temporary = temporary.filter(|p| std::fs::remove_file(p).is_err());
+        Ok((Feed { capture, writer: Some(writer), temporary, started: Instant::now() }, History::recorded(snapshots)))
+    }
+
     /// Moves what the capture has delivered into the app (and the recording); never blocks.
     pub fn pump(&mut self, app: &mut App) -> io::Result<()> {
         for e in self.capture.entries.try_iter() {
-            if let Some(w) = self.writer.as_mut() {
-                w.append(&e)?;
-            }
-            app.ingest(e);
+            let summary = match &e {
+                Entry::Snapshot { snapshot, .. } => Some(Summary::of(snapshot)),
+                _ => None,
+            };
+            let written = match self.writer.as_mut() {
+                Some(w) => w.append_with(&e, summary)?,
+                None => None,
+            };
+            app.history.take(e, summary, written);
         }
         for c in app.outgoing.drain(..) {
             self.capture.send(c);
@@ -43,6 +71,30 @@ impl Feed {
         app.receive_dump();
         Ok(())
     }
+
+    /// Stops the capture, writes what it still delivers, and closes the recording (a temporary
+    /// one is removed). Returns the recording's length in bytes.
+    pub fn finish(mut self) -> io::Result<u64> {
+        self.capture.stop();
+        let mut bytes = 0;
+        if let Some(mut w) = self.writer.take() {
+            for e in self.capture.entries.try_iter() {
+                w.append(&e)?;
+            }
+            bytes = w.finish(self.started.elapsed().as_micros() as u64)?;
+        }
+        if let Some(p) = self.temporary.take() {
+            let _ = std::fs::remove_file(p);
+        }
+        Ok(bytes)
+    }
+}
+
+fn random_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    h.finish()
 }
 
 /// Runs the UI until the user quits. `next_event` waits at most the given time for one terminal
