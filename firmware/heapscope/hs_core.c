@@ -101,6 +101,23 @@ static void put_str(hs_writer_t *w, const char *s, size_t len) {
     put_bytes(w, (const uint8_t *)s, len);
 }
 
+size_t hs_utf8_cut(const char *s, size_t len, size_t max) {
+    if (len <= max) {
+        return len;
+    }
+    /* Back off over continuation bytes (10xxxxxx) so the cut lands before a character's first byte. */
+    size_t n = max;
+    while (n > 0 && ((uint8_t)s[n] & 0xC0u) == 0x80u) {
+        n--;
+    }
+    return n;
+}
+
+/* A module name or mark label: at most HS_MAX_NAME bytes, whole characters only. */
+static void put_name(hs_writer_t *w, const char *s, size_t len) {
+    put_str(w, s, hs_utf8_cut(s, len, HS_MAX_NAME));
+}
+
 static void frame_begin(hs_writer_t *w, uint8_t type, uint32_t ms) {
     static const uint8_t start[2] = {0xFF, 0x00};
     w->sink(w->sink_ctx, start, 2);
@@ -137,62 +154,173 @@ static size_t atb_len(size_t blocks) {
     return (blocks + 3) / 4;
 }
 
-static void put_literal(hs_writer_t *w, const hs_area_t *a, size_t from, size_t to) {
-    if (to > from) {
-        put_varint(w, ((uint64_t)(to - from - 1) << 2) | 2u);
-        for (size_t i = from; i < to; i++) {
-            put_u8(w, atb_byte(a, i));
-        }
-    }
+/* ---- Layout code (SPEC 3.4): bits least significant first, padded to a whole byte ---- */
+
+enum { KIND_FREE = 0, KIND_HEAD = 1, KIND_TAIL = 2, KIND_MARK = 3 };
+
+static unsigned kind_at(const hs_area_t *a, size_t block) {
+    return (a->atb[block / 4] >> (2 * (block & 3))) & 3u;
 }
 
-/* Table bytes [from, to) as the canonical run list (SPEC 3.4). */
-static void put_atb(hs_writer_t *w, const hs_area_t *a, size_t from, size_t to) {
-    size_t i = from, literal = from;
+/* First block at or after `from` (before `to`) that is not of `kind`; whole table bytes of
+ * one kind are skipped four blocks at a time. */
+static size_t run_end(const hs_area_t *a, size_t from, size_t to, unsigned kind) {
+    static const uint8_t fill[4] = {0x00, 0x55, 0xAA, 0xFF};
+    size_t i = from;
     while (i < to) {
-        uint8_t b = atb_byte(a, i);
-        size_t run = 1;
-        while (i + run < to && atb_byte(a, i + run) == b) {
-            run++;
-        }
-        int special = (b == 0x00 || b == 0xAA);
-        if (run >= 3 || (special && (run >= 2 || literal == i))) {
-            put_literal(w, a, literal, i);
-            unsigned op = b == 0x00 ? 0u : b == 0xAA ? 1u : 3u;
-            put_varint(w, ((uint64_t)(run - 1) << 2) | op);
-            if (op == 3u) {
-                put_u8(w, b);
-            }
-            i += run;
-            literal = i;
+        if ((i & 3) == 0 && i + 4 <= to && a->atb[i / 4] == fill[kind]) {
+            i += 4;
+        } else if (kind_at(a, i) == kind) {
+            i++;
         } else {
-            i += run;
+            break;
         }
     }
-    put_literal(w, a, literal, to);
+    return i;
 }
 
-/* Type codes of the heads in table bytes [from, to), two per byte, first in the low nibble. */
-static void put_codes(hs_writer_t *w, const hs_area_t *a, size_t area_index, size_t from, size_t to,
-    hs_classify_fn classify, void *ctx) {
-    int half = 0;
-    uint8_t pending = 0;
-    for (size_t i = from; i < to; i++) {
-        uint8_t b = atb_byte(a, i);
-        for (unsigned k = 0; k < 4; k++) {
-            if ((b >> (2 * k)) & 1u) { /* HEAD (1) or MARK (3) */
-                uint8_t code = (uint8_t)(classify(ctx, area_index, i * 4 + k) & 0x0Fu);
-                if (half) {
-                    put_u8(w, (uint8_t)(pending | (code << 4)));
-                } else {
-                    pending = code;
-                }
-                half = !half;
+/* Without a writer (w NULL) only counts the bits. */
+typedef struct {
+    hs_writer_t *w;
+    uint32_t acc;
+    unsigned bits;
+    size_t total;
+} bit_writer_t;
+
+/* The low `count` (at most 16) bits of `v`; nothing without a bit writer. */
+static void put_bits(bit_writer_t *b, uint32_t v, unsigned count) {
+    if (!b) {
+        return;
+    }
+    b->total += count;
+    if (!b->w) {
+        return;
+    }
+    b->acc |= (v & ((1u << count) - 1u)) << b->bits;
+    b->bits += count;
+    while (b->bits >= 8) {
+        put_u8(b->w, (uint8_t)b->acc);
+        b->acc >>= 8;
+        b->bits -= 8;
+    }
+}
+
+/* Elias gamma of v >= 1: n zero bits, a one bit, the low n bits of v; n = floor(log2 v). */
+static void put_gamma(bit_writer_t *b, uint64_t v) {
+    if (!b) {
+        return;
+    }
+    unsigned n = 0;
+    while ((v >> n) > 1u) {
+        n++;
+    }
+    for (unsigned z = n; z > 0;) {
+        unsigned c = z < 16 ? z : 16;
+        put_bits(b, 0, c);
+        z -= c;
+    }
+    put_bits(b, 1, 1);
+    for (unsigned shift = 0; shift < n;) {
+        unsigned c = n - shift < 16 ? n - shift : 16;
+        put_bits(b, (uint32_t)(v >> shift), c);
+        shift += c;
+    }
+}
+
+/* Compact code: type codes in the order move-to-front starts from (SPEC 3.4). */
+static const uint8_t type_order[16] = {1, 5, 2, 8, 4, 3, 6, 7, 14, 13, 12, 9, 11, 10, 15, 0};
+
+/* Blocks [from, to) of an area and how to code them. */
+typedef struct {
+    const hs_area_t *a;
+    size_t index, from, to;
+    hs_classify_fn classify;
+    void *ctx;
+    unsigned exact;
+} layout_t;
+
+/* The items of a range after the header, in the classic code to `classic` and in the compact
+ * code to `compact` (SPEC 3.4); either may be NULL. One walk serves both. */
+static void put_items(bit_writer_t *classic, bit_writer_t *compact, const layout_t *l) {
+    uint8_t order[16];
+    for (unsigned t = 0; t < 16; t++) {
+        order[t] = type_order[t];
+    }
+    size_t i = run_end(l->a, l->from, l->to, KIND_TAIL);
+    put_gamma(classic, i - l->from + 1);
+    put_gamma(compact, i - l->from + 1);
+    while (i < l->to) {
+        size_t e = run_end(l->a, i, l->to, KIND_FREE);
+        size_t gap = e - i;
+        i = e;
+        size_t end = i < l->to ? run_end(l->a, i + 1, l->to, KIND_TAIL) : i;
+        size_t len = end - i;
+        put_gamma(classic, gap + 1);
+        if (gap == 0 && len <= 3) {
+            put_bits(compact, 1u << (len - 1), (unsigned)len);
+        } else {
+            /* 0000 gamma(len - 3), or 0001 gamma(gap) [gamma(len)] */
+            put_bits(compact, gap ? 8u : 0u, 4);
+            put_gamma(compact, gap ? gap : len - 3);
+            if (gap && len) {
+                put_gamma(compact, len);
             }
         }
+        if (i >= l->to) {
+            break;
+        }
+        unsigned k = kind_at(l->a, i);
+        if (l->exact) {
+            put_bits(classic, k, 2);
+            put_bits(compact, k, 2);
+        }
+        if (k != KIND_TAIL) {
+            uint8_t code = (uint8_t)(l->classify(l->ctx, l->index, i) & 0x0Fu);
+            put_bits(classic, code, 4);
+            /* Move-to-front rank p: class c (p < 2, < 4, < 8, < 16) as c ones and a zero
+             * below 3, then the low bits of p (one for class 0). */
+            unsigned rank = 0, c = 0;
+            while (rank < 15 && order[rank] != code) {
+                rank++;
+            }
+            for (unsigned t = rank; t > 0; t--) {
+                order[t] = order[t - 1];
+            }
+            order[0] = code;
+            while (rank >> (c + 1)) {
+                c++;
+            }
+            put_bits(compact, (1u << c) - 1u, c < 3 ? c + 1 : 3);
+            put_bits(compact, rank, c ? c : 1);
+        }
+        put_gamma(classic, len);
+        i = end;
     }
-    if (half) {
-        put_u8(w, pending);
+}
+
+/* Blocks [from, to) of an area as the shorter of the classic and the compact code (classic on
+ * a tie). `from` is a multiple of 4. */
+static void put_layout(hs_writer_t *w, const hs_area_t *a, size_t area_index, size_t from, size_t to,
+    hs_classify_fn classify, void *ctx) {
+    layout_t l = {a, area_index, from, to, classify, ctx, 0};
+    /* Items carry their kind only where the table has a mark or a tail after a free block. */
+    for (size_t i = from; i < to && !l.exact; i++) {
+        unsigned k = kind_at(a, i);
+        l.exact = k == KIND_MARK || (k == KIND_TAIL && i > from && kind_at(a, i - 1) == KIND_FREE);
+    }
+    bit_writer_t classic = {NULL, 0, 0, 0}, compact = {NULL, 0, 0, 0};
+    put_items(&classic, &compact, &l);
+    unsigned use_compact = compact.total + !l.exact < classic.total;
+    bit_writer_t b = {w, 0, 0, 0};
+    /* Header: 0 classic, 10 compact, 110 classic exact, 111 compact exact. */
+    if (l.exact) {
+        put_bits(&b, 3u | use_compact << 2, 3);
+    } else {
+        put_bits(&b, use_compact, 1 + use_compact);
+    }
+    put_items(use_compact ? NULL : &b, use_compact ? &b : NULL, &l);
+    if (b.bits > 0) {
+        put_u8(w, (uint8_t)b.acc);
     }
 }
 
@@ -276,8 +404,7 @@ void hs_send_keyframe(hs_writer_t *w, uint32_t ms, uint32_t block_size,
         const hs_area_t *a = &areas[i];
         put_varint(w, a->pool_start);
         put_varint(w, a->blocks);
-        put_atb(w, a, 0, atb_len(a->blocks));
-        put_codes(w, a, i, 0, atb_len(a->blocks), classify, classify_ctx);
+        put_layout(w, a, i, 0, a->blocks, classify, classify_ctx);
     }
     put_figures(w, figures);
     frame_end(w);
@@ -321,12 +448,11 @@ void hs_send_delta(hs_writer_t *w, uint32_t ms, uint16_t base_seq, uint32_t chun
             if (!changed(changed_ctx, i, k)) {
                 continue;
             }
-            size_t first, end;
-            chunk_bytes(a, chunk_blocks, k, &first, &end);
+            size_t first = k * chunk_blocks;
+            size_t end = first + chunk_blocks < a->blocks ? first + chunk_blocks : a->blocks;
             put_varint(w, k - next);
             next = k + 1;
-            put_atb(w, a, first, end);
-            put_codes(w, a, i, first, end, classify, classify_ctx);
+            put_layout(w, a, i, first, end, classify, classify_ctx);
         }
     }
     put_figures(w, figures);
@@ -337,6 +463,7 @@ void hs_send_delta(hs_writer_t *w, uint32_t ms, uint16_t base_seq, uint32_t chun
 
 void hs_tracker_reset(hs_tracker_t *t) {
     t->valid = 0;
+    t->measured = 0;
     t->since_keyframe = 0;
 }
 
@@ -374,7 +501,7 @@ static void count_sink(void *ctx, const uint8_t *data, size_t len) {
     *(size_t *)ctx += len;
 }
 
-/* Smallest chunk size (a power of two, at least 256 blocks) whose chunks fit the tracker. */
+/* Smallest chunk size (a power of two, at least HS_MIN_CHUNK_BLOCKS) whose chunks fit the tracker. */
 static uint32_t tracker_chunk_blocks(const hs_area_t *areas, size_t area_count) {
     uint32_t cb = HS_MIN_CHUNK_BLOCKS;
     for (;;) {
@@ -401,78 +528,141 @@ static int same_areas(const hs_tracker_t *t, const hs_area_t *areas, size_t area
     return 1;
 }
 
-int hs_send_snapshot(hs_writer_t *w, hs_tracker_t *t, uint32_t ms, uint32_t block_size,
+/* Chunk layout of a snapshot for the tracker: the chunk size and each area's first chunk. */
+typedef struct {
+    int trackable;    /* the chunks fit the tracker */
+    uint32_t chunk_blocks;
+} chunk_plan_t;
+
+static chunk_plan_t plan_chunks(const hs_area_t *areas, size_t area_count, tracker_view_t *view) {
+    chunk_plan_t p;
+    p.trackable = area_count <= HS_MAX_AREAS;
+    p.chunk_blocks = tracker_chunk_blocks(areas, p.trackable ? area_count : 0);
+    if (p.trackable) {
+        size_t total = 0;
+        for (size_t i = 0; i < area_count; i++) {
+            view->offset[i] = total;
+            total += chunk_count(areas[i].blocks, p.chunk_blocks);
+        }
+        p.trackable = total <= HS_MAX_CHUNKS;
+    }
+    return p;
+}
+
+static void set_changed(hs_tracker_t *t, size_t c, int on) {
+    if (on) {
+        t->changed[c / 8] |= (uint8_t)(1u << (c % 8));
+    } else {
+        t->changed[c / 8] &= (uint8_t)~(1u << (c % 8));
+    }
+}
+
+void hs_measure_snapshot(hs_tracker_t *t, const hs_writer_t *w, uint32_t ms, uint32_t block_size,
     const hs_area_t *areas, size_t area_count,
-    hs_classify_fn classify, void *classify_ctx, const hs_figures_t *figures) {
-    int trackable = area_count <= HS_MAX_AREAS;
-    uint32_t cb = tracker_chunk_blocks(areas, trackable ? area_count : 0);
+    hs_classify_fn classify, void *classify_ctx, const hs_figures_t *figures, hs_snapshot_cost_t *cost) {
     tracker_view_t view;
     view.t = t;
-    size_t total_chunks = 0;
-    if (trackable) {
-        for (size_t i = 0; i < area_count; i++) {
-            view.offset[i] = total_chunks;
-            total_chunks += chunk_count(areas[i].blocks, cb);
-        }
-        trackable = total_chunks <= HS_MAX_CHUNKS;
-    }
-    int delta = trackable && t->valid && t->since_keyframe + 1 < HS_KEYFRAME_EVERY
-        && t->chunk_blocks == cb && same_areas(t, areas, area_count);
+    chunk_plan_t p = plan_chunks(areas, area_count, &view);
+    int delta = p.trackable && t->valid && t->chunk_blocks == p.chunk_blocks && same_areas(t, areas, area_count);
 
-    /* One hash pass: note the chunks that changed, and remember the new state. */
-    if (trackable) {
+    /* Note the chunks whose hash differs from the last snapshot sent (all of them when there is
+     * no base). The hashes themselves are stored only when a snapshot is sent. */
+    if (p.trackable) {
         for (size_t i = 0; i < area_count; i++) {
-            for (size_t k = 0; k < chunk_count(areas[i].blocks, cb); k++) {
+            for (size_t k = 0; k < chunk_count(areas[i].blocks, p.chunk_blocks); k++) {
                 size_t c = view.offset[i] + k;
-                uint32_t h = chunk_hash(&areas[i], i, cb, k, classify, classify_ctx);
-                if (h != t->hash[c]) {
-                    t->changed[c / 8] |= (uint8_t)(1u << (c % 8));
-                } else {
-                    t->changed[c / 8] &= (uint8_t)~(1u << (c % 8));
-                }
-                t->hash[c] = h;
+                set_changed(t, c, !delta || chunk_hash(&areas[i], i, p.chunk_blocks, k, classify, classify_ctx) != t->hash[c]);
             }
         }
     }
+    t->measured = 1;
 
+    hs_writer_t dry;
+    cost->keyframe_bytes = 0;
+    hs_writer_init(&dry, count_sink, &cost->keyframe_bytes);
+    dry.seq = w->seq;
+    hs_send_keyframe(&dry, ms, block_size, areas, area_count, classify, classify_ctx, figures);
+    cost->delta_bytes = 0;
+    if (delta) {
+        hs_writer_init(&dry, count_sink, &cost->delta_bytes);
+        dry.seq = w->seq;
+        hs_send_delta(&dry, ms, t->base_seq, p.chunk_blocks, areas, area_count, classify, classify_ctx,
+            tracker_changed, &view, figures);
+    }
+    cost->keyframe_due = t->since_keyframe + 1 >= HS_KEYFRAME_EVERY;
+}
+
+int hs_send_measured(hs_writer_t *w, hs_tracker_t *t, int frame_type, uint32_t ms, uint32_t block_size,
+    const hs_area_t *areas, size_t area_count,
+    hs_classify_fn classify, void *classify_ctx, const hs_figures_t *figures) {
+    tracker_view_t view;
+    view.t = t;
+    chunk_plan_t p = plan_chunks(areas, area_count, &view);
+    int delta = frame_type == HS_FRAME_DELTA && t->measured && p.trackable && t->valid
+        && t->chunk_blocks == p.chunk_blocks && same_areas(t, areas, area_count);
     uint16_t seq = w->seq;
     if (delta) {
-        /* Send the delta only if it is smaller: measure both by encoding into a counter. */
-        size_t key_bytes = 0, delta_bytes = 0;
-        hs_writer_t dry;
-        hs_writer_init(&dry, count_sink, &key_bytes);
-        dry.seq = seq;
-        hs_send_keyframe(&dry, ms, block_size, areas, area_count, classify, classify_ctx, figures);
-        hs_writer_init(&dry, count_sink, &delta_bytes);
-        dry.seq = seq;
-        hs_send_delta(&dry, ms, t->base_seq, cb, areas, area_count, classify, classify_ctx,
-            tracker_changed, &view, figures);
-        delta = delta_bytes < key_bytes;
-    }
-
-    int sent;
-    if (delta) {
-        hs_send_delta(w, ms, t->base_seq, cb, areas, area_count, classify, classify_ctx,
+        hs_send_delta(w, ms, t->base_seq, p.chunk_blocks, areas, area_count, classify, classify_ctx,
             tracker_changed, &view, figures);
         t->since_keyframe++;
-        sent = HS_FRAME_DELTA;
     } else {
         hs_send_keyframe(w, ms, block_size, areas, area_count, classify, classify_ctx, figures);
         t->since_keyframe = 0;
-        sent = HS_FRAME_KEYFRAME;
     }
-
-    t->valid = trackable;
-    if (trackable) {
+    /* The tracker now describes this snapshot: only the changed chunks have new hashes. */
+    t->valid = p.trackable && t->measured;
+    t->measured = 0;
+    if (t->valid) {
+        for (size_t i = 0; i < area_count; i++) {
+            for (size_t k = 0; k < chunk_count(areas[i].blocks, p.chunk_blocks); k++) {
+                if (tracker_changed(&view, i, k)) {
+                    t->hash[view.offset[i] + k] = chunk_hash(&areas[i], i, p.chunk_blocks, k, classify, classify_ctx);
+                }
+            }
+        }
         t->base_seq = seq;
-        t->chunk_blocks = cb;
+        t->chunk_blocks = p.chunk_blocks;
         t->area_count = area_count;
         for (size_t i = 0; i < area_count; i++) {
             t->area_start[i] = areas[i].pool_start;
             t->area_blocks[i] = areas[i].blocks;
         }
     }
-    return sent;
+    return delta ? HS_FRAME_DELTA : HS_FRAME_KEYFRAME;
+}
+
+int hs_send_snapshot(hs_writer_t *w, hs_tracker_t *t, uint32_t ms, uint32_t block_size,
+    const hs_area_t *areas, size_t area_count,
+    hs_classify_fn classify, void *classify_ctx, const hs_figures_t *figures) {
+    hs_snapshot_cost_t cost;
+    hs_measure_snapshot(t, w, ms, block_size, areas, area_count, classify, classify_ctx, figures, &cost);
+    int delta = cost.delta_bytes != 0 && !cost.keyframe_due && cost.delta_bytes < cost.keyframe_bytes;
+    return hs_send_measured(w, t, delta ? HS_FRAME_DELTA : HS_FRAME_KEYFRAME, ms, block_size,
+        areas, area_count, classify, classify_ctx, figures);
+}
+
+int hs_send_snapshot_within(hs_writer_t *w, hs_tracker_t *t, uint32_t ms, uint32_t block_size,
+    const hs_area_t *areas, size_t area_count,
+    hs_classify_fn classify, void *classify_ctx, const hs_figures_t *figures, size_t budget) {
+    hs_snapshot_cost_t cost;
+    hs_measure_snapshot(t, w, ms, block_size, areas, area_count, classify, classify_ctx, figures, &cost);
+    int have_delta = cost.delta_bytes != 0;
+    int key_fits = cost.keyframe_bytes <= budget;
+    int delta_fits = have_delta && cost.delta_bytes <= budget;
+    /* A due keyframe (or one without a base) goes if it fits, else a delta that fits goes and
+     * the keyframe waits; otherwise the smaller of the two, if it fits. */
+    int type;
+    if (!have_delta || cost.keyframe_due) {
+        type = key_fits ? HS_FRAME_KEYFRAME : delta_fits ? HS_FRAME_DELTA : HS_FRAME_NONE;
+    } else if (cost.delta_bytes < cost.keyframe_bytes) {
+        type = delta_fits ? HS_FRAME_DELTA : HS_FRAME_NONE;
+    } else {
+        type = key_fits ? HS_FRAME_KEYFRAME : HS_FRAME_NONE;
+    }
+    if (type == HS_FRAME_NONE) {
+        return HS_FRAME_NONE; /* measured only: the tracker still describes the last frame sent */
+    }
+    return hs_send_measured(w, t, type, ms, block_size, areas, area_count, classify, classify_ctx, figures);
 }
 
 /* ---- Events (SPEC 3.6) ---- */
@@ -481,7 +671,7 @@ void hs_send_import_begin(hs_writer_t *w, uint32_t ms, uint32_t depth, const cha
     frame_begin(w, HS_FRAME_EVENT, ms);
     put_u8(w, 1);
     put_varint(w, depth);
-    put_str(w, name, name_len);
+    put_name(w, name, name_len);
     frame_end(w);
 }
 
@@ -490,7 +680,7 @@ void hs_send_import_end(hs_writer_t *w, uint32_t ms, uint32_t depth, const char 
     frame_begin(w, HS_FRAME_EVENT, ms);
     put_u8(w, 2);
     put_varint(w, depth);
-    put_str(w, name, name_len);
+    put_name(w, name, name_len);
     put_u8(w, ok ? 1 : 0);
     put_varint(w, elapsed_us);
     frame_end(w);
@@ -499,7 +689,7 @@ void hs_send_import_end(hs_writer_t *w, uint32_t ms, uint32_t depth, const char 
 void hs_send_mark(hs_writer_t *w, uint32_t ms, const char *label, size_t label_len) {
     frame_begin(w, HS_FRAME_EVENT, ms);
     put_u8(w, 3);
-    put_str(w, label, label_len);
+    put_name(w, label, label_len);
     frame_end(w);
 }
 
@@ -528,5 +718,12 @@ void hs_send_stream_start(hs_writer_t *w, uint32_t ms, uint32_t period_ms) {
 void hs_send_stream_stop(hs_writer_t *w, uint32_t ms) {
     frame_begin(w, HS_FRAME_EVENT, ms);
     put_u8(w, 7);
+    frame_end(w);
+}
+
+void hs_send_skipped(hs_writer_t *w, uint32_t ms, uint32_t count) {
+    frame_begin(w, HS_FRAME_EVENT, ms);
+    put_u8(w, 8);
+    put_varint(w, count);
     frame_end(w);
 }

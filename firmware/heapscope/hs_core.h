@@ -1,5 +1,5 @@
 /*
- * heapscope encoding core: the wire format of protocol/SPEC.md, version 1.
+ * heapscope encoding core: the wire format of protocol/SPEC.md, version 2.
  *
  * Portable C99: no MicroPython headers, no malloc, no stdio. Frames are streamed through a
  * caller's sink as they are encoded; the only buffer is one COBS block (255 bytes) in the
@@ -15,9 +15,10 @@
 extern "C" {
 #endif
 
-#define HS_PROTOCOL_VERSION 1
+#define HS_PROTOCOL_VERSION 2
 
 enum {
+    HS_FRAME_NONE = 0, /* no frame: a snapshot skipped for the line budget */
     HS_FRAME_HELLO = 1,
     HS_FRAME_KEYFRAME = 2,
     HS_FRAME_DELTA = 3,
@@ -91,7 +92,12 @@ typedef struct {
     uint64_t python_mem_alloc, python_mem_free;
 } hs_figures_t;
 
-/* Delta tracking: what the last snapshot looked like, one hash per chunk. */
+/* Delta tracking: what the last snapshot sent looked like, one 32-bit hash per chunk.
+ *
+ * Chunks are as small as the tracker allows (HS_MIN_CHUNK_BLOCKS, a power of two, grown until
+ * every area's chunks fit HS_MAX_CHUNKS): a delta resends whole changed chunks, so small chunks
+ * keep a delta of scattered changes small. 8 blocks on a 119 KB ESP32 heap (933 chunks), 128 on
+ * a 2 MB SPIRAM heap. */
 #ifndef HS_MAX_AREAS
 #define HS_MAX_AREAS 16
 #endif
@@ -101,10 +107,11 @@ typedef struct {
 #ifndef HS_KEYFRAME_EVERY
 #define HS_KEYFRAME_EVERY 16
 #endif
-#define HS_MIN_CHUNK_BLOCKS 256
+#define HS_MIN_CHUNK_BLOCKS 8
 
 typedef struct {
-    int valid;                   /* a snapshot was sent and the hashes describe it */
+    uint8_t valid;               /* a snapshot was sent and the hashes describe it */
+    uint8_t measured;            /* `changed` holds hs_measure_snapshot's result */
     uint16_t base_seq;           /* seq of the frame that carried it */
     uint16_t since_keyframe;     /* snapshots sent since the last keyframe */
     uint32_t chunk_blocks;       /* chunk size the hashes were taken with */
@@ -112,7 +119,7 @@ typedef struct {
     uint64_t area_start[HS_MAX_AREAS];
     size_t area_blocks[HS_MAX_AREAS];
     uint32_t hash[HS_MAX_CHUNKS];
-    uint8_t changed[HS_MAX_CHUNKS / 8]; /* chunks whose hash changed in this snapshot */
+    uint8_t changed[HS_MAX_CHUNKS / 8]; /* chunks that differ from the last snapshot sent */
 } hs_tracker_t;
 
 /* Bytes of memory delta tracking takes. */
@@ -141,16 +148,49 @@ void hs_send_delta(hs_writer_t *w, uint32_t ms, uint16_t base_seq, uint32_t chun
     hs_classify_fn classify, void *classify_ctx,
     hs_changed_fn changed, void *changed_ctx, const hs_figures_t *figures);
 
-/* A snapshot as a keyframe or a delta: a delta when the tracker has the last snapshot, fewer
- * than HS_KEYFRAME_EVERY deltas went since the last keyframe, and the delta is smaller (both are
- * measured exactly, by encoding into a counting sink). Updates the tracker. Returns the frame
- * type sent. */
+/* What the next snapshot costs on the line, measured exactly (encoded into a counting sink). */
+typedef struct {
+    size_t keyframe_bytes;   /* as a keyframe */
+    size_t delta_bytes;      /* as a delta against the last snapshot sent; 0 if there is no base */
+    int keyframe_due;        /* HS_KEYFRAME_EVERY - 1 deltas went since the last keyframe */
+} hs_snapshot_cost_t;
+
+/* Measures the heap as it is now; sends nothing. Pair it with hs_send_measured on the same,
+ * unchanged heap (hold the heap lock across both), or measure again later: a measure that is
+ * not followed by a send changes nothing the next snapshot depends on. `w` gives the seq. */
+void hs_measure_snapshot(hs_tracker_t *t, const hs_writer_t *w, uint32_t ms, uint32_t block_size,
+    const hs_area_t *areas, size_t area_count,
+    hs_classify_fn classify, void *classify_ctx, const hs_figures_t *figures, hs_snapshot_cost_t *cost);
+
+/* Sends the measured snapshot as `frame_type`: HS_FRAME_DELTA (a keyframe instead when the
+ * measure found no base) or HS_FRAME_KEYFRAME. Updates the tracker. Returns the type sent. */
+int hs_send_measured(hs_writer_t *w, hs_tracker_t *t, int frame_type, uint32_t ms, uint32_t block_size,
+    const hs_area_t *areas, size_t area_count,
+    hs_classify_fn classify, void *classify_ctx, const hs_figures_t *figures);
+
+/* A snapshot as a keyframe or a delta: measure, then a delta when there is a base, fewer
+ * than HS_KEYFRAME_EVERY - 1 deltas went since the last keyframe, and the delta is smaller.
+ * Returns the frame type sent. */
 int hs_send_snapshot(hs_writer_t *w, hs_tracker_t *t, uint32_t ms, uint32_t block_size,
     const hs_area_t *areas, size_t area_count,
     hs_classify_fn classify, void *classify_ctx, const hs_figures_t *figures);
 
+/* The same within a budget of `budget` bytes on the line (frame start to end byte): a keyframe
+ * when one is due and fits, else a delta when it fits (a due keyframe waits for a snapshot it
+ * fits in), else nothing: HS_FRAME_NONE, and the tracker keeps its base so the next delta
+ * covers what changed meanwhile. hs_send_snapshot is this with an unlimited budget. */
+int hs_send_snapshot_within(hs_writer_t *w, hs_tracker_t *t, uint32_t ms, uint32_t block_size,
+    const hs_area_t *areas, size_t area_count,
+    hs_classify_fn classify, void *classify_ctx, const hs_figures_t *figures, size_t budget);
+
 /* Forget the last snapshot: the next one is a keyframe. */
 void hs_tracker_reset(hs_tracker_t *t);
+
+/* Names and labels longer than this are cut, at a UTF-8 character boundary. */
+#define HS_MAX_NAME 255
+
+/* The length of `s` cut to at most `max` bytes without splitting a UTF-8 character. */
+size_t hs_utf8_cut(const char *s, size_t len, size_t max);
 
 void hs_send_import_begin(hs_writer_t *w, uint32_t ms, uint32_t depth, const char *name, size_t name_len);
 void hs_send_import_end(hs_writer_t *w, uint32_t ms, uint32_t depth, const char *name, size_t name_len,
@@ -160,6 +200,8 @@ void hs_send_area_added(hs_writer_t *w, uint32_t ms, uint64_t pool_start, size_t
 void hs_send_area_removed(hs_writer_t *w, uint32_t ms, uint64_t pool_start);
 void hs_send_stream_start(hs_writer_t *w, uint32_t ms, uint32_t period_ms);
 void hs_send_stream_stop(hs_writer_t *w, uint32_t ms);
+/* `count` periodic snapshots were skipped for the line budget since the last one sent. */
+void hs_send_skipped(hs_writer_t *w, uint32_t ms, uint32_t count);
 
 #ifdef __cplusplus
 }

@@ -3,7 +3,7 @@
  *
  *   import heapscope
  *   heapscope.snapshot()              # one snapshot now
- *   heapscope.start(period_ms=1000)   # periodic snapshots while the program runs
+ *   heapscope.start(period_ms=1000)   # periodic snapshots, paced to the line's budget
  *   heapscope.stop()
  *   heapscope.mark("after wifi")      # a labelled point on the host's timeline
  *   heapscope.trace_imports(True, collect=True)   # cost of every import
@@ -11,6 +11,11 @@
  * Frames (protocol/SPEC.md) go to stdout raw, between the console text. Taking a snapshot
  * allocates nothing on the GC heap: all state is static, encoding streams through a 255-byte
  * buffer (hs_core.c).
+ *
+ * Pacing: everything the module writes is charged to a token bucket that fills at the line
+ * budget (max_bytes_per_s). A periodic snapshot goes only as a frame that fits what the bucket
+ * holds (a delta when the keyframe does not fit), otherwise it is skipped and counted; the
+ * count goes to the host in a "skipped" event.
  */
 #include <string.h>
 
@@ -22,12 +27,34 @@
 #include "py/runtime.h"
 #include "py/stackctrl.h"
 #include "genhdr/mpversion.h"
+/* For the compiler's name in MICROPY_BANNER_MACHINE; MicroPython builds without extmod/ (the
+ * PyPI sdist of its core) lack it. */
+#if defined(__has_include)
+#if __has_include("extmod/modplatform.h")
 #include "extmod/modplatform.h"
+#endif
+#endif
+#ifndef MICROPY_PLATFORM_COMPILER
+#define MICROPY_PLATFORM_COMPILER ""
+#endif
 
 #include "hs_core.h"
 
 #if defined(ESP_PLATFORM)
 #include "esp_heap_caps.h"
+#if MICROPY_HW_ENABLE_UART_REPL
+#include "driver/uart.h" /* the REPL UART's baud rate, for the line budget */
+#endif
+#elif (defined(PICO_RP2040) || defined(PICO_RP2350)) && MICROPY_HW_ENABLE_UART_REPL
+#include "hardware/clocks.h"
+#include "hardware/uart.h"
+#endif
+
+/* What drives start(): a port's own timer hook (MICROPY_HEAPSCOPE_PORT_TIMER, see below), or
+ * the timer this module knows for the port; without one, the program calls poll(). */
+#if defined(MICROPY_HEAPSCOPE_PORT_TIMER) && MICROPY_HEAPSCOPE_PORT_TIMER
+#define HEAPSCOPE_TIMER_PORT 1
+#elif defined(ESP_PLATFORM)
 #include "esp_timer.h"
 #define HEAPSCOPE_TIMER_ESP 1
 #elif defined(PICO_RP2040) || defined(PICO_RP2350)
@@ -37,6 +64,9 @@
 #include <pthread.h>
 #include <time.h>
 #define HEAPSCOPE_TIMER_PTHREAD 1
+#endif
+#if defined(HEAPSCOPE_TIMER_PORT) || defined(HEAPSCOPE_TIMER_ESP) || defined(HEAPSCOPE_TIMER_PICO) || defined(HEAPSCOPE_TIMER_PTHREAD)
+#define HEAPSCOPE_HAS_TIMER 1
 #endif
 
 #define HS_BLOCK_BYTES (MICROPY_BYTES_PER_GC_BLOCK)
@@ -60,7 +90,7 @@ static size_t hs_area_count;
 static uint64_t hs_prev_start[HS_WALK_AREAS];
 static size_t hs_prev_blocks[HS_WALK_AREAS];
 static size_t hs_prev_count;
-static bool hs_started; /* writer initialised and hello sent */
+static bool hs_started; /* hello sent */
 static bool hs_streaming;
 static uint32_t hs_period_ms;
 static uint32_t hs_import_depth;
@@ -79,8 +109,87 @@ static volatile bool hs_tick_pending;
 #define HS_WRITE_PIECE 255
 #endif
 
+/* ---- Line budget ----
+ * A token bucket in milli-bytes: it fills at hs_budget_bps up to one second's worth and every
+ * byte written takes 1000 from it. It may go below zero (an explicit snapshot, an event, a frame
+ * larger than the bucket): periodic snapshots then wait until the debt is paid. */
+
+/* Bytes per second the line carries, where the port can tell. A build may set it with
+ * MICROPY_HEAPSCOPE_LINE_BYTES_PER_S. */
+#define HS_USB_BYTES_PER_S (200000) /* USB CDC and USB-Serial-JTAG: far faster than any UART */
+#define HS_UART_BYTES_PER_S(baud) ((baud) / 10) /* 8N1: ten bits on the wire per byte */
+#ifndef MICROPY_HEAPSCOPE_LINE_BYTES_PER_S
+#define MICROPY_HEAPSCOPE_LINE_BYTES_PER_S HS_UART_BYTES_PER_S(115200) /* the usual REPL UART */
+#endif
+/* The stream's default share of the line: the program's own console output needs the rest. */
+#define HS_DEFAULT_SHARE_PERCENT (75)
+#define HS_MIN_BYTES_PER_S (100)
+
+static uint32_t hs_line_bytes_per_s(void) {
+    #if defined(ESP_PLATFORM) && MICROPY_HW_ENABLE_UART_REPL
+    /* The REPL UART (which also carries output when native USB is on): its current rate. */
+    uint32_t baud = 0;
+    if (uart_get_baudrate(MICROPY_HW_UART_REPL, &baud) == ESP_OK && baud > 0) {
+        return HS_UART_BYTES_PER_S(baud);
+    }
+    return HS_UART_BYTES_PER_S(MICROPY_HW_UART_REPL_BAUD);
+    #elif (defined(PICO_RP2040) || defined(PICO_RP2350)) && MICROPY_HW_ENABLE_UART_REPL
+    /* pico-sdk has no getter: the PL011's divisor is clk_peri / (16 * baud) in 1/64ths. */
+    uart_hw_t *hw = uart_get_hw(uart_get_instance(MICROPY_HW_UART_REPL));
+    uint32_t divisor = (hw->ibrd << 6) + hw->fbrd;
+    if (divisor > 0) {
+        return HS_UART_BYTES_PER_S((uint32_t)((4ull * clock_get_hz(clk_peri)) / divisor));
+    }
+    return HS_UART_BYTES_PER_S(MICROPY_HW_UART_REPL_BAUD);
+    #elif defined(ESP_PLATFORM) || defined(PICO_RP2040) || defined(PICO_RP2350)
+    return HS_USB_BYTES_PER_S;
+    #else
+    return MICROPY_HEAPSCOPE_LINE_BYTES_PER_S;
+    #endif
+}
+
+static uint32_t hs_budget_bps;
+static int64_t hs_tokens_mb; /* milli-bytes */
+static uint32_t hs_tokens_ms; /* when the bucket was last filled */
+static uint32_t hs_skipped; /* periodic snapshots skipped since the last one sent */
+
+static int64_t hs_bucket_capacity_mb(void) {
+    return (int64_t)hs_budget_bps * 1000;
+}
+
+/* A new budget, the bucket empty: what start() sends itself (hello, keyframe) is paid for before
+ * the first periodic snapshot, so the stream keeps to the budget from its first byte. */
+static void hs_bucket_reset(uint32_t bytes_per_s) {
+    hs_budget_bps = bytes_per_s;
+    hs_tokens_mb = 0;
+    hs_tokens_ms = mp_hal_ticks_ms();
+}
+
+static void hs_bucket_fill(void) {
+    uint32_t now = mp_hal_ticks_ms();
+    uint32_t elapsed = now - hs_tokens_ms;
+    hs_tokens_ms = now;
+    int64_t cap = hs_bucket_capacity_mb();
+    /* Compare before adding so a long idle time cannot overflow. */
+    if (elapsed >= 1000 || hs_tokens_mb + (int64_t)elapsed * hs_budget_bps >= cap) {
+        hs_tokens_mb = cap;
+    } else {
+        hs_tokens_mb += (int64_t)elapsed * hs_budget_bps;
+    }
+}
+
+/* Bytes a paced frame may take now. A full bucket lets any one frame through (a keyframe
+ * larger than a second of line must go some time); the debt it leaves holds back the next. */
+static size_t hs_bucket_room(void) {
+    if (hs_tokens_mb >= hs_bucket_capacity_mb()) {
+        return (size_t)-1;
+    }
+    return hs_tokens_mb > 0 ? (size_t)(hs_tokens_mb / 1000) : 0;
+}
+
 static void hs_stdout_sink(void *ctx, const uint8_t *data, size_t len) {
     (void)ctx;
+    hs_tokens_mb -= (int64_t)len * 1000;
     while (len > 0) {
         size_t n = len < HS_WRITE_PIECE ? len : HS_WRITE_PIECE;
         mp_hal_stdout_tx_strn((const char *)data, n);
@@ -189,7 +298,9 @@ static uint8_t hs_classify(void *ctx, size_t area, size_t block) {
     return HS_TYPE_OTHER;
 }
 
-static void hs_fill_figures(hs_figures_t *f) {
+/* `stack_used`: mp_stack_usage() where the program called in (a Python function or the
+ * scheduler), as mem_info() would print it there, not the module's own deeper frames. */
+static void hs_fill_figures(hs_figures_t *f, size_t stack_used) {
     memset(f, 0, sizeof(*f));
     gc_info_t info;
     gc_info(&info);
@@ -211,7 +322,7 @@ static void hs_fill_figures(hs_figures_t *f) {
     f->python_mem_free += info.max_new_split;
     #endif
     f->has_stack = 1;
-    f->stack_used = mp_stack_usage();
+    f->stack_used = stack_used;
     #if MICROPY_STACK_CHECK
     f->has_stack_limit = 1;
     f->stack_limit = MP_STATE_THREAD(stack_limit);
@@ -262,9 +373,15 @@ static void hs_send_hello_now(void) {
     }
 }
 
-/* Starts a new segment on the host: a hello, then a keyframe at the next snapshot. */
+/* Starts a new segment on the host: a hello, then a keyframe at the next snapshot. The sequence
+ * number runs on across hellos (SPEC 2): a host sees from it whether frames were lost. */
 static void hs_begin_session(void) {
-    hs_writer_init(&hs_writer, hs_stdout_sink, NULL);
+    if (hs_writer.sink == NULL) {
+        hs_writer_init(&hs_writer, hs_stdout_sink, NULL);
+    }
+    if (hs_budget_bps == 0) {
+        hs_bucket_reset(hs_line_bytes_per_s() * HS_DEFAULT_SHARE_PERCENT / 100);
+    }
     hs_started = true;
     hs_send_hello_now();
 }
@@ -302,22 +419,67 @@ static void hs_report_area_changes(uint32_t ms) {
     }
 }
 
-static void hs_take_snapshot(void) {
+static void hs_send_skipped_count(uint32_t ms) {
+    if (hs_skipped > 0) {
+        hs_send_skipped(&hs_writer, ms, hs_skipped);
+        hs_skipped = 0;
+    }
+}
+
+/* Bytes the "skipped" event for hs_skipped will take, measured by encoding it into a counter. */
+static void hs_count_sink(void *ctx, const uint8_t *data, size_t len) {
+    (void)data;
+    *(size_t *)ctx += len;
+}
+static size_t hs_skipped_event_bytes(void) {
+    size_t n = 0;
+    if (hs_skipped > 0) {
+        hs_writer_t dry;
+        hs_writer_init(&dry, hs_count_sink, &n);
+        hs_send_skipped(&dry, 0xFFFFFFFFu, hs_skipped);
+    }
+    return n;
+}
+
+/* One snapshot. `paced` (the periodic stream): only if it fits the line budget, else skipped and
+ * counted. Not paced (the program asked: snapshot(), import tracing): always sent, as a delta
+ * when the budget is short and the delta fits, and charged to the bucket all the same. */
+static void hs_take_snapshot(size_t stack_used, bool paced) {
     HS_ENTER();
     hs_ensure_started();
+    hs_bucket_fill();
+    if (paced && hs_tokens_mb < 0) {
+        /* In debt: not even the heap walk. */
+        hs_skipped++;
+        HS_EXIT();
+        return;
+    }
     uint32_t ms = mp_hal_ticks_ms();
     hs_collect_areas();
     hs_report_area_changes(ms);
     hs_figures_t figures;
-    hs_fill_figures(&figures);
-    hs_send_snapshot(&hs_writer, &hs_tracker, ms, HS_BLOCK_BYTES, hs_areas, hs_area_count, hs_classify, NULL, &figures);
+    hs_fill_figures(&figures, stack_used);
+    size_t room = hs_bucket_room();
+    size_t reserve = hs_skipped_event_bytes();
+    size_t budget = room == (size_t)-1 ? room : room > reserve ? room - reserve : 0;
+    int sent = hs_send_snapshot_within(&hs_writer, &hs_tracker, ms, HS_BLOCK_BYTES, hs_areas, hs_area_count,
+        hs_classify, NULL, &figures, budget);
+    if (sent == HS_FRAME_NONE && !paced) {
+        sent = hs_send_snapshot(&hs_writer, &hs_tracker, ms, HS_BLOCK_BYTES, hs_areas, hs_area_count,
+            hs_classify, NULL, &figures);
+    }
+    if (sent == HS_FRAME_NONE) {
+        hs_skipped++;
+    } else {
+        hs_send_skipped_count(ms);
+    }
     HS_EXIT();
 }
 
 /* ---- Python API ---- */
 
 static mp_obj_t heapscope_snapshot(void) {
-    hs_take_snapshot();
+    hs_take_snapshot(mp_stack_usage(), false);
     return mp_const_none;
 }
 static MP_DEFINE_CONST_FUN_OBJ_0(heapscope_snapshot_obj, heapscope_snapshot);
@@ -335,19 +497,20 @@ static mp_obj_t heapscope_mark(mp_obj_t label_in) {
     const char *label = mp_obj_str_get_data(label_in, &len);
     HS_ENTER();
     hs_ensure_started();
-    hs_send_mark(&hs_writer, mp_hal_ticks_ms(), label, len > 255 ? 255 : len);
+    hs_send_mark(&hs_writer, mp_hal_ticks_ms(), label, len); /* the core cuts it whole characters */
     HS_EXIT();
     return mp_const_none;
 }
 static MP_DEFINE_CONST_FUN_OBJ_1(heapscope_mark_obj, heapscope_mark);
 
+#if defined(HEAPSCOPE_HAS_TIMER)
 /* Periodic snapshots: a timer schedules a callback that runs between bytecodes, in the VM's
  * own thread, so snapshots never race the program. */
 static mp_obj_t heapscope_tick(mp_obj_t arg) {
     (void)arg;
     hs_tick_pending = false;
     if (hs_streaming) {
-        hs_take_snapshot();
+        hs_take_snapshot(mp_stack_usage(), true);
     }
     return mp_const_none;
 }
@@ -361,9 +524,22 @@ static void hs_schedule_tick(void) {
     }
 }
 
+#endif
+
 static uint32_t hs_last_poll_ms;
 
-#if HEAPSCOPE_TIMER_ESP
+#if HEAPSCOPE_TIMER_PORT
+/* The port's timer: it calls `tick` every period_ms (from an interrupt is fine) until stopped.
+ * A port sets MICROPY_HEAPSCOPE_PORT_TIMER to 1 and defines these two. */
+bool mp_heapscope_port_timer_start(uint32_t period_ms, void (*tick)(void));
+void mp_heapscope_port_timer_stop(void);
+static bool hs_timer_start(uint32_t period_ms) {
+    return mp_heapscope_port_timer_start(period_ms, hs_schedule_tick);
+}
+static void hs_timer_stop(void) {
+    mp_heapscope_port_timer_stop();
+}
+#elif HEAPSCOPE_TIMER_ESP
 static esp_timer_handle_t hs_timer;
 static void hs_timer_cb(void *arg) {
     (void)arg;
@@ -409,17 +585,29 @@ static void hs_timer_stop(void) {
 /* The unix port has no hardware timer: a plain POSIX thread (not a Python thread) wakes up each
  * period and schedules the callback, which the VM runs between bytecodes or while sleeping. */
 static pthread_t hs_thread;
-static volatile bool hs_thread_run;
+static pthread_mutex_t hs_thread_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hs_thread_wake = PTHREAD_COND_INITIALIZER;
+static bool hs_thread_run; /* guarded by hs_thread_mutex */
 static bool hs_thread_alive;
 static void *hs_thread_main(void *arg) {
     (void)arg;
+    pthread_mutex_lock(&hs_thread_mutex);
     while (hs_thread_run) {
-        struct timespec ts = {hs_period_ms / 1000, (long)(hs_period_ms % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
+        /* Wait a period, or until stop() wakes us: stop() must not wait out the sleep. */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        uint64_t ns = (uint64_t)until.tv_nsec + (uint64_t)hs_period_ms * 1000000u;
+        until.tv_sec += (time_t)(ns / 1000000000u);
+        until.tv_nsec = (long)(ns % 1000000000u);
+        int r = 0;
+        while (hs_thread_run && r == 0) {
+            r = pthread_cond_timedwait(&hs_thread_wake, &hs_thread_mutex, &until);
+        }
         if (hs_thread_run) {
             hs_schedule_tick();
         }
     }
+    pthread_mutex_unlock(&hs_thread_mutex);
     return NULL;
 }
 static bool hs_timer_start(uint32_t period_ms) {
@@ -433,7 +621,10 @@ static bool hs_timer_start(uint32_t period_ms) {
 }
 static void hs_timer_stop(void) {
     if (hs_thread_alive) {
+        pthread_mutex_lock(&hs_thread_mutex);
         hs_thread_run = false;
+        pthread_cond_signal(&hs_thread_wake);
+        pthread_mutex_unlock(&hs_thread_mutex);
         pthread_join(hs_thread, NULL);
         hs_thread_alive = false;
     }
@@ -449,9 +640,11 @@ static void hs_timer_stop(void) {
 #endif
 
 static mp_obj_t heapscope_start(size_t n_args, const mp_obj_t *pos_args, mp_map_t *kw_args) {
-    enum { ARG_period_ms };
+    size_t stack_used = mp_stack_usage();
+    enum { ARG_period_ms, ARG_max_bytes_per_s };
     static const mp_arg_t allowed_args[] = {
         { MP_QSTR_period_ms, MP_ARG_INT, {.u_int = 1000} },
+        { MP_QSTR_max_bytes_per_s, MP_ARG_KW_ONLY | MP_ARG_OBJ, {.u_rom_obj = MP_ROM_NONE} },
     };
     mp_arg_val_t args[MP_ARRAY_SIZE(allowed_args)];
     mp_arg_parse_all(n_args, pos_args, kw_args, MP_ARRAY_SIZE(allowed_args), allowed_args, args);
@@ -459,11 +652,22 @@ static mp_obj_t heapscope_start(size_t n_args, const mp_obj_t *pos_args, mp_map_
     if (period < 10) {
         mp_raise_ValueError(MP_ERROR_TEXT("period_ms must be at least 10"));
     }
+    /* Default: a share of what the console line carries (hs_line_bytes_per_s). */
+    uint32_t budget = hs_line_bytes_per_s() * HS_DEFAULT_SHARE_PERCENT / 100;
+    if (args[ARG_max_bytes_per_s].u_obj != mp_const_none) {
+        mp_int_t b = mp_obj_get_int(args[ARG_max_bytes_per_s].u_obj);
+        if (b < HS_MIN_BYTES_PER_S || (mp_uint_t)b > 0x7FFFFFFFu) {
+            mp_raise_ValueError(MP_ERROR_TEXT("max_bytes_per_s must be at least 100"));
+        }
+        budget = (uint32_t)b;
+    }
     hs_timer_stop();
     hs_period_ms = (uint32_t)period;
     /* A tick left pending by a soft reset (which empties the queue) would block all others. */
     hs_tick_pending = false;
     HS_ENTER();
+    hs_bucket_reset(budget);
+    hs_skipped = 0;
     hs_begin_session();
     hs_send_stream_start(&hs_writer, mp_hal_ticks_ms(), hs_period_ms);
     HS_EXIT();
@@ -473,7 +677,7 @@ static mp_obj_t heapscope_start(size_t n_args, const mp_obj_t *pos_args, mp_map_
         hs_streaming = false;
         mp_raise_OSError(MP_EIO);
     }
-    hs_take_snapshot();
+    hs_take_snapshot(stack_used, false);
     return mp_const_none;
 }
 static MP_DEFINE_CONST_FUN_OBJ_KW(heapscope_start_obj, 0, heapscope_start);
@@ -483,7 +687,9 @@ static mp_obj_t heapscope_stop(void) {
     if (hs_streaming) {
         hs_streaming = false;
         HS_ENTER();
-        hs_send_stream_stop(&hs_writer, mp_hal_ticks_ms());
+        uint32_t ms = mp_hal_ticks_ms();
+        hs_send_skipped_count(ms);
+        hs_send_stream_stop(&hs_writer, ms);
         HS_EXIT();
     }
     return mp_const_none;
@@ -496,7 +702,7 @@ static mp_obj_t heapscope_poll(void) {
     uint32_t now = mp_hal_ticks_ms();
     if (hs_streaming && now - hs_last_poll_ms >= hs_period_ms) {
         hs_last_poll_ms = now;
-        hs_take_snapshot();
+        hs_take_snapshot(mp_stack_usage(), true);
         return mp_const_true;
     }
     return mp_const_false;
@@ -505,7 +711,7 @@ static MP_DEFINE_CONST_FUN_OBJ_0(heapscope_poll_obj, heapscope_poll);
 
 /* ---- Import tracing ---- */
 
-static void hs_import_done(uint32_t depth, const char *name, size_t len, bool ok, uint32_t t0) {
+static void hs_import_done(uint32_t depth, const char *name, size_t len, bool ok, uint32_t t0, size_t stack_used) {
     uint32_t elapsed = mp_hal_ticks_us() - t0;
     if (hs_import_collect) {
         gc_collect();
@@ -513,17 +719,15 @@ static void hs_import_done(uint32_t depth, const char *name, size_t len, bool ok
     HS_ENTER();
     hs_send_import_end(&hs_writer, mp_hal_ticks_ms(), depth, name, len, ok, elapsed);
     HS_EXIT();
-    hs_take_snapshot();
+    hs_take_snapshot(stack_used, false);
 }
 
 /* Stands in for builtins.__import__: begin event and snapshot, the real import, end event and
  * snapshot. The heap cost of the import is the difference of the two snapshots. */
 static mp_obj_t heapscope_import(size_t n_args, const mp_obj_t *args) {
+    size_t stack_used = mp_stack_usage();
     size_t len;
-    const char *name = mp_obj_str_get_data(args[0], &len);
-    if (len > 255) {
-        len = 255;
-    }
+    const char *name = mp_obj_str_get_data(args[0], &len); /* the core cuts it whole characters */
     uint32_t depth = hs_import_depth++;
     if (hs_import_collect) {
         gc_collect();
@@ -532,18 +736,18 @@ static mp_obj_t heapscope_import(size_t n_args, const mp_obj_t *args) {
     hs_ensure_started();
     hs_send_import_begin(&hs_writer, mp_hal_ticks_ms(), depth, name, len);
     HS_EXIT();
-    hs_take_snapshot();
+    hs_take_snapshot(stack_used, false);
     uint32_t t0 = mp_hal_ticks_us();
     nlr_buf_t nlr;
     if (nlr_push(&nlr) == 0) {
         mp_obj_t module = mp_call_function_n_kw(MP_STATE_VM(heapscope_original_import), n_args, 0, args);
         nlr_pop();
         hs_import_depth--;
-        hs_import_done(depth, name, len, true, t0);
+        hs_import_done(depth, name, len, true, t0, stack_used);
         return module;
     }
     hs_import_depth--;
-    hs_import_done(depth, name, len, false, t0);
+    hs_import_done(depth, name, len, false, t0, stack_used);
     nlr_jump(nlr.ret_val);
 }
 static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(heapscope_import_obj, 1, 5, heapscope_import);

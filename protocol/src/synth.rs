@@ -115,3 +115,133 @@ pub fn mutate(snapshot: &Snapshot, seed: u64, changes: usize) -> Snapshot {
     }
     out
 }
+
+/// A heap that a running program churns, one area: allocations go first-fit from the lowest
+/// free block (as `gc_alloc` searches from `gc_last_free_atb_index`, which every free lowers),
+/// objects die at random (young ones more often), sizes and types mixed as in a Python program
+/// (strings, raw buffers such as list item arrays and dict tables, tuples, floats, instances, a
+/// few larger bytearrays). Deterministic for a seed.
+#[derive(Clone, Debug)]
+pub struct Churn {
+    rng: Rng,
+    pool_start: u64,
+    block_size: u32,
+    kinds: KindTable,
+    /// Type of the allocation whose head is at each block (meaningful at heads only).
+    head_types: Vec<ObjType>,
+    /// Head block of every live allocation, oldest first.
+    live: Vec<usize>,
+    used_blocks: usize,
+    target_used: usize,
+}
+
+impl Churn {
+    /// A heap of `blocks` blocks filled to about `used_percent` % of its blocks.
+    pub fn new(seed: u64, pool_start: u64, block_size: u32, blocks: usize, used_percent: usize) -> Churn {
+        let mut churn = Churn {
+            rng: Rng::new(seed),
+            pool_start,
+            block_size,
+            kinds: KindTable::new_free(blocks),
+            head_types: vec![ObjType::Unknown; blocks],
+            live: Vec::new(),
+            used_blocks: 0,
+            target_used: blocks * used_percent / 100,
+        };
+        // A heap that has run for a while: filled almost to the top, then most of what it
+        // held died, leaving live objects and holes spread over all of it.
+        while churn.used_blocks < blocks * 9 / 10 && churn.allocate() {}
+        while churn.used_blocks > churn.target_used {
+            let i = churn.rng.below(churn.live.len() as u64) as usize;
+            churn.free_at(i);
+        }
+        churn
+    }
+
+    /// Between two snapshots: `allocations` new objects and about as many deaths, more or
+    /// fewer to keep the heap near its target fill.
+    pub fn step(&mut self, allocations: usize) {
+        for _ in 0..allocations {
+            self.allocate();
+            if self.used_blocks > self.target_used || self.rng.below(2) == 0 {
+                self.free_one();
+            }
+        }
+    }
+
+    fn size_and_type(&mut self) -> (usize, ObjType) {
+        let r = self.rng.below(100);
+        let (ty, max) = match r {
+            0..=29 => (ObjType::Str, 3),
+            30..=51 => (ObjType::Other, 6),
+            52..=61 => (ObjType::Tuple, 2),
+            62..=69 => (ObjType::Float, 1),
+            70..=75 => (ObjType::List, 1),
+            76..=80 => (ObjType::Dict, 2),
+            81..=86 => (ObjType::Instance, 2),
+            87..=90 => (ObjType::BoundMethod, 1),
+            91..=93 => (ObjType::Closure, 2),
+            94..=96 => (ObjType::Function, 3),
+            _ => (ObjType::ByteArray, 24),
+        };
+        (1 + self.rng.below(max) as usize, ty)
+    }
+
+    /// One allocation, first fit; false if nothing fits.
+    fn allocate(&mut self) -> bool {
+        let (len, ty) = self.size_and_type();
+        let n = self.kinds.len();
+        let mut start = 0;
+        while start < n {
+            if self.kinds.get(start) != BlockKind::Free {
+                start += 1;
+                continue;
+            }
+            let end = self.kinds.run_end(start, BlockKind::Free);
+            if end - start >= len {
+                self.kinds.set(start, BlockKind::Head);
+                for b in start + 1..start + len {
+                    self.kinds.set(b, BlockKind::Tail);
+                }
+                self.head_types[start] = ty;
+                self.live.push(start);
+                self.used_blocks += len;
+                return true;
+            }
+            start = end;
+        }
+        false
+    }
+
+    /// One object dies: mostly a young one.
+    fn free_one(&mut self) {
+        if self.live.is_empty() {
+            return;
+        }
+        let n = self.live.len() as u64;
+        let i = if self.rng.below(10) < 7 { n - 1 - self.rng.below(n.min(64)) } else { self.rng.below(n) } as usize;
+        self.free_at(i);
+    }
+
+    fn free_at(&mut self, i: usize) {
+        let head = self.live.remove(i);
+        let end = self.kinds.run_end(head + 1, BlockKind::Tail);
+        for b in head..end {
+            self.kinds.set(b, BlockKind::Free);
+        }
+        self.used_blocks -= end - head;
+    }
+
+    /// The heap as a device would report it: the layout, types and the GC's figures.
+    pub fn snapshot(&self) -> Snapshot {
+        let types = (0..self.kinds.len()).filter(|&b| self.kinds.get(b).starts_allocation()).map(|b| self.head_types[b]).collect();
+        let area = Area::new(self.pool_start, self.block_size, self.kinds.clone(), types).expect("churned heap is consistent");
+        let areas = vec![area];
+        let reported = crate::model::Reported {
+            gc: Some(crate::metrics::gc_figures(&areas)),
+            stack: Some(crate::model::StackFigures { used: 736, limit: Some(15_360) }),
+            ..Default::default()
+        };
+        Snapshot { areas, reported }
+    }
+}

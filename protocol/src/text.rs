@@ -184,6 +184,70 @@ pub fn cell(c: char) -> Option<(BlockKind, Option<ObjType>)> {
     })
 }
 
+/// A snapshot as the text `micropython.mem_info(1)` of v1.20+ prints for it (`\n` line ends, as
+/// the unix port sends): the `mem:` and `stack:` lines where reported, the GC figures (the
+/// reported ones, else recomputed from the layout), then one layout section per area exactly as
+/// `gc_dump_alloc_table` writes it, `(N lines all free)` included. What a host would receive
+/// if it polled `mem_info(1)` instead of streaming: the baseline the wire format is held against.
+pub fn render_mem_info(snapshot: &Snapshot) -> String {
+    use std::fmt::Write;
+    let r = &snapshot.reported;
+    let mut out = String::new();
+    if let Some(m) = r.mem {
+        let _ = writeln!(out, "mem: total={}, current={}, peak={}", m.total, m.current, m.peak);
+    }
+    match r.stack {
+        Some(StackFigures { used, limit: Some(limit) }) => {
+            let _ = writeln!(out, "stack: {used} out of {limit}");
+        }
+        Some(StackFigures { used, limit: None }) => {
+            let _ = writeln!(out, "stack: {used}");
+        }
+        None => {}
+    }
+    let g = r.gc.unwrap_or_else(|| gc_figures(&snapshot.areas));
+    let _ = write!(out, "GC: total: {}, used: {}, free: {}", g.total, g.used, g.free);
+    if let Some(split) = r.max_new_split {
+        let _ = write!(out, ", max new split: {split}");
+    }
+    let _ = writeln!(
+        out,
+        "\n No. of 1-blocks: {}, 2-blocks: {}, max blk sz: {}, max free sz: {}",
+        g.one_blocks, g.two_blocks, g.max_block, g.max_free
+    );
+    for area in &snapshot.areas {
+        let _ = write!(out, "GC memory layout; from {:x}:", area.pool_start());
+        let kinds = area.kinds();
+        let mut types = area.types().iter();
+        let mut block = 0;
+        while block < kinds.len() {
+            if block % BLOCKS_PER_ROW == 0 {
+                let free_end = kinds.run_end(block, BlockKind::Free);
+                if free_end - block >= 2 * BLOCKS_PER_ROW {
+                    let _ = write!(out, "\n       ({} lines all free)", (free_end - block) / BLOCKS_PER_ROW);
+                    block = free_end & !(BLOCKS_PER_ROW - 1);
+                    if block >= kinds.len() {
+                        break;
+                    }
+                }
+                let _ = write!(out, "\n{:08x}: ", block as u64 * u64::from(area.block_size()));
+            }
+            out.push(match kinds.get(block) {
+                BlockKind::Free => '.',
+                BlockKind::Tail => '=',
+                BlockKind::Mark => {
+                    types.next();
+                    'm'
+                }
+                BlockKind::Head => types.next().map_or('h', |t| t.mem_info_letter()),
+            });
+            block += 1;
+        }
+        out.push('\n');
+    }
+    out
+}
+
 fn is_cell(c: char) -> bool {
     cell(c).is_some()
 }

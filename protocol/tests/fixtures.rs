@@ -312,3 +312,24 @@ fn disagreements_are_warnings_naming_the_line() {
     assert_eq!(dump.snapshot.reported.gc.unwrap().used, 96);
     assert_eq!(metrics::compute(&dump.snapshot).used_bytes, 80);
 }
+
+#[test]
+fn rendered_mem_info_is_the_device_text_byte_for_byte() {
+    // Every v1.20+ layout dump (8-digit offsets, `\n` line ends from the unix port): the
+    // emulation renders the parsed snapshot back to exactly what the interpreter printed.
+    let mut checked = 0;
+    for file in [
+        "src129_i686_mem_info1_pool119360.txt",
+        "src129_i686_splitauto_two_areas_mem_info1.txt",
+        "stock129_x64_mem_info1_120K.txt",
+        "stock129_x64_mem_info1_2M.txt",
+    ] {
+        let text = std::fs::read_to_string(format!("{}/../testdata/mem_info/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let dump = only_dump(file, text.as_bytes());
+        assert!(dump.snapshot.has_layout(), "{file}");
+        let rendered = heapscope_protocol::text::render_mem_info(&dump.snapshot);
+        assert_eq!(rendered, text, "{file}");
+        checked += 1;
+    }
+    assert_eq!(checked, 4);
+}

@@ -82,7 +82,90 @@ fn measure(heap: &Snapshot, changes: usize) -> Figures {
     }
 }
 
+/// A 115200-baud UART: 11,520 bytes per second.
+const UART_BYTES_PER_S: f64 = 11_520.0;
+/// The goal of issue 11: 20 snapshots per second on that line.
+const GOAL_SNAPSHOTS_PER_S: f64 = 20.0;
+
+#[derive(Default)]
+struct Sizes {
+    count: usize,
+    total: usize,
+    max: usize,
+}
+
+impl Sizes {
+    fn add(&mut self, n: usize) {
+        self.count += 1;
+        self.total += n;
+        self.max = self.max.max(n);
+    }
+
+    fn mean(&self) -> f64 {
+        self.total as f64 / self.count.max(1) as f64
+    }
+}
+
+/// One minute at 20 snapshots/s of a NodeMCU-32S heap (7,460 blocks of 16 B, about half used)
+/// churned by `allocations` allocations and about as many frees between snapshots, sent through
+/// the C core's tracker (periodic keyframes included), held against the `mem_info(1)` text of
+/// the same heaps and their raw allocation tables.
+fn churn_minute(allocations: usize) {
+    let snapshots = 60 * GOAL_SNAPSHOTS_PER_S as usize;
+    let mut churn = synth::Churn::new(allocations as u64, 0x3FFC_2DB0, 16, 7460, 50);
+    let mut c = CWriter::new(0);
+    let (mut keys, mut deltas, mut all, mut texts, mut atbs) =
+        (Sizes::default(), Sizes::default(), Sizes::default(), Sizes::default(), Sizes::default());
+    for i in 0..snapshots {
+        let heap = churn.snapshot();
+        let kind = c.snapshot_prepared(i as u32 * 50, &Prepared::new(&heap));
+        let n = c.take().len();
+        all.add(n);
+        if kind == 2 { keys.add(n) } else { deltas.add(n) }
+        texts.add(text::render_mem_info(&heap).len());
+        atbs.add(heap.areas.iter().map(|a| a.kinds().atb().len()).sum());
+        churn.step(allocations);
+    }
+    let per_s = UART_BYTES_PER_S / all.mean();
+    println!(
+        "{:>6} {:>5} {:>4} {:>6.0} {:>6.0} {:>5} {:>6.0} {:>6.0} {:>5.0} {:>6.3} {:>6.3} {:>6.1} {:>8} {:>9}",
+        allocations,
+        all.count,
+        keys.count,
+        keys.mean(),
+        deltas.mean(),
+        deltas.max,
+        all.mean(),
+        texts.mean(),
+        atbs.mean(),
+        keys.mean() / texts.mean(),
+        all.mean() / texts.mean(),
+        per_s,
+        if all.mean() <= UART_BYTES_PER_S / GOAL_SNAPSHOTS_PER_S { "yes" } else { "NO" },
+        if keys.mean() <= texts.mean() / 4.0 { "yes" } else { "NO" },
+    );
+}
+
 fn main() {
+    println!("C core on a churned NodeMCU-32S heap (7,460 blocks of 16 B, about half used): one minute of");
+    println!("snapshots at 20/s through the delta tracker (a keyframe every 16), against the mem_info(1)");
+    println!("text (protocol's emulation, text::render_mem_info) and the raw allocation table of the same heaps.");
+    println!(
+        "goal: at most {:.0} B per snapshot averaged (20 snapshots/s in {:.0} B/s), keyframes at most 1/4 of the text",
+        UART_BYTES_PER_S / GOAL_SNAPSHOTS_PER_S,
+        UART_BYTES_PER_S
+    );
+    println!(
+        "{:>6} {:>5} {:>4} {:>6} {:>6} {:>5} {:>6} {:>6} {:>5} {:>6} {:>6} {:>6} {:>8} {:>9}",
+        "allocs", "snaps", "keys", "key B", "dlt B", "max", "avg B", "text B", "ATB B", "key/tx", "avg/tx", "snap/s", "avg<=576", "key<=tx/4"
+    );
+    for allocations in [12, 24, 48, 96] {
+        churn_minute(allocations);
+    }
+    println!("(allocs: allocations between two snapshots, about as many frees; dlt B: mean delta, max: largest;");
+    println!(" avg B: mean of all snapshots, keyframes included; snap/s: snapshots per second that fit 11,520 B/s)");
+    println!();
+
     println!("C encoder (host build): a keyframe, then the next snapshot through the delta tracker after");
     println!("one random change per 2,000 blocks (at least 2)");
     println!(

@@ -60,7 +60,8 @@ struct HsFigures {
 
 #[repr(C)]
 struct HsTracker {
-    valid: c_int,
+    valid: u8,
+    measured: u8,
     base_seq: u16,
     since_keyframe: u16,
     chunk_blocks: u32,
@@ -69,6 +70,16 @@ struct HsTracker {
     area_blocks: [usize; HS_MAX_AREAS],
     hash: [u32; HS_MAX_CHUNKS],
     changed: [u8; HS_MAX_CHUNKS / 8],
+}
+
+/// What the C core says the next snapshot would cost on the line (`hs_snapshot_cost_t`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotCost {
+    pub keyframe_bytes: usize,
+    /// 0 when there is no base to send a delta against.
+    pub delta_bytes: usize,
+    pub keyframe_due: c_int,
 }
 
 extern "C" {
@@ -119,7 +130,44 @@ extern "C" {
         classify_ctx: *mut c_void,
         figures: *const HsFigures,
     ) -> c_int;
+    fn hs_send_snapshot_within(
+        w: *mut HsWriter,
+        t: *mut HsTracker,
+        ms: u32,
+        block_size: u32,
+        areas: *const HsArea,
+        area_count: usize,
+        classify: ClassifyFn,
+        classify_ctx: *mut c_void,
+        figures: *const HsFigures,
+        budget: usize,
+    ) -> c_int;
     fn hs_tracker_reset(t: *mut HsTracker);
+    fn hs_measure_snapshot(
+        t: *mut HsTracker,
+        w: *const HsWriter,
+        ms: u32,
+        block_size: u32,
+        areas: *const HsArea,
+        area_count: usize,
+        classify: ClassifyFn,
+        classify_ctx: *mut c_void,
+        figures: *const HsFigures,
+        cost: *mut SnapshotCost,
+    );
+    fn hs_send_measured(
+        w: *mut HsWriter,
+        t: *mut HsTracker,
+        frame_type: c_int,
+        ms: u32,
+        block_size: u32,
+        areas: *const HsArea,
+        area_count: usize,
+        classify: ClassifyFn,
+        classify_ctx: *mut c_void,
+        figures: *const HsFigures,
+    ) -> c_int;
+    fn hs_send_skipped(w: *mut HsWriter, ms: u32, count: u32);
     fn hs_send_import_begin(w: *mut HsWriter, ms: u32, depth: u32, name: *const c_char, len: usize);
     fn hs_send_import_end(w: *mut HsWriter, ms: u32, depth: u32, name: *const c_char, len: usize, ok: c_int, us: u64);
     fn hs_send_mark(w: *mut HsWriter, ms: u32, label: *const c_char, len: usize);
@@ -287,6 +335,7 @@ impl CWriter {
         writer.seq = seq;
         let mut tracker = Box::new(HsTracker {
             valid: 0,
+            measured: 0,
             base_seq: 0,
             since_keyframe: 0,
             chunk_blocks: 0,
@@ -386,6 +435,75 @@ impl CWriter {
                 &p.figures,
             ) as u8
         }
+    }
+
+    /// What the snapshot would cost as a keyframe and as a delta; sends nothing.
+    pub fn measure(&mut self, ms: u32, p: &Prepared<'_>) -> SnapshotCost {
+        let mut cost = SnapshotCost::default();
+        let tracker: *mut HsTracker = &mut *self.tracker;
+        // SAFETY: as in `keyframe_prepared`; the tracker and writer boxes are live.
+        unsafe {
+            hs_measure_snapshot(
+                tracker,
+                &*self.writer,
+                ms,
+                p.block_size,
+                p.areas.as_ptr(),
+                p.areas.len(),
+                classify,
+                p.classify_ctx(),
+                &p.figures,
+                &mut cost,
+            )
+        };
+        cost
+    }
+
+    /// Sends the snapshot last measured as `frame_type` (2 keyframe, 3 delta); returns the
+    /// type sent.
+    pub fn send_measured(&mut self, frame_type: u8, ms: u32, p: &Prepared<'_>) -> u8 {
+        let tracker: *mut HsTracker = &mut *self.tracker;
+        // SAFETY: as in `measure`.
+        unsafe {
+            hs_send_measured(
+                self.w(),
+                tracker,
+                c_int::from(frame_type),
+                ms,
+                p.block_size,
+                p.areas.as_ptr(),
+                p.areas.len(),
+                classify,
+                p.classify_ctx(),
+                &p.figures,
+            ) as u8
+        }
+    }
+
+    /// A snapshot within `budget` bytes on the line: 2 keyframe, 3 delta, 0 nothing sent.
+    pub fn snapshot_within(&mut self, ms: u32, snapshot: &Snapshot, budget: usize) -> u8 {
+        let p = Prepared::new(snapshot);
+        let tracker: *mut HsTracker = &mut *self.tracker;
+        // SAFETY: as in `keyframe_prepared`; the tracker box is live.
+        unsafe {
+            hs_send_snapshot_within(
+                self.w(),
+                tracker,
+                ms,
+                p.block_size,
+                p.areas.as_ptr(),
+                p.areas.len(),
+                classify,
+                p.classify_ctx(),
+                &p.figures,
+                budget,
+            ) as u8
+        }
+    }
+
+    pub fn skipped(&mut self, ms: u32, count: u32) {
+        // SAFETY: plain values.
+        unsafe { hs_send_skipped(self.w(), ms, count) }
     }
 
     pub fn import_begin(&mut self, ms: u32, depth: u32, name: &str) {

@@ -4,7 +4,9 @@
 pub mod board;
 pub mod cable;
 pub mod c_core;
+pub mod firmware;
 pub mod spec;
+pub mod workload;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -25,6 +25,11 @@ pub fn example_heaps() -> (Snapshot, Snapshot) {
     (first, tiny_heap("h=..D===...."))
 }
 
+/// The busy keyframe example's heap: 12 blocks of small objects, sent in the compact code.
+pub fn busy_heap() -> Snapshot {
+    tiny_heap("hShhS=hhT..h")
+}
+
 /// The examples: name and frame.
 pub fn vectors() -> Vec<(&'static str, Frame)> {
     let (first, second) = example_heaps();
@@ -45,6 +50,7 @@ pub fn vectors() -> Vec<(&'static str, Frame)> {
             },
         ),
         ("keyframe", Frame { seq: 2, device_ms: 1250, body: Body::Keyframe(session::keyframe(&first)) }),
+        ("keyframe_busy", Frame { seq: 5, device_ms: 1750, body: Body::Keyframe(session::keyframe(&busy_heap())) }),
         ("delta", Frame { seq: 3, device_ms: 1500, body: Body::Delta(session::delta(&first, 2, &second, 4)) }),
         (
             "import_end",

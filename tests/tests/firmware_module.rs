@@ -1,10 +1,7 @@
-//! The `heapscope` C module inside a real MicroPython build.
-//!
-//! These need a MicroPython unix build with the module compiled in (firmware/README.md says
-//! how; MicroPython's source is not part of this repository). Point
-//! `HEAPSCOPE_FIRMWARE_MICROPYTHON` at the binary and run
-//! `cargo test -p heapscope-tests --test firmware_module -- --ignored`.
-//! Run without the variable, they fail and say so.
+//! The `heapscope` C module inside a real MicroPython build: the project's host test port
+//! (firmware/ports/unix), which `scripts/firmware` builds to `target/firmware/unix/micropython`
+//! (scripts/test runs it). `HEAPSCOPE_FIRMWARE_MICROPYTHON` names another build instead. Without
+//! a build these fail and say how to make one.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -16,13 +13,8 @@ use heapscope_protocol::wire::session::{Session, Update};
 use heapscope_protocol::wire::{Body, Event, Frame};
 use heapscope_protocol::{metrics, Snapshot};
 
-const NEEDS: &str = "needs HEAPSCOPE_FIRMWARE_MICROPYTHON: a MicroPython unix build with the heapscope module";
-
 fn interpreter() -> PathBuf {
-    match std::env::var_os("HEAPSCOPE_FIRMWARE_MICROPYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => panic!("{NEEDS} (see firmware/README.md)"),
-    }
+    heapscope_tests::firmware::unix_micropython()
 }
 
 /// What one run printed: console text, frames, and the snapshots and events they make.
@@ -111,7 +103,6 @@ fn assert_same_heap(snapshot: &Snapshot, dump: &text::Dump, what: &str) {
 }
 
 #[test]
-#[ignore = "needs HEAPSCOPE_FIRMWARE_MICROPYTHON: a MicroPython unix build with the heapscope module"]
 fn stream_matches_mem_info_block_for_block() {
     let script = r#"
 import heapscope, micropython, gc
@@ -168,7 +159,6 @@ for round in range(6):
 }
 
 #[test]
-#[ignore = "needs HEAPSCOPE_FIRMWARE_MICROPYTHON: a MicroPython unix build with the heapscope module"]
 fn snapshot_allocates_nothing() {
     let script = r#"
 import heapscope, micropython
@@ -193,12 +183,12 @@ print("survived heap_lock")
 }
 
 #[test]
-#[ignore = "needs HEAPSCOPE_FIRMWARE_MICROPYTHON: a MicroPython unix build with the heapscope module"]
 fn trace_imports_reports_a_package_tree() {
     let files = [
         ("pkg/__init__.py", "import pkg.a\n"),
         ("pkg/a.py", "import pkg.b\nA = [1, 2, 3]\n"),
         ("pkg/b.py", "BUF = bytearray(10000)\n"),
+        ("later.py", "X = 1\n"),
     ];
     let script = r#"
 import sys, heapscope
@@ -210,7 +200,7 @@ try:
 except ImportError:
     pass
 heapscope.trace_imports(False)
-import json
+import later
 print("done")
 "#;
     let run = run(script, "122160", &files);
@@ -252,7 +242,7 @@ print("done")
             "begin 0 no_such_module",
             "end 0 no_such_module failed",
         ],
-        "json was imported after tracing stopped"
+        "later was imported after tracing stopped"
     );
     // pkg.b keeps a 10,000-byte bytearray: its end snapshot is that much (and its module
     // object and globals) above its begin snapshot.
@@ -262,7 +252,6 @@ print("done")
 }
 
 #[test]
-#[ignore = "needs HEAPSCOPE_FIRMWARE_MICROPYTHON: a MicroPython unix build with the heapscope module"]
 fn start_streams_periodically_until_stop() {
     let script = r#"
 import heapscope, time
@@ -290,7 +279,6 @@ print("stopped")
 
 /// The host tool's `stream` source on the module's frames, through a pseudo-terminal.
 #[test]
-#[ignore = "needs HEAPSCOPE_FIRMWARE_MICROPYTHON: a MicroPython unix build with the heapscope module"]
 fn the_tool_captures_the_module_stream() {
     use heapscope::capture::{Capture, Mode, Options};
     use heapscope::entry::{Entry, Source};
@@ -325,7 +313,6 @@ fn the_tool_captures_the_module_stream() {
 
 /// `heapscope imports` with the module: the nested tree with inclusive and own costs.
 #[test]
-#[ignore = "needs HEAPSCOPE_FIRMWARE_MICROPYTHON: a MicroPython unix build with the heapscope module"]
 fn the_tool_reports_a_nested_import_tree() {
     let board = heapscope_tests::board::PtyBoard::start_with(&interpreter(), &["-X", "heapsize=122160"]);
     std::fs::create_dir_all(board.dir().join("pkg")).unwrap();
@@ -344,4 +331,171 @@ fn the_tool_reports_a_nested_import_tree() {
     assert!(kept(2) >= 10_000, "pkg.b keeps its bytearray: {}", kept(2));
     assert!(kept(0) >= kept(1) && kept(1) >= kept(2), "inclusive costs nest");
     assert_eq!(own(0) + own(1) + own(2), kept(0), "own costs add up to the whole");
+}
+
+/// Every frame of a run, as the bytes it took on the line.
+fn line_bytes(frames: &[&Frame]) -> usize {
+    frames.iter().map(|f| heapscope_protocol::wire::encode_frame(f).len()).sum()
+}
+
+fn skipped_counts(run: &Run) -> Vec<u32> {
+    run.updates.iter().filter_map(|u| if let Update::Event(Event::Skipped { count }) = u { Some(*count) } else { None }).collect()
+}
+
+/// A mark label or module name longer than 255 bytes is cut at a character boundary. Cut in the
+/// middle of a character it was invalid UTF-8 and the host dropped the whole frame as corrupt.
+#[test]
+fn long_labels_and_module_names_arrive_cut_at_a_character() {
+    let script = r#"
+import heapscope
+heapscope.mark("é" * 200)
+heapscope.trace_imports(True)
+try:
+    __import__("ü" * 150)
+except (ImportError, RuntimeError):  # "name too long", after the hook sent its events
+    pass
+heapscope.trace_imports(False)
+print("done")
+"#;
+    let run = run(script, "122160", &[]);
+    assert_eq!(run.corrupt, 0);
+    assert!(run.text().contains("done"), "{}", run.text());
+    let names: Vec<&str> = run
+        .updates
+        .iter()
+        .filter_map(|u| match u {
+            Update::Event(Event::Mark { label }) => Some(label.as_str()),
+            Update::Event(Event::ImportBegin { name, .. } | Event::ImportEnd { name, .. }) => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(names, ["é".repeat(127), "ü".repeat(127), "ü".repeat(127)], "254 bytes of whole characters each");
+}
+
+/// SPEC 2: `seq` runs on across hello() and start(): a host tells lost frames from it.
+#[test]
+fn seq_runs_on_across_hello_and_start() {
+    let script = r#"
+import heapscope
+heapscope.snapshot()
+heapscope.mark("a")
+heapscope.hello()
+heapscope.mark("b")
+heapscope.start(period_ms=1000)
+heapscope.stop()
+heapscope.hello()
+heapscope.snapshot()
+"#;
+    let run = run(script, "122160", &[]);
+    let seqs: Vec<u16> = run.frames.iter().map(|f| f.seq).collect();
+    let hellos = run.frames.iter().filter(|f| matches!(f.body, Body::Hello(_))).count();
+    assert_eq!(hellos, 4, "snapshot(), hello(), start(), hello()");
+    let expected: Vec<u16> = (0..seqs.len() as u16).map(|i| seqs[0] + i).collect();
+    assert_eq!(seqs, expected, "one sequence, +1 per frame, not restarted by a hello");
+}
+
+/// On unix the timer is a thread that waits a period between ticks: stop() wakes it instead of
+/// waiting the period out (it used to block for up to `period_ms`). Measured on the device's
+/// own clock against a 20 s period: a stop() that waited would take most of it.
+#[test]
+fn stop_does_not_wait_out_the_period() {
+    let script = r#"
+import heapscope, time
+heapscope.start(period_ms=20000)
+t = time.ticks_ms()
+heapscope.stop()
+print("stop took", time.ticks_diff(time.ticks_ms(), t), "ms")
+"#;
+    let run = run(script, "122160", &[]);
+    let text = run.text();
+    let ms: u64 = text.split("stop took ").nth(1).and_then(|s| s.split(' ').next()).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{text}"));
+    eprintln!("stop() with a 20 s period took {ms} ms");
+    assert!(ms < 10_000, "stop() took {ms} ms of a 20,000 ms period");
+}
+
+/// The stack figure in a snapshot is the program's, where it called in: what mem_info() prints
+/// at the same place (it was the module's own deeper frames, ~256 B more).
+#[test]
+fn stack_figure_is_the_callers_as_mem_info_prints_it() {
+    let script = r#"
+import heapscope, micropython
+def deep(n):
+    if n:
+        return deep(n - 1)
+    micropython.mem_info()
+    heapscope.snapshot()
+deep(0)
+deep(20)
+"#;
+    let run = run(script, "122160", &[]);
+    let dumps = run.dumps();
+    let snaps = run.snapshots();
+    assert_eq!((dumps.len(), snaps.len()), (2, 2));
+    for (d, s) in dumps.iter().zip(&snaps) {
+        let text = d.snapshot.reported.stack.expect("mem_info prints the stack").used;
+        let stream = s.reported.stack.expect("the module sends the stack").used;
+        eprintln!("stack: mem_info {text} B, stream {stream} B");
+        assert!(stream.abs_diff(text) <= 32, "stream {stream} B vs mem_info {text} B at the same call site");
+    }
+    let grew = snaps[1].reported.stack.unwrap().used - snaps[0].reported.stack.unwrap().used;
+    assert!(grew > 20 * 16, "20 more Python frames show: +{grew} B");
+}
+
+/// The periodic stream keeps to its byte budget: snapshots that do not fit are skipped and the
+/// host is told how many. Device clock: bytes over the stream's own span.
+#[test]
+fn the_stream_keeps_to_its_budget_and_reports_what_it_skipped() {
+    let script = r#"
+import heapscope, time
+keep = []
+heapscope.start(period_ms=20, max_bytes_per_s=2000)
+t = time.ticks_ms()
+i = 0
+while time.ticks_diff(time.ticks_ms(), t) < 3000:
+    keep.append(bytearray(i % 97 + 1))
+    if len(keep) > 300:
+        keep = keep[150:]
+    i += 1
+heapscope.stop()
+print("loops", i)
+"#;
+    let run = run(script, "122160", &[]);
+    assert_eq!(run.corrupt, 0);
+    let skipped: u32 = skipped_counts(&run).iter().sum();
+    let sent = run.snapshots().len();
+    // From the first periodic snapshot (after start()'s own) to the stop.
+    let start = run.frames.iter().position(|f| matches!(f.body, Body::Event(Event::StreamStart { .. }))).unwrap();
+    let stream: Vec<&Frame> = run.frames[start + 2..].iter().collect();
+    let span_ms = stream.last().unwrap().device_ms - run.frames[start].device_ms;
+    let bytes = line_bytes(&stream);
+    let rate = bytes as f64 * 1000.0 / f64::from(span_ms);
+    eprintln!("budget 2000 B/s: {bytes} B in {span_ms} ms = {rate:.0} B/s; {sent} snapshots sent, {skipped} skipped");
+    // The bucket starts empty and start()'s own frames (left out here) are charged to it first.
+    assert!(bytes as f64 <= 2000.0 * f64::from(span_ms) / 1000.0, "{bytes} B in {span_ms} ms");
+    assert!(skipped > 0, "a 20 ms period does not fit 2000 B/s");
+    assert!(sent >= 3, "{sent} sent");
+    // Every tick is accounted for: sent or skipped, about one per period.
+    let ticks = sent as u32 - 1 + skipped;
+    assert!(ticks >= span_ms / 20 / 4, "{ticks} ticks in {span_ms} ms");
+}
+
+/// The paced path allocates nothing either: ticks, skips and skipped events under heap_lock().
+#[test]
+fn the_paced_stream_allocates_nothing() {
+    let script = r#"
+import heapscope, micropython, time
+data = [bytearray(64) for i in range(40)]
+n = 0  # a new global under the lock would allocate its dict slot
+heapscope.start(period_ms=10, max_bytes_per_s=1000)
+micropython.heap_lock()
+while n < 3000000:  # small-int arithmetic only: the loop itself allocates nothing
+    n += 1
+heapscope.stop()
+micropython.heap_unlock()
+print("survived heap_lock", n > 0)
+"#;
+    let run = run(script, "122160", &[]);
+    assert!(run.text().contains("survived heap_lock True"), "{}", run.text());
+    assert!(skipped_counts(&run).iter().sum::<u32>() > 0, "ticks were skipped under the lock");
+    assert!(run.snapshots().len() >= 2, "and some were sent");
 }

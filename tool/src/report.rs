@@ -189,6 +189,8 @@ pub struct RecordingReport {
     pub snapshots: usize,
     pub sources: BTreeMap<&'static str, usize>,
     pub events: usize,
+    /// Snapshots the device skipped because the line had no room (its `skipped` events).
+    pub skipped_snapshots: u64,
     pub damaged: usize,
     pub console_bytes: usize,
     pub meta: serde_json::Value,
@@ -215,6 +217,7 @@ impl RecordingReport {
             snapshots: 0,
             sources: BTreeMap::new(),
             events: 0,
+            skipped_snapshots: 0,
             damaged: 0,
             console_bytes: 0,
             meta: serde_json::from_str(&rec.meta).unwrap_or(serde_json::Value::Null),
@@ -230,7 +233,12 @@ impl RecordingReport {
                     r.resets += usize::from(*reason == SegmentReason::Reset);
                 }
                 Stored::Entry(Entry::Gap { .. }) => r.gaps += 1,
-                Stored::Entry(Entry::Event { .. }) => r.events += 1,
+                Stored::Entry(Entry::Event { event, .. }) => {
+                    r.events += 1;
+                    if let heapscope_protocol::wire::Event::Skipped { count } = event {
+                        r.skipped_snapshots += u64::from(*count);
+                    }
+                }
                 Stored::Entry(Entry::Corrupt { .. }) => r.damaged += 1,
                 Stored::Entry(Entry::Console { bytes, .. }) => r.console_bytes += bytes.len(),
                 Stored::Entry(_) => {}

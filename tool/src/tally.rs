@@ -13,6 +13,8 @@ pub struct Tally {
     pub passive: u64,
     pub poll: u64,
     pub events: u64,
+    /// Snapshots the device skipped for the line budget.
+    pub skipped: u64,
     pub segments: u64,
     pub gaps: u64,
     pub corrupt: u64,
@@ -32,7 +34,12 @@ impl Tally {
                 }
                 self.last = Some(Summary::of(snapshot));
             }
-            Entry::Event { .. } => self.events += 1,
+            Entry::Event { event, .. } => {
+                self.events += 1;
+                if let heapscope_protocol::wire::Event::Skipped { count } = event {
+                    self.skipped += u64::from(*count);
+                }
+            }
             Entry::Segment { .. } => self.segments += 1,
             Entry::Gap { .. } => self.gaps += 1,
             Entry::Corrupt { .. } => self.corrupt += 1,
@@ -61,6 +68,9 @@ impl Tally {
         let mut s = format!("{secs:6.1} s  {} snapshots ({rate:.1}/s)  {} KB", self.snapshots, thousands(bytes / 1024));
         if let Some(l) = self.last {
             s += &format!("  used {} B  largest free {} B", thousands(l.used), thousands(l.largest_free));
+        }
+        if self.skipped > 0 {
+            s += &format!("  {} skipped by the device", self.skipped);
         }
         if self.gaps > 0 {
             s += &format!("  {} gaps", self.gaps);

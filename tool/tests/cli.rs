@@ -114,3 +114,33 @@ fn help_reads_well() {
     assert!(help.contains("inspect"));
     assert!(help.contains("Exit codes"));
 }
+
+/// Snapshots the device skipped for its line budget: kept in the recording, counted by
+/// `inspect`, listed by `export`, and a marker on the TUI timeline.
+#[test]
+fn skipped_snapshots_are_kept_counted_and_shown() {
+    use heapscope::entry::{Entry, Source};
+    use heapscope::recording::{Recording, RecordingWriter};
+    use heapscope::tui::history::{History, MarkerKind};
+    use heapscope_protocol::wire::Event;
+    let path = std::env::temp_dir().join(format!("heapscope-cli-{}-skipped.hsr", std::process::id()));
+    let mut w = RecordingWriter::create(&path, "{}").unwrap();
+    let heap = heapscope_protocol::synth::snapshot(1, 16, 1, 4096);
+    for i in 0..3u64 {
+        w.append(&Entry::Snapshot { at: i * 1000, device_ms: Some(i as u32), source: Source::Stream, snapshot: Box::new(heap.clone()) }).unwrap();
+        w.append(&Entry::Event { at: i * 1000 + 1, device_ms: Some(i as u32), event: Event::Skipped { count: 4 } }).unwrap();
+    }
+    w.finish(3000).unwrap();
+    let file = path.display().to_string();
+    let v = json(&heapscope(&["inspect", "--json", &file], None));
+    assert_eq!(v["recording"]["skipped_snapshots"], 12, "{v}");
+    let text = String::from_utf8(heapscope(&["inspect", &file], None).stdout).unwrap();
+    assert!(text.contains("skipped 12 snapshots"), "{text}");
+    let csv = String::from_utf8(heapscope(&["export", "--csv", &file], None).stdout).unwrap();
+    assert_eq!(csv.matches("Skipped { count: 4 }").count(), 3, "{csv}");
+    let history = History::from_recording(Recording::open(&path).unwrap());
+    let skipped: Vec<_> = history.markers.iter().filter(|m| m.kind == MarkerKind::Skipped).collect();
+    assert_eq!(skipped.len(), 3);
+    assert!(skipped[0].label.contains("4 snapshots skipped"), "{}", skipped[0].label);
+    let _ = std::fs::remove_file(&path);
+}

@@ -13,8 +13,10 @@ use codec::{cobs_encode, crc32, DecodeError, Reader, Writer};
 
 use crate::model::{GcFigures, MemStats, PythonFigures, Reported, StackFigures, SystemHeap};
 
-/// Version byte of every frame body.
-pub const VERSION: u8 = 1;
+/// Version byte of every frame body the encoders write.
+pub const VERSION: u8 = 2;
+/// Oldest version the decoder reads (1 differs only in how a range of blocks is coded).
+pub const OLDEST_VERSION: u8 = 1;
 /// Bytes that start a frame on the line: 0xFF never occurs in UTF-8 text.
 pub const FRAME_START: [u8; 2] = [0xFF, 0x00];
 /// Byte that ends a frame: COBS leaves no zero inside.
@@ -144,6 +146,9 @@ pub enum Event {
     AreaRemoved { pool_start: u64 },
     StreamStart { period_ms: u32 },
     StreamStop,
+    /// The device skipped `count` periodic snapshots since the last one it sent: the line's
+    /// byte budget had no room for them.
+    Skipped { count: u32 },
 }
 
 mod event_kind {
@@ -154,6 +159,7 @@ mod event_kind {
     pub const AREA_REMOVED: u8 = 5;
     pub const STREAM_START: u8 = 6;
     pub const STREAM_STOP: u8 = 7;
+    pub const SKIPPED: u8 = 8;
 }
 
 mod figure_tag {
@@ -165,57 +171,314 @@ mod figure_tag {
     pub const PYTHON: u8 = 6;
 }
 
-/// ATB run-length tokens: a varint `(count - 1) << 2 | op`.
-mod atb_op {
-    /// `count` bytes of 0x00: four free blocks each.
-    pub const FREE: u64 = 0;
-    /// `count` bytes of 0xAA: four tail blocks each.
-    pub const TAIL: u64 = 1;
-    /// `count` literal bytes follow.
-    pub const LITERAL: u64 = 2;
-    /// One byte follows, repeated `count` times.
-    pub const REPEAT: u64 = 3;
-}
-
-/// Runs shorter than this are cheaper as literals.
-const MIN_REPEAT: usize = 3;
-
 /// Number of head blocks (HEAD or MARK: bit 0 set) in ATB bytes.
 pub fn heads_in(atb: &[u8]) -> usize {
     atb.iter().map(|b| (b & 0x55).count_ones() as usize).sum()
 }
 
-fn write_atb(w: &mut Writer, atb: &[u8]) {
-    let mut i = 0;
-    let mut literal_start = 0;
-    let flush_literal = |w: &mut Writer, from: usize, to: usize| {
-        if to > from {
-            w.varint(((to - from - 1) as u64) << 2 | atb_op::LITERAL);
-            w.bytes(&atb[from..to]);
-        }
-    };
-    while i < atb.len() {
-        let b = atb[i];
-        let run = atb[i..].iter().take_while(|&&x| x == b).count();
-        let special = b == 0x00 || b == 0xAA;
-        if run >= MIN_REPEAT || (special && run >= 1 && (run >= 2 || literal_start == i)) {
-            flush_literal(w, literal_start, i);
-            let op = match b {
-                0x00 => atb_op::FREE,
-                0xAA => atb_op::TAIL,
-                _ => atb_op::REPEAT,
-            };
-            w.varint(((run - 1) as u64) << 2 | op);
-            if op == atb_op::REPEAT {
-                w.u8(b);
-            }
-            i += run;
-            literal_start = i;
+/// Block kinds in the ATB: 2 bits per block.
+const FREE: u8 = 0;
+const HEAD: u8 = 1;
+const TAIL: u8 = 2;
+const MARK: u8 = 3;
+
+fn kind_at(atb: &[u8], block: usize) -> u8 {
+    (atb[block / 4] >> (2 * (block % 4))) & 3
+}
+
+/// First block at or after `from` (before `to`) that is not of `kind`.
+fn run_end(atb: &[u8], from: usize, to: usize, kind: u8) -> usize {
+    let fill = [0x00u8, 0x55, 0xAA, 0xFF][kind as usize];
+    let mut i = from;
+    while i < to {
+        if i.is_multiple_of(4) && i + 4 <= to && atb[i / 4] == fill {
+            i += 4;
+        } else if kind_at(atb, i) == kind {
+            i += 1;
         } else {
-            i += run;
+            break;
         }
     }
-    flush_literal(w, literal_start, atb.len());
+    i
+}
+
+/// Bits packed least significant first, then padded with zeros to a whole byte (SPEC 3.4).
+/// Without a writer it only counts them.
+struct BitWriter<'a> {
+    w: Option<&'a mut Writer>,
+    acc: u32,
+    bits: u32,
+    total: usize,
+}
+
+impl BitWriter<'_> {
+    fn put(&mut self, value: u32, count: u32) {
+        debug_assert!(count <= 16);
+        self.total += count as usize;
+        let Some(w) = self.w.as_deref_mut() else { return };
+        self.acc |= (value & ((1 << count) - 1)) << self.bits;
+        self.bits += count;
+        while self.bits >= 8 {
+            w.u8(self.acc as u8);
+            self.acc >>= 8;
+            self.bits -= 8;
+        }
+    }
+
+    /// Elias gamma of `v >= 1`: n zero bits, a one bit, then the low n bits of v, n = log2(v).
+    fn gamma(&mut self, v: u64) {
+        let n = 63 - v.leading_zeros();
+        let mut zeros = n;
+        while zeros > 0 {
+            let c = zeros.min(16);
+            self.put(0, c);
+            zeros -= c;
+        }
+        self.put(1, 1);
+        let mut shift = 0;
+        while shift < n {
+            let c = (n - shift).min(16);
+            self.put((v >> shift) as u32, c);
+            shift += c;
+        }
+    }
+
+    fn finish(self) {
+        if let Some(w) = self.w {
+            if self.bits > 0 {
+                w.u8(self.acc as u8);
+            }
+        }
+    }
+}
+
+/// Compact layout code: the order type codes start in before move-to-front ranks them
+/// (SPEC 3.4), most common first on real heaps.
+const TYPE_ORDER: [u8; 16] = [1, 5, 2, 8, 4, 3, 6, 7, 14, 13, 12, 9, 11, 10, 15, 0];
+
+/// Move-to-front rank of `code` in `order`, which moves it to the front.
+fn move_to_front(order: &mut [u8; 16], code: u8) -> usize {
+    let rank = order.iter().position(|&c| c == code & 0x0F).unwrap_or(15);
+    order.copy_within(0..rank, 1);
+    order[0] = code & 0x0F;
+    rank
+}
+
+/// A move-to-front rank `p` (0..16) in the compact code: its class `c` (`p` below 2, 4, 8, 16)
+/// as `c` one bits and a zero below 3, then the low `max(c, 1)` bits of `p`.
+fn rank_class(rank: usize) -> u32 {
+    (rank | 1).ilog2()
+}
+
+/// The layout items after the header (SPEC 3.4), classic or compact.
+fn put_items(b: &mut BitWriter<'_>, atb: &[u8], blocks: usize, codes: &[u8], exact: bool, compact: bool) {
+    let mut i = run_end(atb, 0, blocks, TAIL);
+    b.gamma(i as u64 + 1);
+    let mut code = codes.iter();
+    let mut order = TYPE_ORDER;
+    while i < blocks {
+        let e = run_end(atb, i, blocks, FREE);
+        let gap = e - i;
+        i = e;
+        let end = if i < blocks { run_end(atb, i + 1, blocks, TAIL) } else { i };
+        let len = end - i;
+        if !compact {
+            b.gamma(gap as u64 + 1);
+        } else if gap == 0 && len <= 3 {
+            b.put(1 << (len - 1), len as u32);
+        } else {
+            // 0000 gamma(len - 3), or 0001 gamma(gap) [gamma(len)]
+            b.put(if gap > 0 { 0b1000 } else { 0 }, 4);
+            b.gamma(if gap > 0 { gap } else { len - 3 } as u64);
+            if gap > 0 && len > 0 {
+                b.gamma(len as u64);
+            }
+        }
+        if i >= blocks {
+            break;
+        }
+        let k = kind_at(atb, i);
+        if exact {
+            b.put(u32::from(k), 2);
+        }
+        if k != TAIL {
+            let c = *code.next().expect("one type code per head");
+            if compact {
+                let rank = move_to_front(&mut order, c);
+                let class = rank_class(rank);
+                b.put((1 << class) - 1, (class + 1).min(3));
+                b.put(rank as u32, class.max(1));
+            } else {
+                b.put(u32::from(c), 4);
+            }
+        }
+        if !compact {
+            b.gamma(len as u64);
+        }
+        i = end;
+    }
+}
+
+/// The layout code of `blocks` blocks (SPEC 3.4): their table bytes `atb` (bits past `blocks`
+/// zero) and the type codes of their heads, in block order. Of the classic and the compact
+/// code, the shorter (classic on a tie).
+fn write_layout(w: &mut Writer, atb: &[u8], blocks: usize, codes: &[u8]) {
+    let cost = |compact: bool| {
+        let mut b = BitWriter { w: None, acc: 0, bits: 0, total: 0 };
+        write_layout_as(&mut b, atb, blocks, codes, compact);
+        b.total
+    };
+    let compact = cost(true) < cost(false);
+    let mut b = BitWriter { w: Some(w), acc: 0, bits: 0, total: 0 };
+    write_layout_as(&mut b, atb, blocks, codes, compact);
+    b.finish();
+}
+
+/// The header and items of a layout code, classic or compact.
+fn write_layout_as(b: &mut BitWriter<'_>, atb: &[u8], blocks: usize, codes: &[u8], compact: bool) {
+    // Items carry their kind only where the table has a mark or a tail after a free block.
+    let exact = (0..blocks).any(|i| {
+        let k = kind_at(atb, i);
+        k == MARK || (k == TAIL && i > 0 && kind_at(atb, i - 1) == FREE)
+    });
+    // Header: 0 classic, 10 compact, 110 classic exact, 111 compact exact.
+    if exact {
+        b.put(0b011 | u32::from(compact) << 2, 3);
+    } else if compact {
+        b.put(0b01, 2);
+    } else {
+        b.put(0, 1);
+    }
+    put_items(b, atb, blocks, codes, exact, compact);
+}
+
+/// Reads bits as [`BitWriter`] writes them, a byte at a time from the frame.
+struct BitReader<'r, 'a> {
+    r: &'r mut Reader<'a>,
+    acc: u32,
+    bits: u32,
+}
+
+impl BitReader<'_, '_> {
+    fn get(&mut self, count: u32) -> Result<u32, DecodeError> {
+        while self.bits < count {
+            self.acc |= u32::from(self.r.u8("layout code")?) << self.bits;
+            self.bits += 8;
+        }
+        let v = self.acc & ((1u32 << count) - 1);
+        self.acc >>= count;
+        self.bits -= count;
+        Ok(v)
+    }
+
+    fn gamma(&mut self, what: &str) -> Result<u64, DecodeError> {
+        let at = self.r.offset();
+        let mut n = 0;
+        while self.get(1)? == 0 {
+            n += 1;
+            if n > 40 {
+                return Err(DecodeError::new(at, format!("{what}: gamma code longer than 40 bits")));
+            }
+        }
+        let mut v = 1u64 << n;
+        let mut shift = 0;
+        while shift < n {
+            let c = (n - shift).min(16);
+            v |= u64::from(self.get(c)?) << shift;
+            shift += c;
+        }
+        Ok(v)
+    }
+}
+
+/// Reads the layout code of `blocks` blocks: their table bytes and their heads' type codes.
+fn read_layout(r: &mut Reader<'_>, blocks: usize) -> Result<(Vec<u8>, Vec<u8>), DecodeError> {
+    let mut atb = vec![0u8; blocks.div_ceil(4)];
+    let mut codes = Vec::new();
+    let mut b = BitReader { r, acc: 0, bits: 0 };
+    let run = |b: &mut BitReader<'_, '_>, atb: &mut [u8], at: &mut usize, kind: u8, count: u64, what: &str| {
+        if count > (blocks - *at) as u64 {
+            return Err(b.r.error(format!("{what} of {count} blocks overruns the {} blocks left", blocks - *at)));
+        }
+        if kind != FREE {
+            for i in *at..*at + count as usize {
+                atb[i / 4] |= kind << (2 * (i % 4));
+            }
+        }
+        *at += count as usize;
+        Ok(())
+    };
+    // Header: 0 classic, 10 compact, 110 classic exact, 111 compact exact.
+    let (exact, compact) = match b.get(1)? {
+        0 => (false, false),
+        _ if b.get(1)? == 0 => (false, true),
+        _ => (true, b.get(1)? == 1),
+    };
+    let mut i = 0;
+    let lead = b.gamma("leading tails")? - 1;
+    run(&mut b, &mut atb, &mut i, TAIL, lead, "leading tail run")?;
+    let mut order = TYPE_ORDER;
+    while i < blocks {
+        // The free run before the item, and the item's length where the code gives it first.
+        let (gap, len) = if !compact {
+            (b.gamma("free run")? - 1, None)
+        } else if b.get(1)? == 1 {
+            (0, Some(1))
+        } else if b.get(1)? == 1 {
+            (0, Some(2))
+        } else if b.get(1)? == 1 {
+            (0, Some(3))
+        } else if b.get(1)? == 0 {
+            (0, Some(b.gamma("allocation length")? + 3))
+        } else {
+            (b.gamma("free run")?, None)
+        };
+        run(&mut b, &mut atb, &mut i, FREE, gap, "free run")?;
+        if i >= blocks {
+            if len.is_some() {
+                return Err(b.r.error("layout item past the end of the range"));
+            }
+            break;
+        }
+        let len = match len {
+            Some(len) => len,
+            None if compact => b.gamma("allocation length")?,
+            None => 0,
+        };
+        let kind = if exact { b.get(2)? as u8 } else { HEAD };
+        if kind == FREE {
+            return Err(b.r.error("layout item of kind free"));
+        }
+        if kind != TAIL {
+            let code = if compact {
+                let mut class = 0;
+                while class < 3 && b.get(1)? == 1 {
+                    class += 1;
+                }
+                let low = b.get(class.max(1))? as usize;
+                let rank = if class == 0 { low } else { 1 << class | low };
+                debug_assert_eq!(rank_class(rank), class);
+                let code = order[rank];
+                move_to_front(&mut order, code);
+                code
+            } else {
+                b.get(4)? as u8
+            };
+            codes.push(code);
+        }
+        run(&mut b, &mut atb, &mut i, kind, 1, "allocation")?;
+        let tails = if compact { len - 1 } else { b.gamma("tail run")? - 1 };
+        run(&mut b, &mut atb, &mut i, TAIL, tails, "tail run")?;
+    }
+    Ok((atb, codes))
+}
+
+/// Version 1 coded a range as an ATB run list and then its type codes, two per byte; recordings
+/// made with it stay readable.
+mod atb_op {
+    pub const FREE: u64 = 0;
+    pub const TAIL: u64 = 1;
+    pub const LITERAL: u64 = 2;
 }
 
 fn read_atb(r: &mut Reader<'_>, len: usize) -> Result<Vec<u8>, DecodeError> {
@@ -240,12 +503,6 @@ fn read_atb(r: &mut Reader<'_>, len: usize) -> Result<Vec<u8>, DecodeError> {
     Ok(atb)
 }
 
-fn write_codes(w: &mut Writer, codes: &[u8]) {
-    for pair in codes.chunks(2) {
-        w.u8((pair[0] & 0x0F) | (pair.get(1).copied().unwrap_or(0) & 0x0F) << 4);
-    }
-}
-
 fn read_codes(r: &mut Reader<'_>, heads: usize) -> Result<Vec<u8>, DecodeError> {
     let bytes = r.take(heads.div_ceil(2), "type codes")?;
     Ok((0..heads).map(|i| (bytes[i / 2] >> (4 * (i & 1))) & 0x0F).collect())
@@ -257,6 +514,18 @@ fn mask_tail(atb: &mut [u8], blocks: usize) {
         if let Some(last) = atb.last_mut() {
             *last &= (1u8 << (2 * (blocks % 4))) - 1;
         }
+    }
+}
+
+/// The table bytes and type codes of a range of `blocks` blocks, in the frame's version.
+fn read_range(r: &mut Reader<'_>, version: u8, blocks: usize) -> Result<(Vec<u8>, Vec<u8>), DecodeError> {
+    if version == 1 {
+        let mut atb = read_atb(r, blocks.div_ceil(4))?;
+        mask_tail(&mut atb, blocks);
+        let codes = read_codes(r, heads_in(&atb))?;
+        Ok((atb, codes))
+    } else {
+        read_layout(r, blocks)
     }
 }
 
@@ -369,8 +638,7 @@ fn write_payload(w: &mut Writer, body: &Body) {
             for a in &k.areas {
                 w.varint(a.pool_start);
                 w.varint(a.blocks as u64);
-                write_atb(w, &a.atb);
-                write_codes(w, &a.codes);
+                write_layout(w, &a.atb, a.blocks, &a.codes);
             }
             write_figures(w, &k.figures);
         }
@@ -386,8 +654,8 @@ fn write_payload(w: &mut Writer, body: &Body) {
                 for c in &a.chunks {
                     w.varint((c.index - next_index) as u64);
                     next_index = c.index + 1;
-                    write_atb(w, &c.atb);
-                    write_codes(w, &c.codes);
+                    let first = c.index * d.chunk_blocks;
+                    write_layout(w, &c.atb, (first + d.chunk_blocks).min(a.blocks) - first, &c.codes);
                 }
             }
             write_figures(w, &d.figures);
@@ -423,6 +691,10 @@ fn write_payload(w: &mut Writer, body: &Body) {
                 w.varint(u64::from(*period_ms));
             }
             Event::StreamStop => w.u8(event_kind::STREAM_STOP),
+            Event::Skipped { count } => {
+                w.u8(event_kind::SKIPPED);
+                w.varint(u64::from(*count));
+            }
         },
     }
 }
@@ -431,7 +703,7 @@ fn read_area_head(r: &mut Reader<'_>) -> Result<(u64, usize), DecodeError> {
     Ok((r.varint("pool start")?, r.count("area blocks", MAX_BLOCKS)?))
 }
 
-fn read_payload(r: &mut Reader<'_>, frame_type: u8) -> Result<Body, DecodeError> {
+fn read_payload(r: &mut Reader<'_>, version: u8, frame_type: u8) -> Result<Body, DecodeError> {
     Ok(match frame_type {
         t if t == FrameType::Hello as u8 => {
             let block_size = r.count("block size", 1 << 16)? as u32;
@@ -456,9 +728,7 @@ fn read_payload(r: &mut Reader<'_>, frame_type: u8) -> Result<Body, DecodeError>
             let mut areas = Vec::with_capacity(n);
             for _ in 0..n {
                 let (pool_start, blocks) = read_area_head(r)?;
-                let mut atb = read_atb(r, blocks.div_ceil(4))?;
-                mask_tail(&mut atb, blocks);
-                let codes = read_codes(r, heads_in(&atb))?;
+                let (atb, codes) = read_range(r, version, blocks)?;
                 areas.push(WireArea { pool_start, blocks, atb, codes });
             }
             let figures = read_figures(r)?;
@@ -487,9 +757,7 @@ fn read_payload(r: &mut Reader<'_>, frame_type: u8) -> Result<Body, DecodeError>
                     }
                     let first = index * chunk_blocks;
                     let end = (first + chunk_blocks).min(blocks);
-                    let mut atb = read_atb(r, end.div_ceil(4) - first / 4)?;
-                    mask_tail(&mut atb, end - first);
-                    let codes = read_codes(r, heads_in(&atb))?;
+                    let (atb, codes) = read_range(r, version, end - first)?;
                     chunks.push(Chunk { index, atb, codes });
                     next_index = index + 1;
                 }
@@ -519,6 +787,7 @@ fn read_payload(r: &mut Reader<'_>, frame_type: u8) -> Result<Body, DecodeError>
                     Event::StreamStart { period_ms: r.count("period", u64::from(u32::MAX))? as u32 }
                 }
                 event_kind::STREAM_STOP => Event::StreamStop,
+                event_kind::SKIPPED => Event::Skipped { count: r.count("skipped snapshots", u64::from(u32::MAX))? as u32 },
                 other => return Err(r.error(format!("unknown event kind {other}"))),
             })
         }
@@ -563,13 +832,13 @@ pub fn decode_body(body: &[u8]) -> Result<Frame, DecodeError> {
     }
     let mut r = Reader::new(data);
     let version = r.u8("version")?;
-    if version != VERSION {
-        return Err(DecodeError::new(0, format!("protocol version {version}, this decoder reads {VERSION}")));
+    if !(OLDEST_VERSION..=VERSION).contains(&version) {
+        return Err(DecodeError::new(0, format!("protocol version {version}, this decoder reads {OLDEST_VERSION} to {VERSION}")));
     }
     let frame_type = r.u8("frame type")?;
     let seq = r.u16("sequence")?;
     let device_ms = r.u32("device time")?;
-    let body = read_payload(&mut r, frame_type)?;
+    let body = read_payload(&mut r, version, frame_type)?;
     if !r.is_empty() {
         return Err(r.error(format!("{} bytes left over after the payload", r.remaining())));
     }
@@ -601,6 +870,7 @@ mod tests {
             Event::AreaRemoved { pool_start: 0x3FFB_0000 },
             Event::StreamStart { period_ms: 250 },
             Event::StreamStop,
+            Event::Skipped { count: 300 },
         ] {
             roundtrip(Body::Event(e));
         }
@@ -629,17 +899,90 @@ mod tests {
         }));
     }
 
+    /// `pattern` (mem_info letters, `m` a mark, `=` after `.` a stray tail) in the classic or
+    /// the compact code, and what `write_layout` chose.
+    fn both_codes(pattern: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>) {
+        let area = crate::synth::pattern_area(0, 16, pattern);
+        let atb = area.kinds().atb().to_vec();
+        let codes: Vec<u8> = area.types().iter().map(|t| t.code()).collect();
+        let code = |compact: bool| {
+            let mut w = Writer::default();
+            let mut b = BitWriter { w: Some(&mut w), acc: 0, bits: 0, total: 0 };
+            write_layout_as(&mut b, &atb, pattern.len(), &codes, compact);
+            b.finish();
+            w.buf
+        };
+        let mut chosen = Writer::default();
+        write_layout(&mut chosen, &atb, pattern.len(), &codes);
+        (code(false), code(true), chosen.buf, atb, codes)
+    }
+
     #[test]
-    fn atb_runs_compress_and_round_trip() {
+    fn classic_and_compact_layout_codes_round_trip_and_the_shorter_is_sent() {
+        let patterns = [
+            "h=..D===S...",
+            "hShhS=hhSSh.D=hTTLh=..FhSS==hSh",
+            "m=..D===S..h.",
+            "..==h.m=====hShShS",
+            "====..h=.",
+            "hSh=S==S===S====S=======S.S..S...S.......",
+            "................",
+            "S",
+            "=",
+        ];
+        let mut compact_sent = 0;
+        for pattern in patterns {
+            let (classic, compact, chosen, atb, codes) = both_codes(pattern);
+            for (name, code) in [("classic", &classic), ("compact", &compact)] {
+                let mut r = Reader::new(code);
+                let (got, got_codes) = read_layout(&mut r, pattern.len()).unwrap();
+                assert_eq!((got, got_codes), (atb.clone(), codes.clone()), "{name} code of {pattern:?}");
+                assert!(r.is_empty(), "{name} code of {pattern:?} read whole");
+            }
+            let shorter = if compact.len() < classic.len() { &compact } else { &classic };
+            assert!(chosen.len() <= shorter.len(), "{pattern:?}: sent {} bytes, could {}", chosen.len(), shorter.len());
+            compact_sent += usize::from(chosen[0] & 1 == 1 && (chosen[0] & 2 == 0 || chosen[0] & 4 != 0));
+        }
+        // The busy rows, the mark among them, go compact; a free range stays classic.
+        assert!(compact_sent >= 3, "{compact_sent} ranges sent compact");
+        let (classic, _, chosen, _, _) = both_codes("................");
+        assert_eq!(chosen, classic);
+    }
+
+    #[test]
+    fn compact_layout_code_errors_are_errors_not_panics() {
+        // An allocation length past the range's end, and a truncated code.
+        for bytes in [&[0b0000_0001u8, 0xFF][..], &[0b0000_0001], &[0b1100_0010, 0b0000_0000, 0x00]] {
+            let mut r = Reader::new(bytes);
+            assert!(read_layout(&mut r, 3).is_err(), "{bytes:02X?}");
+        }
+    }
+
+    #[test]
+    fn layouts_compress_and_round_trip_any_table() {
+        // Long free and tail runs, a mark, a tail after a free block, a range that starts in
+        // the middle of an allocation, and an odd block count.
         let mut atb = vec![0u8; 1000];
         atb.extend([0xAA; 500]);
-        atb.extend([0x55, 0x59, 0x00, 0x99, 0x99, 0x99, 0x99, 0xAA, 0x01]);
-        let mut w = Writer::default();
-        write_atb(&mut w, &atb);
-        assert!(w.buf.len() < 20, "{} bytes", w.buf.len());
-        let mut r = Reader::new(&w.buf);
-        assert_eq!(read_atb(&mut r, atb.len()).unwrap(), atb);
-        assert!(r.is_empty());
+        atb.extend([0x55, 0x59, 0x00, 0x99, 0x9B, 0x99, 0x99, 0xA8, 0x01]);
+        let blocks = atb.len() * 4 - 3;
+        let heads = heads_in(&atb);
+        let codes: Vec<u8> = (0..heads).map(|i| (i * 7 % 16) as u8).collect();
+        for from in [0usize, 4000, 4004] {
+            let part = &atb[from / 4..];
+            let n = blocks - from;
+            let part_codes = &codes[heads - heads_in(part)..];
+            let mut w = Writer::default();
+            write_layout(&mut w, part, n, part_codes);
+            if from == 0 {
+                assert!(w.buf.len() < 40, "{} bytes", w.buf.len());
+            }
+            let mut r = Reader::new(&w.buf);
+            let (got, got_codes) = read_layout(&mut r, n).unwrap();
+            assert_eq!(got, part, "from {from}");
+            assert_eq!(got_codes, part_codes, "from {from}");
+            assert!(r.is_empty());
+        }
     }
 
     #[test]

@@ -48,6 +48,9 @@ fn inspect_recording(name: &str, bytes: Vec<u8>, args: &InspectArgs) -> Result<(
             report.damaged,
             human::thousands(report.console_bytes as u64)
         )?;
+        if report.skipped_snapshots > 0 {
+            crate::outln!("  the device skipped {} snapshots: the line had no room for them", report.skipped_snapshots)?;
+        }
         if let Some(t) = &report.truncated {
             crate::outln!("  ends early at byte {} ({}): everything before it was read", t.offset, t.reason)?;
         } else if !report.closed {

@@ -25,6 +25,8 @@ pub enum MarkerKind {
     Gap,
     /// The heap gained or lost an area.
     Growth,
+    /// The device skipped snapshots: the line had no room for them.
+    Skipped,
 }
 
 impl MarkerKind {
@@ -35,6 +37,7 @@ impl MarkerKind {
             MarkerKind::Reset => 'R',
             MarkerKind::Gap => 'G',
             MarkerKind::Growth => '+',
+            MarkerKind::Skipped => 's',
         }
     }
 }
@@ -143,6 +146,7 @@ impl History {
                     Event::Mark { label } => (MarkerKind::Mark, label.clone()),
                     Event::AreaAdded(a) => (MarkerKind::Growth, format!("area +{:#x}", a.pool_start)),
                     Event::AreaRemoved { pool_start } => (MarkerKind::Growth, format!("area -{pool_start:#x}")),
+                    Event::Skipped { count } => (MarkerKind::Skipped, format!("{count} snapshots skipped (line budget)")),
                     Event::StreamStart { .. } | Event::StreamStop => return,
                 };
                 if kind == MarkerKind::Import {

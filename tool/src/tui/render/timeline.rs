@@ -91,7 +91,7 @@ pub fn draw(f: &mut Frame, rect: Rect, app: &mut App) {
     };
     let mut lines = vec![Line::from(vec![
         Span::from(" yellow used · green free · cyan largest free · magenta fragmentation · ").dark_gray(),
-        Span::from("i import m mark R reset G gap + heap growth").magenta(),
+        Span::from("i import m mark R reset G gap + heap growth s skipped").magenta(),
     ])];
     lines.extend(near);
     f.render_widget(Paragraph::new(lines), list_rect);
