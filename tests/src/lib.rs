@@ -6,6 +6,7 @@ pub mod cable;
 pub mod c_core;
 pub mod firmware;
 pub mod spec;
+pub mod truth;
 pub mod workload;
 
 use std::path::PathBuf;

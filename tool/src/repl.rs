@@ -156,6 +156,14 @@ impl<'a> RawRepl<'a> {
 
     /// Runs code and returns its output. The board is in the raw REPL before and after.
     pub fn exec(&mut self, code: &str, timeout: Duration) -> Result<ExecOutput, ReplError> {
+        self.send_code(code)?;
+        self.collect_output(timeout)
+    }
+
+    /// Starts running code without waiting for its output: the caller may watch `items` grow
+    /// ([`RawRepl::receive_some`], [`RawRepl::output_done`]) and then calls
+    /// [`RawRepl::collect_output`].
+    pub fn send_code(&mut self, code: &str) -> Result<(), ReplError> {
         if self.raw_paste != Some(false) {
             self.link.write_all(b"\x05A\x01")?;
             let answer = self.read_exact_text(2, Duration::from_secs(2), "the raw-paste answer")?;
@@ -163,7 +171,7 @@ impl<'a> RawRepl<'a> {
                 b"R\x01" => {
                     self.raw_paste = Some(true);
                     self.paste(code.as_bytes())?;
-                    return self.collect_output(timeout);
+                    return Ok(());
                 }
                 b"R\x00" => self.raw_paste = Some(false),
                 _ => {
@@ -181,7 +189,7 @@ impl<'a> RawRepl<'a> {
         if ok != b"OK" {
             return Err(ReplError::NoRawRepl { received: ok });
         }
-        self.collect_output(timeout)
+        Ok(())
     }
 
     fn paste(&mut self, code: &[u8]) -> Result<(), ReplError> {
@@ -213,7 +221,19 @@ impl<'a> RawRepl<'a> {
         Ok(())
     }
 
-    fn collect_output(&mut self, timeout: Duration) -> Result<ExecOutput, ReplError> {
+    /// Reads what the board sent so far (frames go to `items`).
+    pub fn receive_some(&mut self) -> Result<(), ReplError> {
+        self.receive()?;
+        Ok(())
+    }
+
+    /// Whether the running code's output has ended (its `\x04` arrived).
+    pub fn output_done(&self) -> bool {
+        find(&self.pending, b"\x04").is_some()
+    }
+
+    /// The output of code started with [`RawRepl::send_code`].
+    pub fn collect_output(&mut self, timeout: Duration) -> Result<ExecOutput, ReplError> {
         let stdout = self.read_until(b"\x04", timeout, "the program's output", true)?;
         let stderr = self.read_until(b"\x04", Duration::from_secs(2), "the program's error output", true)?;
         self.read_until(b">", Duration::from_secs(2), "the raw REPL prompt", true)?;

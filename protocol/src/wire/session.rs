@@ -102,6 +102,8 @@ pub enum Update {
     Hello(Hello),
     Snapshot(Snapshot),
     Event(Event),
+    /// A part of a heap dump: its layout comes as the keyframe after `Begin`.
+    Dump(super::dump::DumpPart),
 }
 
 /// Decoding state of one device stream.
@@ -152,6 +154,7 @@ impl Session {
                 Ok(Update::Snapshot(snapshot))
             }
             Body::Event(e) => Ok(Update::Event(e.clone())),
+            Body::Dump(p) => Ok(Update::Dump(p.clone())),
         }
     }
 
