@@ -317,6 +317,8 @@ pub struct ModuleDump {
     /// Frames of the dump seen so far (Begin counts; the keyframe in it too).
     frames: u32,
     layout: Option<Snapshot>,
+    /// Bytes of used blocks in the layout: what the blocks frames will bring.
+    used_bytes: usize,
     memory: Vec<MemoryRange>,
     blocks: u64,
     types: Vec<Named>,
@@ -355,6 +357,11 @@ impl ModuleDump {
                 _ if !in_dump => {}
                 Update::Snapshot(s) if self.layout.is_none() && matches!(frame.body, Body::Keyframe(_)) => {
                     self.frames += 1;
+                    self.used_bytes = s
+                        .areas
+                        .iter()
+                        .map(|a| a.kinds().iter().filter(|&k| k != BlockKind::Free).count() * a.block_size() as usize)
+                        .sum();
                     self.layout = Some(s);
                 }
                 Update::Dump(DumpPart::Blocks(b)) => {
@@ -389,9 +396,12 @@ impl ModuleDump {
 
     /// (heap bytes received, heap bytes in use), once the layout is known.
     pub fn progress(&self) -> Option<(usize, usize)> {
-        let layout = self.layout.as_ref()?;
-        let used: usize = layout.areas.iter().map(|a| a.kinds().iter().filter(|&k| k != BlockKind::Free).count() * a.block_size() as usize).sum();
-        Some((self.memory.iter().map(|r| r.bytes.len()).sum(), used))
+        self.layout.as_ref()?;
+        Some((self.blocks as usize * self.block_size(), self.used_bytes))
+    }
+
+    fn block_size(&self) -> usize {
+        self.layout.as_ref().and_then(|l| l.block_size()).unwrap_or(0) as usize
     }
 
     pub fn complete(&self) -> bool {
@@ -470,6 +480,65 @@ mod tests {
         assert_eq!(types, vec![Named::new("list", 1000)]);
         let n: Vec<_> = names.iter().map(|n| (n.name.as_str(), n.address)).collect();
         assert_eq!(n, [("__main__", 50), ("app", 2000), ("app.readings", 3000), ("x", 4000), ("app.gc", 2000), ("app.odd key", 5000)]);
+    }
+
+    fn module_frames() -> Vec<Item> {
+        use heapscope_protocol::synth::pattern_area;
+        use heapscope_protocol::wire::dump::DumpBlocks;
+        use heapscope_protocol::wire::{session, Frame};
+        let snapshot = Snapshot { areas: vec![pattern_area(0x1000, 16, "h=..h...")], reported: Default::default() };
+        let blocks = |first: usize, count: usize| {
+            DumpPart::Blocks(DumpBlocks {
+                word_size: 4,
+                block_size: 16,
+                pool_start: 0x1000,
+                area_blocks: 8,
+                first,
+                bytes: vec![1; count * 16],
+            })
+        };
+        let bodies = vec![
+            Body::Dump(DumpPart::Begin { word_size: 4, block_size: 16, mem_free: 80 }),
+            Body::Keyframe(session::keyframe(&snapshot)),
+            Body::Dump(blocks(0, 2)),
+            Body::Dump(blocks(4, 1)),
+            Body::Dump(DumpPart::Name { kind: NameKind::Global, address: 0x1040, prefix: "app".into(), name: "x".into() }),
+            Body::Dump(DumpPart::Name { kind: NameKind::Module, address: 0x1000, prefix: "".into(), name: "app".into() }),
+            Body::Dump(DumpPart::Name { kind: NameKind::Root, address: 0x1000, prefix: "".into(), name: "sys.modules".into() }),
+            Body::Dump(DumpPart::End { frames: 8, blocks: 3 }),
+        ];
+        bodies.into_iter().enumerate().map(|(i, body)| Item::Frame(Frame { seq: i as u16, device_ms: 0, body })).collect()
+    }
+
+    #[test]
+    fn a_module_dump_is_gathered_from_its_frames() {
+        let mut d = ModuleDump::new();
+        d.push(module_frames()).unwrap();
+        assert_eq!(d.progress(), Some((48, 48)));
+        let dump = d.finish().unwrap();
+        assert_eq!(dump.source, "module");
+        assert_eq!(dump.memory.len(), 2);
+        assert_eq!((dump.memory[0].address, dump.memory[0].bytes.len()), (0x1000, 32));
+        assert_eq!(dump.memory[1].address, 0x1040);
+        let names: Vec<_> = dump.names.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["app", "app.x"], "modules first");
+        assert_eq!(dump.roots, vec![Named::new("sys.modules", 0x1000)]);
+        assert_eq!(dump.mem_free, Some(80));
+    }
+
+    #[test]
+    fn a_module_dump_with_a_frame_lost_is_refused() {
+        let mut frames = module_frames();
+        frames.remove(3);
+        let mut d = ModuleDump::new();
+        d.push(frames).unwrap();
+        let e = d.finish().unwrap_err().to_string();
+        assert!(e.contains("7 of 8 frames") && e.contains("2 of 3 blocks"), "{e}");
+        let mut frames = module_frames();
+        frames.pop();
+        let mut d = ModuleDump::new();
+        d.push(frames).unwrap();
+        assert!(d.finish().unwrap_err().to_string().contains("before its last frame"));
     }
 
     #[test]
