@@ -231,6 +231,11 @@ static void hs_collect_areas(void) {
     hs_area_count = n;
 }
 
+/* A block's kind in the allocation table: 0 free, 1 head, 2 tail, 3 mark. */
+static unsigned hs_kind(const hs_area_t *a, size_t block) {
+    return (a->atb[block / 4] >> (2 * (block & 3))) & 3;
+}
+
 /* Whether `p` is the first byte of a head block in one of the walked areas. */
 static bool hs_is_heap_head(const void *p) {
     uintptr_t addr = (uintptr_t)p;
@@ -239,7 +244,7 @@ static bool hs_is_heap_head(const void *p) {
         uintptr_t start = (uintptr_t)a->pool_start;
         if (addr >= start && addr < start + a->blocks * HS_BLOCK_BYTES && (addr - start) % HS_BLOCK_BYTES == 0) {
             size_t block = (addr - start) / HS_BLOCK_BYTES;
-            return ((a->atb[block / 4] >> (2 * (block & 3))) & 3) == 1;
+            return hs_kind(a, block) == 1;
         }
     }
     return false;
@@ -867,12 +872,12 @@ static mp_obj_t heapscope_dump(void) {
         const hs_area_t *area = &hs_areas[a];
         size_t b = 0;
         while (b < area->blocks) {
-            if (((area->atb[b / 4] >> (2 * (b & 3))) & 3) == 0) {
+            if (hs_kind(area, b) == 0) {
                 b++;
                 continue;
             }
             size_t n = 1;
-            while (b + n < area->blocks && n < HS_DUMP_FRAME_BLOCKS && ((area->atb[(b + n) / 4] >> (2 * ((b + n) & 3))) & 3) != 0) {
+            while (b + n < area->blocks && n < HS_DUMP_FRAME_BLOCKS && hs_kind(area, b + n) != 0) {
                 n++;
             }
             hs_send_dump_blocks(&hs_writer, hs_dump_ms, sizeof(mp_uint_t), HS_BLOCK_BYTES, area->pool_start, area->blocks,
@@ -890,7 +895,7 @@ static mp_obj_t heapscope_dump(void) {
     for (size_t a = 0; a < hs_area_count; a++) {
         const hs_area_t *area = &hs_areas[a];
         for (size_t b = 0; b < area->blocks; b++) {
-            if (((area->atb[b / 4] >> (2 * (b & 3))) & 3) != 1) {
+            if (hs_kind(area, b) != 1) {
                 continue;
             }
             const mp_obj_type_t *t = (const mp_obj_type_t *)(uintptr_t)(area->pool_start + (uint64_t)b * HS_BLOCK_BYTES);

@@ -153,7 +153,7 @@ fn write_words(w: &mut Writer, b: &DumpBlocks) {
             }
             continue;
         }
-        if v >= b.pool_start && v < pool_end && (v - b.pool_start) % bs == 0 {
+        if v >= b.pool_start && v < pool_end && (v - b.pool_start).is_multiple_of(bs) {
             let delta = ((v - b.pool_start) / bs) as i64 - (b.first + i / per_block) as i64;
             let zigzag = if delta < 0 { ((-(delta + 1)) as u64) << 1 | 1 } else { (delta as u64) << 1 };
             w.varint((zigzag << 2) | 1);
@@ -181,7 +181,7 @@ pub(super) fn read(r: &mut Reader<'_>) -> Result<DumpPart, DecodeError> {
             let word_size = read_word_size(r)?;
             let at = r.offset();
             let block_size = r.count("block size", 1 << 16)? as u32;
-            if block_size == 0 || block_size % word_size != 0 {
+            if block_size == 0 || !block_size.is_multiple_of(word_size) {
                 return Err(DecodeError::new(at, format!("block size {block_size} is not a multiple of the word size {word_size}")));
             }
             let pool_start = r.varint("pool start")?;
