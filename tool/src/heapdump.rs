@@ -69,6 +69,11 @@ const PROBE: &str = "\
 def _hs():
  import sys
  try:
+  import heapscope
+  print('HS module', hasattr(heapscope, 'dump'))
+ except ImportError:
+  pass
+ try:
   import uctypes, binascii
  except ImportError:
   print('HS nouctypes')
@@ -193,11 +198,14 @@ fn read_command(chunks: &[(u64, usize)]) -> String {
     )
 }
 
-/// Takes a dump. The board must be in the raw REPL; it is left there. `progress(done, total)`
-/// counts heap bytes read.
+/// Takes a dump from stock firmware. The board must be in the raw REPL; it is left there.
+/// `progress(done, total)` counts heap bytes read.
 pub fn take_stock(repl: &mut RawRepl<'_>, progress: &mut dyn FnMut(usize, usize)) -> Result<HeapDump, DumpError> {
     let probe = exec(repl, PROBE, "probing for uctypes")?;
-    let probe_text = String::from_utf8_lossy(&probe.stdout).into_owned();
+    take_stock_probed(repl, &String::from_utf8_lossy(&probe.stdout), progress)
+}
+
+fn take_stock_probed(repl: &mut RawRepl<'_>, probe_text: &str, progress: &mut dyn FnMut(usize, usize)) -> Result<HeapDump, DumpError> {
     if probe_text.contains("HS nouctypes") {
         return Err(DumpError::NoUctypes);
     }
@@ -290,22 +298,15 @@ pub fn take_stock(repl: &mut RawRepl<'_>, progress: &mut dyn FnMut(usize, usize)
     Ok(HeapDump { word_size, source: "raw-repl".into(), areas, memory, types, names, roots: Vec::new(), mem_free })
 }
 
-const MODULE_PROBE: &str = "\
-try:
- import heapscope
- print('HS module', hasattr(heapscope, 'dump'))
-except ImportError:
- print('HS module False')
-";
-
 /// Takes a dump with the heapscope module when the firmware has `heapscope.dump()`, through
 /// `uctypes` otherwise. The board must be in the raw REPL; it is left there.
 pub fn take(repl: &mut RawRepl<'_>, progress: &mut dyn FnMut(usize, usize)) -> Result<HeapDump, DumpError> {
-    let probe = exec(repl, MODULE_PROBE, "looking for the heapscope module")?;
-    if String::from_utf8_lossy(&probe.stdout).contains("HS module True") {
+    let probe = exec(repl, PROBE, "probing for the heapscope module and uctypes")?;
+    let probe_text = String::from_utf8_lossy(&probe.stdout).into_owned();
+    if probe_text.contains("HS module True") {
         take_module(repl, progress)
     } else {
-        take_stock(repl, progress)
+        take_stock_probed(repl, &probe_text, progress)
     }
 }
 
