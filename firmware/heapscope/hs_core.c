@@ -738,3 +738,83 @@ void hs_send_skipped(hs_writer_t *w, uint32_t ms, uint32_t count) {
     put_varint(w, count);
     frame_end(w);
 }
+
+/* ---- Heap dump (SPEC 3.7) ---- */
+
+void hs_send_dump_begin(hs_writer_t *w, uint32_t ms, uint32_t word_size, uint32_t block_size, uint64_t mem_free) {
+    frame_begin(w, HS_FRAME_DUMP, ms);
+    put_u8(w, HS_DUMP_BEGIN);
+    put_varint(w, word_size);
+    put_varint(w, block_size);
+    put_varint(w, mem_free);
+    frame_end(w);
+}
+
+static uint64_t word_at(const uint8_t *p, uint32_t word_size) {
+    uint64_t v = 0;
+    for (uint32_t i = word_size; i > 0; i--) {
+        v = (v << 8) | p[i - 1];
+    }
+    return v;
+}
+
+void hs_send_dump_blocks(hs_writer_t *w, uint32_t ms, uint32_t word_size, uint32_t block_size,
+    uint64_t pool_start, size_t area_blocks, size_t first, size_t count, const uint8_t *data) {
+    uint64_t pool_end = pool_start + (uint64_t)area_blocks * block_size;
+    /* Literals up to what a varint of word_size bytes holds beside the tag; larger go raw. */
+    uint64_t small_limit = (uint64_t)1 << (7 * word_size - 2);
+    size_t words = count * block_size / word_size;
+    size_t words_per_block = block_size / word_size;
+    frame_begin(w, HS_FRAME_DUMP, ms);
+    put_u8(w, HS_DUMP_BLOCKS);
+    put_varint(w, word_size);
+    put_varint(w, block_size);
+    put_varint(w, pool_start);
+    put_varint(w, area_blocks);
+    put_varint(w, first);
+    put_varint(w, count);
+    size_t i = 0;
+    while (i < words) {
+        uint64_t v = word_at(data + i * word_size, word_size);
+        if (v == 0) {
+            size_t n = 1;
+            while (i + n < words && word_at(data + (i + n) * word_size, word_size) == 0) {
+                n++;
+            }
+            put_varint(w, n >= 2 ? ((uint64_t)n << 2) | 3 : 0);
+            i += n >= 2 ? n : 1;
+            continue;
+        }
+        if (v >= pool_start && v < pool_end && (v - pool_start) % block_size == 0) {
+            int64_t delta = (int64_t)((v - pool_start) / block_size) - (int64_t)(first + i / words_per_block);
+            uint64_t zigzag = delta < 0 ? ((uint64_t)(-(delta + 1)) << 1) | 1 : (uint64_t)delta << 1;
+            put_varint(w, (zigzag << 2) | 1);
+        } else if (v < small_limit) {
+            put_varint(w, v << 2);
+        } else {
+            put_u8(w, 2);
+            put_bytes(w, data + i * word_size, word_size);
+        }
+        i++;
+    }
+    frame_end(w);
+}
+
+void hs_send_dump_name(hs_writer_t *w, uint32_t ms, uint8_t kind, uint64_t address,
+    const char *prefix, size_t prefix_len, const char *name, size_t name_len) {
+    frame_begin(w, HS_FRAME_DUMP, ms);
+    put_u8(w, HS_DUMP_NAME);
+    put_u8(w, kind);
+    put_varint(w, address);
+    put_name(w, prefix, prefix_len);
+    put_name(w, name, name_len);
+    frame_end(w);
+}
+
+void hs_send_dump_end(hs_writer_t *w, uint32_t ms, uint32_t frames, uint64_t blocks) {
+    frame_begin(w, HS_FRAME_DUMP, ms);
+    put_u8(w, HS_DUMP_END);
+    put_varint(w, frames);
+    put_varint(w, blocks);
+    frame_end(w);
+}

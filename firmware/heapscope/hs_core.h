@@ -23,6 +23,24 @@ enum {
     HS_FRAME_KEYFRAME = 2,
     HS_FRAME_DELTA = 3,
     HS_FRAME_EVENT = 4,
+    HS_FRAME_DUMP = 5,
+};
+
+/* Parts of a heap dump (SPEC 3.7), the first byte of a dump frame's payload. */
+enum {
+    HS_DUMP_BEGIN = 0,
+    HS_DUMP_BLOCKS = 1,
+    HS_DUMP_NAME = 2,
+    HS_DUMP_END = 3,
+};
+
+/* What a dump name names (SPEC 3.7). */
+enum {
+    HS_NAME_TYPE = 0,   /* a built-in type, outside the heap */
+    HS_NAME_MODULE = 1, /* a module object */
+    HS_NAME_GLOBAL = 2, /* a module global: prefix is the module ("" for __main__) */
+    HS_NAME_CLASS = 3,  /* a class defined at run time */
+    HS_NAME_ROOT = 4,   /* a word the GC starts marking from */
 };
 
 /* The standard type table (SPEC 3.1): code i is hs_type_names[i]. */
@@ -202,6 +220,19 @@ void hs_send_stream_start(hs_writer_t *w, uint32_t ms, uint32_t period_ms);
 void hs_send_stream_stop(hs_writer_t *w, uint32_t ms);
 /* `count` periodic snapshots were skipped for the line budget since the last one sent. */
 void hs_send_skipped(hs_writer_t *w, uint32_t ms, uint32_t count);
+
+/* ---- Heap dump (SPEC 3.7) ---- */
+
+void hs_send_dump_begin(hs_writer_t *w, uint32_t ms, uint32_t word_size, uint32_t block_size, uint64_t mem_free);
+/* `count` blocks of an area from block `first`, their words as the device holds them (`data`,
+ * word-aligned, `count * block_size` bytes). Words that point at a block start of the same
+ * area go as block deltas, zero runs as counts, small values as themselves. */
+void hs_send_dump_blocks(hs_writer_t *w, uint32_t ms, uint32_t word_size, uint32_t block_size,
+    uint64_t pool_start, size_t area_blocks, size_t first, size_t count, const uint8_t *data);
+/* A name: `prefix` "." `name` on the host when prefix is not empty. */
+void hs_send_dump_name(hs_writer_t *w, uint32_t ms, uint8_t kind, uint64_t address,
+    const char *prefix, size_t prefix_len, const char *name, size_t name_len);
+void hs_send_dump_end(hs_writer_t *w, uint32_t ms, uint32_t frames, uint64_t blocks);
 
 #ifdef __cplusplus
 }

@@ -7,6 +7,7 @@
  *   heapscope.stop()
  *   heapscope.mark("after wifi")      # a labelled point on the host's timeline
  *   heapscope.trace_imports(True, collect=True)   # cost of every import
+ *   heapscope.dump()                  # every used block's words, names and roots (SPEC 3.7)
  *
  * Frames (protocol/SPEC.md) go to stdout raw, between the console text. Taking a snapshot
  * allocates nothing on the GC heap: all state is static, encoding streams through a 255-byte
@@ -234,6 +235,11 @@ static void hs_collect_areas(void) {
     hs_area_count = n;
 }
 
+/* A block's kind in the allocation table: 0 free, 1 head, 2 tail, 3 mark. */
+static unsigned hs_kind(const hs_area_t *a, size_t block) {
+    return (a->atb[block / 4] >> (2 * (block & 3))) & 3;
+}
+
 /* Whether `p` is the first byte of a head block in one of the walked areas. */
 static bool hs_is_heap_head(const void *p) {
     uintptr_t addr = (uintptr_t)p;
@@ -242,7 +248,7 @@ static bool hs_is_heap_head(const void *p) {
         uintptr_t start = (uintptr_t)a->pool_start;
         if (addr >= start && addr < start + a->blocks * HS_BLOCK_BYTES && (addr - start) % HS_BLOCK_BYTES == 0) {
             size_t block = (addr - start) / HS_BLOCK_BYTES;
-            return ((a->atb[block / 4] >> (2 * (block & 3))) & 3) == 1;
+            return hs_kind(a, block) == 1;
         }
     }
     return false;
@@ -763,6 +769,205 @@ static mp_obj_t heapscope_poll(void) {
 }
 static MP_DEFINE_CONST_FUN_OBJ_0(heapscope_poll_obj, heapscope_poll);
 
+/* ---- Heap dump ---- */
+
+/* Blocks per dump frame: 1 KB of 16-byte blocks, a few hundred bytes on the line. Small frames
+ * keep each write short and let the host show progress; the whole dump is one burst. */
+#define HS_DUMP_FRAME_BLOCKS (64)
+
+/* Built-in types the host classifies by address (objects start with their type). */
+typedef struct {
+    const char *name;
+    const mp_obj_type_t *type;
+} hs_named_type_t;
+
+static const hs_named_type_t hs_dump_types[] = {
+    {"type", &mp_type_type},
+    {"object", &mp_type_object},
+    {"list", &mp_type_list},
+    {"dict", &mp_type_dict},
+    {"str", &mp_type_str},
+    {"bytes", &mp_type_bytes},
+    {"tuple", &mp_type_tuple},
+    {"int", &mp_type_int},
+    {"module", &mp_type_module},
+    {"function", &mp_type_fun_bc},
+    {"closure", &mp_type_closure},
+    {"bound_method", &mp_type_bound_meth},
+    {"generator", &mp_type_gen_instance},
+    {"staticmethod", &mp_type_staticmethod},
+    {"classmethod", &mp_type_classmethod},
+    #if MICROPY_PY_BUILTINS_BYTEARRAY
+    {"bytearray", &mp_type_bytearray},
+    #endif
+    #if MICROPY_PY_ARRAY
+    {"array", &mp_type_array},
+    #endif
+    #if MICROPY_PY_BUILTINS_SET
+    {"set", &mp_type_set},
+    #endif
+    #if MICROPY_PY_BUILTINS_FROZENSET
+    {"frozenset", &mp_type_frozenset},
+    #endif
+    #if MICROPY_PY_BUILTINS_FLOAT
+    {"float", &mp_type_float},
+    #endif
+    #if MICROPY_PY_BUILTINS_RANGE
+    {"range", &mp_type_range},
+    #endif
+    #if MICROPY_PY_BUILTINS_SLICE
+    {"slice", &mp_type_slice},
+    #endif
+    #if MICROPY_PY_BUILTINS_MEMORYVIEW
+    {"memoryview", &mp_type_memoryview},
+    #endif
+    #if MICROPY_PY_BUILTINS_PROPERTY
+    {"property", &mp_type_property},
+    #endif
+};
+
+static uint32_t hs_dump_ms;
+
+static void hs_dump_root(uint64_t word, const char *name) {
+    if (hs_is_heap_head((const void *)(uintptr_t)word)) {
+        hs_send_dump_name(&hs_writer, hs_dump_ms, HS_NAME_ROOT, word, "", 0, name, strlen(name));
+    }
+}
+
+/* Text of a dict key: a qstr or a str object; NULL for other keys. */
+static const char *hs_key_text(mp_obj_t key, size_t *len) {
+    if (mp_obj_is_qstr(key)) {
+        return (const char *)qstr_data(MP_OBJ_QSTR_VALUE(key), len);
+    }
+    if (mp_obj_is_str(key)) {
+        return mp_obj_str_get_data(key, len);
+    }
+    return NULL;
+}
+
+/* Globals of a module that live on the heap: `module.key`, or bare `key` for __main__. */
+static void hs_dump_globals(const char *module, size_t module_len, mp_map_t *globals) {
+    for (size_t j = 0; j < globals->alloc; j++) {
+        if (!mp_map_slot_is_filled(globals, j)) {
+            continue;
+        }
+        size_t key_len;
+        const char *key = hs_key_text(globals->table[j].key, &key_len);
+        mp_obj_t value = globals->table[j].value;
+        if (key != NULL && mp_obj_is_obj(value) && hs_is_heap_head(MP_OBJ_TO_PTR(value))) {
+            hs_send_dump_name(&hs_writer, hs_dump_ms, HS_NAME_GLOBAL, (uintptr_t)MP_OBJ_TO_PTR(value),
+                module, module_len, key, key_len);
+        }
+    }
+}
+
+/* __main__ (a built-in module whose globals are the VM's dict_main) and the modules of
+ * sys.modules, with their globals. */
+static void hs_dump_module_names(void) {
+    hs_dump_globals("", 0, &MP_STATE_VM(dict_main).map);
+    mp_map_t *modules = &MP_STATE_VM(mp_loaded_modules_dict).map;
+    for (size_t i = 0; i < modules->alloc; i++) {
+        if (!mp_map_slot_is_filled(modules, i)) {
+            continue;
+        }
+        size_t name_len;
+        const char *name = hs_key_text(modules->table[i].key, &name_len);
+        mp_obj_t module = modules->table[i].value;
+        if (name == NULL || !mp_obj_is_type(module, &mp_type_module)) {
+            continue;
+        }
+        hs_send_dump_name(&hs_writer, hs_dump_ms, HS_NAME_MODULE, (uintptr_t)MP_OBJ_TO_PTR(module), "", 0, name, name_len);
+        hs_dump_globals(name, name_len, &((mp_obj_module_t *)MP_OBJ_TO_PTR(module))->globals->map);
+    }
+}
+
+/* The roots as gc_collect() sees them: the VM state's root pointers and the stack. */
+static void hs_dump_roots(void) {
+    void **ptrs = (void **)(void *)&mp_state_ctx;
+    size_t from = offsetof(mp_state_ctx_t, thread.dict_locals) / sizeof(void *);
+    size_t to = offsetof(mp_state_ctx_t, vm.qstr_last_chunk) / sizeof(void *);
+    size_t modules = offsetof(mp_state_ctx_t, vm.mp_loaded_modules_dict.map.table) / sizeof(void *);
+    size_t main_table = offsetof(mp_state_ctx_t, vm.dict_main.map.table) / sizeof(void *);
+    for (size_t i = from; i < to; i++) {
+        hs_dump_root((uintptr_t)ptrs[i], i == modules ? "sys.modules" : i == main_table ? "__main__" : "VM state");
+    }
+    #if MICROPY_ENABLE_PYSTACK
+    for (void **p = (void **)MP_STATE_THREAD(pystack_start); p < (void **)MP_STATE_THREAD(pystack_cur); p++) {
+        hs_dump_root((uintptr_t)*p, "Python stack");
+    }
+    #endif
+    /* The C stack from here up, which holds the VM's frames (the Python stack without PYSTACK). */
+    volatile uintptr_t here = 0;
+    for (uintptr_t *p = (uintptr_t *)((uintptr_t)&here & ~(uintptr_t)(sizeof(uintptr_t) - 1));
+         (char *)p < MP_STATE_THREAD(stack_top); p++) {
+        hs_dump_root(*p, "stack");
+    }
+}
+
+/* heapscope.dump(): every used block's words, the layout of that moment, names and roots, as one
+ * burst of dump frames. Nothing runs meanwhile that could change the heap (HS_ENTER) and the
+ * module allocates nothing. */
+static mp_obj_t heapscope_dump(void) {
+    size_t stack_used = mp_stack_usage();
+    HS_ENTER();
+    hs_ensure_started();
+    uint16_t first_seq = hs_writer.seq;
+    hs_dump_ms = mp_hal_ticks_ms();
+    hs_collect_areas();
+    hs_report_area_changes(hs_dump_ms);
+    hs_figures_t figures;
+    hs_fill_figures(&figures, stack_used);
+    hs_send_dump_begin(&hs_writer, hs_dump_ms, sizeof(mp_uint_t), HS_BLOCK_BYTES, figures.python_mem_free);
+    /* The layout as a keyframe; the tracker is reset so the next snapshot is a keyframe too. */
+    hs_send_keyframe(&hs_writer, hs_dump_ms, HS_BLOCK_BYTES, hs_areas, hs_area_count, hs_classify, NULL, &figures);
+    hs_tracker_reset(&hs_tracker);
+    uint64_t sent_blocks = 0;
+    for (size_t a = 0; a < hs_area_count; a++) {
+        const hs_area_t *area = &hs_areas[a];
+        size_t b = 0;
+        while (b < area->blocks) {
+            if (hs_kind(area, b) == 0) {
+                b++;
+                continue;
+            }
+            size_t n = 1;
+            while (b + n < area->blocks && n < HS_DUMP_FRAME_BLOCKS && hs_kind(area, b + n) != 0) {
+                n++;
+            }
+            hs_send_dump_blocks(&hs_writer, hs_dump_ms, sizeof(mp_uint_t), HS_BLOCK_BYTES, area->pool_start, area->blocks,
+                b, n, (const uint8_t *)(uintptr_t)(area->pool_start + (uint64_t)b * HS_BLOCK_BYTES));
+            sent_blocks += n;
+            b += n;
+        }
+    }
+    for (size_t i = 0; i < MP_ARRAY_SIZE(hs_dump_types); i++) {
+        const char *name = hs_dump_types[i].name;
+        hs_send_dump_name(&hs_writer, hs_dump_ms, HS_NAME_TYPE, (uintptr_t)hs_dump_types[i].type, "", 0, name, strlen(name));
+    }
+    hs_dump_module_names();
+    /* Classes defined at run time, by their own name (instances are named after them). */
+    for (size_t a = 0; a < hs_area_count; a++) {
+        const hs_area_t *area = &hs_areas[a];
+        for (size_t b = 0; b < area->blocks; b++) {
+            if (hs_kind(area, b) != 1) {
+                continue;
+            }
+            const mp_obj_type_t *t = (const mp_obj_type_t *)(uintptr_t)(area->pool_start + (uint64_t)b * HS_BLOCK_BYTES);
+            if (t->base.type == &mp_type_type) {
+                size_t len;
+                const char *name = (const char *)qstr_data(t->name, &len);
+                hs_send_dump_name(&hs_writer, hs_dump_ms, HS_NAME_CLASS, (uintptr_t)t, "", 0, name, len);
+            }
+        }
+    }
+    hs_dump_roots();
+    /* Frames of this dump, the end included. */
+    hs_send_dump_end(&hs_writer, hs_dump_ms, (uint16_t)(hs_writer.seq - first_seq + 1), sent_blocks);
+    HS_EXIT();
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_0(heapscope_dump_obj, heapscope_dump);
+
 /* ---- Import tracing ---- */
 
 static void hs_import_done(uint32_t depth, const char *name, size_t len, bool ok, uint32_t t0, size_t stack_used) {
@@ -840,6 +1045,7 @@ static const mp_rom_map_elem_t heapscope_module_globals_table[] = {
     { MP_ROM_QSTR(MP_QSTR_mark), MP_ROM_PTR(&heapscope_mark_obj) },
     { MP_ROM_QSTR(MP_QSTR_hello), MP_ROM_PTR(&heapscope_hello_obj) },
     { MP_ROM_QSTR(MP_QSTR_trace_imports), MP_ROM_PTR(&heapscope_trace_imports_obj) },
+    { MP_ROM_QSTR(MP_QSTR_dump), MP_ROM_PTR(&heapscope_dump_obj) },
     { MP_ROM_QSTR(MP_QSTR_PROTOCOL_VERSION), MP_ROM_INT(HS_PROTOCOL_VERSION) },
 };
 static MP_DEFINE_CONST_DICT(heapscope_module_globals, heapscope_module_globals_table);

@@ -7,6 +7,9 @@
 //!   buffer): the bytes it puts on the line each way, counted, and the seconds it took, against
 //!   the heap bytes it reads and the seconds those alone take at the line's rate.
 //!
+//! - the same dump from the module build (`heapscope.dump()`, 32-bit, a 119,360-byte heap), its
+//!   bytes and seconds against its heap bytes and against the stock dump's.
+//!
 //! Prints figures; asserts nothing about time.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -70,10 +73,20 @@ impl Link for CountingLink {
     }
 }
 
-fn line() {
-    // -X heapsize=120800 gives a pool of 119,296 bytes on the 64-bit build (the closest to an
-    // ESP32's 119,360 its 128-byte table granularity allows).
-    let board = PtyBoard::start_on(&heapscope_tests::board::micropython(), &["-X", "heapsize=120800"], CableSpec::uart(115_200));
+/// What one dump of a half-used heap over the 115200-baud cable cost.
+struct LineDump {
+    pool: u64,
+    heap: usize,
+    read: usize,
+    written: usize,
+    seconds: f64,
+    source: String,
+}
+
+/// Fills a heap of `interpreter` to half its pool with live objects, then takes a dump as
+/// `heapscope dump` does (the module when the firmware has it, else the raw REPL).
+fn line_dump(interpreter: &std::path::Path, heapsize: &str, pool: u64) -> LineDump {
+    let board = PtyBoard::start_on(interpreter, &["-X", heapsize], CableSpec::uart(115_200));
     let mut opener = PathOpener { path: board.port(), options: OpenOptions { baud: 115_200, reset: false } };
     let open = |opener: &mut PathOpener| CountingLink { inner: opener.open().expect("open the board"), read: 0, written: 0 };
     let mut link = open(&mut opener);
@@ -82,8 +95,8 @@ fn line() {
         let mut repl = heapscope::repl::RawRepl::new(&mut link, &mut demux);
         repl.enter().unwrap();
         // Live objects up to half the pool (checked after collections, so garbage is not counted).
-        let fill = "import gc\nkeep = []\nwhile True:\n gc.collect()\n if gc.mem_alloc() >= 119296 // 2:\n  break\n for _ in range(10):\n  keep.append((str(len(keep)) * 30, bytearray(64), [len(keep)] * 4))\ngc.collect()\nprint(gc.mem_alloc(), gc.mem_free())\n";
-        let out = repl.exec(fill, std::time::Duration::from_secs(60)).unwrap();
+        let fill = format!("import gc\nkeep = []\nwhile True:\n gc.collect()\n if gc.mem_alloc() >= {pool} // 2:\n  break\n for _ in range(10):\n  keep.append((str(len(keep)) * 30, bytearray(64), [len(keep)] * 4))\ngc.collect()\nprint(gc.mem_alloc(), gc.mem_free())\n");
+        let out = repl.exec(&fill, std::time::Duration::from_secs(60)).unwrap();
         assert!(!out.failed(), "{}", String::from_utf8_lossy(&out.stderr));
         repl.leave().unwrap();
     }
@@ -93,18 +106,45 @@ fn line() {
     let dump = heapscope::cmd::dump::take(&mut link, &mut |_, _| {}).expect("a dump");
     let seconds = started.elapsed().as_secs_f64();
     assert_eq!(board.cable_stats().dropped, 0, "the board's receive buffer overflowed");
-    let pool = dump.areas[0].area.pool_bytes();
-    let heap = dump.content_bytes();
-    let line = link.read + link.written;
-    println!("stock dump through the raw REPL of a half-used {pool}-byte heap (the real interpreter behind a 115200-baud cable)");
-    println!("  heap bytes read (used blocks):            {heap:>8}");
-    println!("  line bytes, board to host:                {:>8}   {:.2}x the heap bytes", link.read, link.read as f64 / heap as f64);
-    println!("  line bytes, host to board:                {:>8}   {:.2}x the heap bytes", link.written, link.written as f64 / heap as f64);
+    LineDump {
+        pool: dump.areas[0].area.pool_bytes(),
+        heap: dump.content_bytes(),
+        read: link.read,
+        written: link.written,
+        seconds,
+        source: dump.source,
+    }
+}
+
+fn print_line_dump(title: &str, d: &LineDump) {
+    let heap = d.heap;
+    println!("{title} of a half-used {}-byte heap ({} dump, behind a 115200-baud cable)", d.pool, d.source);
+    println!("  heap bytes (used blocks):                 {heap:>8}");
+    println!("  line bytes, board to host:                {:>8}   {:.2}x the heap bytes", d.read, d.read as f64 / heap as f64);
+    println!("  line bytes, host to board:                {:>8}   {:.2}x the heap bytes", d.written, d.written as f64 / heap as f64);
     println!(
-        "  took {seconds:.1} s   {:.2}x the heap bytes alone at 11,520 B/s ({:.1} s; all the line bytes at that rate: {:.1} s)",
-        seconds / (heap as f64 / 11_520.0),
+        "  took {:.1} s   {:.2}x the heap bytes alone at 11,520 B/s ({:.1} s; all the line bytes at that rate: {:.1} s)",
+        d.seconds,
+        d.seconds / (heap as f64 / 11_520.0),
         heap as f64 / 11_520.0,
-        line as f64 / 11_520.0
+        (d.read + d.written) as f64 / 11_520.0
+    );
+}
+
+fn line() {
+    // -X heapsize=120800 gives a pool of 119,296 bytes on the stock 64-bit build (the closest to
+    // an ESP32's 119,360 its 128-byte table granularity allows); the module build is 32-bit, like
+    // an ESP32, and -X heapsize=122160 gives exactly 119,360. Its words are half as wide, so the
+    // same objects take fewer heap bytes: compare each with its own heap bytes.
+    let stock = line_dump(&heapscope_tests::board::micropython(), "heapsize=120800", 119_296);
+    print_line_dump("stock dump through the raw REPL", &stock);
+    let module = line_dump(&heapscope_tests::firmware::unix_micropython(), "heapsize=122160", 119_360);
+    print_line_dump("module dump (heapscope.dump(), SPEC 3.7)", &module);
+    let per_heap_byte = |d: &LineDump| (d.read + d.written) as f64 / d.heap as f64;
+    println!(
+        "  module against stock: {:.2}x the line bytes per heap byte, {:.2}x the seconds per heap byte",
+        per_heap_byte(&module) / per_heap_byte(&stock),
+        (module.seconds / module.heap as f64) / (stock.seconds / stock.heap as f64)
     );
 }
 

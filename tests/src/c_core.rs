@@ -175,6 +175,29 @@ extern "C" {
     fn hs_send_area_removed(w: *mut HsWriter, ms: u32, pool_start: u64);
     fn hs_send_stream_start(w: *mut HsWriter, ms: u32, period_ms: u32);
     fn hs_send_stream_stop(w: *mut HsWriter, ms: u32);
+    fn hs_send_dump_begin(w: *mut HsWriter, ms: u32, word_size: u32, block_size: u32, mem_free: u64);
+    fn hs_send_dump_blocks(
+        w: *mut HsWriter,
+        ms: u32,
+        word_size: u32,
+        block_size: u32,
+        pool_start: u64,
+        area_blocks: usize,
+        first: usize,
+        count: usize,
+        data: *const u8,
+    );
+    fn hs_send_dump_name(
+        w: *mut HsWriter,
+        ms: u32,
+        kind: u8,
+        address: u64,
+        prefix: *const c_char,
+        prefix_len: usize,
+        name: *const c_char,
+        name_len: usize,
+    );
+    fn hs_send_dump_end(w: *mut HsWriter, ms: u32, frames: u32, blocks: u64);
 
     fn hs_test_sizeof_writer() -> usize;
     fn hs_test_sizeof_area() -> usize;
@@ -514,6 +537,43 @@ impl CWriter {
     pub fn import_end(&mut self, ms: u32, depth: u32, name: &str, ok: bool, elapsed_us: u64) {
         // SAFETY: name's pointer and length.
         unsafe { hs_send_import_end(self.w(), ms, depth, name.as_ptr().cast(), name.len(), c_int::from(ok), elapsed_us) }
+    }
+
+    pub fn dump_begin(&mut self, ms: u32, word_size: u32, block_size: u32, mem_free: u64) {
+        // SAFETY: plain values.
+        unsafe { hs_send_dump_begin(self.w(), ms, word_size, block_size, mem_free) }
+    }
+
+    pub fn dump_blocks(&mut self, ms: u32, b: &heapscope_protocol::wire::dump::DumpBlocks) {
+        // Words are read aligned in the C core, as on a device: copy into u64s.
+        let mut aligned = vec![0u64; b.bytes.len().div_ceil(8)];
+        // SAFETY: `aligned` holds at least b.bytes.len() bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(b.bytes.as_ptr(), aligned.as_mut_ptr().cast::<u8>(), b.bytes.len());
+            hs_send_dump_blocks(
+                self.w(),
+                ms,
+                b.word_size,
+                b.block_size,
+                b.pool_start,
+                b.area_blocks,
+                b.first,
+                b.count(),
+                aligned.as_ptr().cast(),
+            )
+        }
+    }
+
+    pub fn dump_name(&mut self, ms: u32, kind: u8, address: u64, prefix: &str, name: &str) {
+        // SAFETY: the strings' pointers and lengths.
+        unsafe {
+            hs_send_dump_name(self.w(), ms, kind, address, prefix.as_ptr().cast(), prefix.len(), name.as_ptr().cast(), name.len())
+        }
+    }
+
+    pub fn dump_end(&mut self, ms: u32, frames: u32, blocks: u64) {
+        // SAFETY: plain values.
+        unsafe { hs_send_dump_end(self.w(), ms, frames, blocks) }
     }
 
     pub fn mark(&mut self, ms: u32, label: &str) {

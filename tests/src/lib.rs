@@ -7,6 +7,7 @@ pub mod c_core;
 pub mod firmware;
 pub mod hour;
 pub mod spec;
+pub mod truth;
 pub mod workload;
 
 use std::path::PathBuf;

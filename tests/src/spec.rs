@@ -3,6 +3,7 @@
 use heapscope_protocol::model::{GcFigures, Reported, Snapshot, StackFigures};
 use heapscope_protocol::synth;
 use heapscope_protocol::wire::session::{self, standard_type_names};
+use heapscope_protocol::wire::dump::{DumpBlocks, DumpPart, NameKind};
 use heapscope_protocol::wire::{AreaExtent, Body, Event, Frame, Hello};
 
 pub const SPEC: &str = include_str!("../../protocol/SPEC.md");
@@ -30,6 +31,21 @@ pub fn busy_heap() -> Snapshot {
     tiny_heap("hShhS=hhT..h")
 }
 
+/// The dump example's blocks: blocks 4 and 5 of the keyframe example's heap (a dict), one word
+/// of every tag: its type (raw), 2 (small), pointers back to block 0 and on to block 8, three
+/// zeros (a run), 7 (small).
+pub fn dump_blocks_example() -> DumpBlocks {
+    let words = [0x3F40_6C30u32, 2, POOL_START as u32, POOL_START as u32 + 8 * 16, 0, 0, 0, 7];
+    DumpBlocks {
+        word_size: 4,
+        block_size: 16,
+        pool_start: POOL_START,
+        area_blocks: 12,
+        first: 4,
+        bytes: words.iter().flat_map(|w| w.to_le_bytes()).collect(),
+    }
+}
+
 /// The examples: name and frame.
 pub fn vectors() -> Vec<(&'static str, Frame)> {
     let (first, second) = example_heaps();
@@ -46,6 +62,20 @@ pub fn vectors() -> Vec<(&'static str, Frame)> {
                     platform: "esp32".into(),
                     areas: vec![AreaExtent { pool_start: POOL_START, blocks: 12 }],
                     type_names: standard_type_names(),
+                }),
+            },
+        ),
+        ("dump_blocks", Frame { seq: 7, device_ms: 2000, body: Body::Dump(DumpPart::Blocks(dump_blocks_example())) }),
+        (
+            "dump_name",
+            Frame {
+                seq: 8,
+                device_ms: 2000,
+                body: Body::Dump(DumpPart::Name {
+                    kind: NameKind::Global,
+                    address: POOL_START + 4 * 16,
+                    prefix: "app".into(),
+                    name: "readings".into(),
                 }),
             },
         ),

@@ -4,6 +4,7 @@
 //! Rust encoder's vectors in the spec's layout.
 
 use heapscope_protocol::wire::codec::cobs_decode;
+use heapscope_protocol::wire::dump::DumpPart;
 use heapscope_protocol::wire::{decode_body, encode_frame, Body, Event};
 use heapscope_tests::c_core::{self, CWriter};
 use heapscope_tests::spec::{busy_heap, example_heaps, hex_lines, vector_bytes, vectors, POOL_START};
@@ -40,6 +41,8 @@ fn c_encoder_writes_the_spec_examples() {
             Body::Keyframe(_) if name == "keyframe_busy" => w.keyframe(ms, &busy_heap()),
             Body::Keyframe(_) => w.keyframe(ms, &first),
             Body::Delta(d) => w.delta_against(ms, d.base_seq, d.chunk_blocks as u32, &first, &second),
+            Body::Dump(DumpPart::Blocks(b)) => w.dump_blocks(ms, b),
+            Body::Dump(DumpPart::Name { kind, address, prefix, name }) => w.dump_name(ms, kind.code(), *address, prefix, name),
             other => panic!("no C call for {other:?}"),
         }
         assert_eq!(hex_lines(&w.take()), hex_lines(&vector_bytes(name)), "C encoder, vector {name}");

@@ -185,6 +185,8 @@ impl Decoder {
                             out.push(Entry::Snapshot { at, device_ms: Some(f.device_ms), source: Source::Stream, snapshot: Box::new(s) })
                         }
                         Ok(Update::Event(event)) => out.push(Entry::Event { at, device_ms: Some(f.device_ms), event }),
+                        // Dumps are taken by `heapscope dump` (heapdump.rs), not kept in a session.
+                        Ok(Update::Dump(_)) => {}
                         Err(SessionError::MissingBase { .. }) if self.waiting_for_keyframe => {}
                         Err(e @ SessionError::MissingBase { .. }) => {
                             self.waiting_for_keyframe = true;
@@ -693,7 +695,7 @@ impl Worker {
                 repl.leave()?;
             }
             repl.enter()?;
-            let dump = crate::heapdump::take_stock(&mut repl, &mut |_, _| {});
+            let dump = crate::heapdump::take(&mut repl, &mut |_, _| {});
             repl.leave()?;
             dump
         })();

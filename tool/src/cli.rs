@@ -46,8 +46,9 @@ pub enum Command {
     /// Take a heap dump: the contents of every used block, the layout and the names of modules
     /// and globals, for `heapscope objects`.
     ///
-    /// Stock firmware is read through the raw REPL with `uctypes` (this stops the running
-    /// program; the board is left at its prompt).
+    /// Firmware with the heapscope module sends it with `heapscope.dump()`, roots included;
+    /// stock firmware is read through the raw REPL with `uctypes`. Either stops the running
+    /// program (raw REPL); the board is left at its prompt.
     Dump(DumpArgs),
     /// Who holds the memory: the objects of a dump by retained size (what freeing them would
     /// give back), the path from a root that keeps an object alive, what is new since an

@@ -1,4 +1,8 @@
-//! Taking a heap dump from stock firmware through the raw REPL.
+//! Taking a heap dump through the raw REPL: from the heapscope module when the firmware has it
+//! (`heapscope.dump()`, SPEC 3.7: one burst of frames, the heap held still while it runs, the
+//! roots as the GC sees them), otherwise from stock firmware as below.
+//!
+//! Stock firmware:
 //!
 //! 1. A probe: is `uctypes` there (it reads memory by address), and the word size.
 //! 2. Names: `id()` of the built-in types, every `sys.modules` entry and `__main__`, their globals
@@ -17,6 +21,10 @@ use std::time::Duration;
 
 use heapscope_objects::dump::{changed_runs, DumpArea, HeapDump, MemoryRange, Named};
 use heapscope_objects::base64;
+use heapscope_protocol::wire::demux::Item;
+use heapscope_protocol::wire::dump::{DumpPart, NameKind};
+use heapscope_protocol::wire::session::{Session, Update};
+use heapscope_protocol::wire::Body;
 use heapscope_protocol::{text, BlockKind, Snapshot};
 
 use crate::repl::{ExecOutput, RawRepl, ReplError};
@@ -60,6 +68,11 @@ const PER_EXEC: usize = 16 * CHUNK;
 const PROBE: &str = "\
 def _hs():
  import sys
+ try:
+  import heapscope
+  print('HS module', hasattr(heapscope, 'dump'))
+ except ImportError:
+  pass
  try:
   import uctypes, binascii
  except ImportError:
@@ -185,11 +198,14 @@ fn read_command(chunks: &[(u64, usize)]) -> String {
     )
 }
 
-/// Takes a dump. The board must be in the raw REPL; it is left there. `progress(done, total)`
-/// counts heap bytes read.
+/// Takes a dump from stock firmware. The board must be in the raw REPL; it is left there.
+/// `progress(done, total)` counts heap bytes read.
 pub fn take_stock(repl: &mut RawRepl<'_>, progress: &mut dyn FnMut(usize, usize)) -> Result<HeapDump, DumpError> {
     let probe = exec(repl, PROBE, "probing for uctypes")?;
-    let probe_text = String::from_utf8_lossy(&probe.stdout).into_owned();
+    take_stock_probed(repl, &String::from_utf8_lossy(&probe.stdout), progress)
+}
+
+fn take_stock_probed(repl: &mut RawRepl<'_>, probe_text: &str, progress: &mut dyn FnMut(usize, usize)) -> Result<HeapDump, DumpError> {
     if probe_text.contains("HS nouctypes") {
         return Err(DumpError::NoUctypes);
     }
@@ -282,6 +298,170 @@ pub fn take_stock(repl: &mut RawRepl<'_>, progress: &mut dyn FnMut(usize, usize)
     Ok(HeapDump { word_size, source: "raw-repl".into(), areas, memory, types, names, roots: Vec::new(), mem_free })
 }
 
+/// Takes a dump with the heapscope module when the firmware has `heapscope.dump()`, through
+/// `uctypes` otherwise. The board must be in the raw REPL; it is left there.
+pub fn take(repl: &mut RawRepl<'_>, progress: &mut dyn FnMut(usize, usize)) -> Result<HeapDump, DumpError> {
+    let probe = exec(repl, PROBE, "probing for the heapscope module and uctypes")?;
+    let probe_text = String::from_utf8_lossy(&probe.stdout).into_owned();
+    if probe_text.contains("HS module True") {
+        take_module(repl, progress)
+    } else {
+        take_stock_probed(repl, &probe_text, progress)
+    }
+}
+
+/// Collects a dump from the frames of `heapscope.dump()`.
+#[derive(Default)]
+pub struct ModuleDump {
+    session: Session,
+    begin: Option<(u32, u64)>,
+    /// Frames of the dump seen so far (Begin counts; the keyframe in it too).
+    frames: u32,
+    layout: Option<Snapshot>,
+    /// Bytes of used blocks in the layout: what the blocks frames will bring.
+    used_bytes: usize,
+    memory: Vec<MemoryRange>,
+    blocks: u64,
+    types: Vec<Named>,
+    modules: Vec<Named>,
+    globals: Vec<Named>,
+    classes: Vec<Named>,
+    roots: Vec<Named>,
+    end: Option<(u32, u64)>,
+    pub corrupt: u64,
+}
+
+impl ModuleDump {
+    pub fn new() -> ModuleDump {
+        ModuleDump { session: Session::new(), ..ModuleDump::default() }
+    }
+
+    /// Takes the frames among `items`.
+    pub fn push(&mut self, items: Vec<Item>) -> Result<(), DumpError> {
+        for item in items {
+            let frame = match item {
+                Item::Frame(f) => f,
+                Item::Corrupt(_) => {
+                    self.corrupt += 1;
+                    continue;
+                }
+                Item::Text(_) => continue,
+            };
+            let in_dump = self.begin.is_some() && self.end.is_none();
+            let update = self.session.apply(&frame).map_err(|e| DumpError::Board(format!("dump frame {}: {e}", frame.seq)))?;
+            match update {
+                Update::Dump(DumpPart::Begin { word_size, mem_free, .. }) => {
+                    *self = ModuleDump { session: std::mem::take(&mut self.session), corrupt: self.corrupt, ..ModuleDump::default() };
+                    self.begin = Some((word_size, mem_free));
+                    self.frames = 1;
+                }
+                _ if !in_dump => {}
+                Update::Snapshot(s) if self.layout.is_none() && matches!(frame.body, Body::Keyframe(_)) => {
+                    self.frames += 1;
+                    self.used_bytes = s
+                        .areas
+                        .iter()
+                        .map(|a| a.kinds().iter().filter(|&k| k != BlockKind::Free).count() * a.block_size() as usize)
+                        .sum();
+                    self.layout = Some(s);
+                }
+                Update::Dump(DumpPart::Blocks(b)) => {
+                    self.frames += 1;
+                    self.blocks += b.count() as u64;
+                    let address = b.address();
+                    match self.memory.last_mut() {
+                        Some(r) if r.address + r.bytes.len() as u64 == address => r.bytes.extend_from_slice(&b.bytes),
+                        _ => self.memory.push(MemoryRange { address, bytes: b.bytes }),
+                    }
+                }
+                Update::Dump(DumpPart::Name { kind, address, prefix, name }) => {
+                    self.frames += 1;
+                    let named = Named::new(DumpPart::full_name(&prefix, &name), address);
+                    match kind {
+                        NameKind::Type => self.types.push(named),
+                        NameKind::Module => self.modules.push(named),
+                        NameKind::Global => self.globals.push(named),
+                        NameKind::Class => self.classes.push(named),
+                        NameKind::Root => self.roots.push(named),
+                    }
+                }
+                Update::Dump(DumpPart::End { frames, blocks }) => {
+                    self.frames += 1;
+                    self.end = Some((frames, blocks));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// (heap bytes received, heap bytes in use), once the layout is known.
+    pub fn progress(&self) -> Option<(usize, usize)> {
+        self.layout.as_ref()?;
+        Some((self.blocks as usize * self.block_size(), self.used_bytes))
+    }
+
+    fn block_size(&self) -> usize {
+        self.layout.as_ref().and_then(|l| l.block_size()).unwrap_or(0) as usize
+    }
+
+    pub fn complete(&self) -> bool {
+        self.end.is_some()
+    }
+
+    /// The dump, if every frame of it arrived.
+    pub fn finish(mut self) -> Result<HeapDump, DumpError> {
+        let (word_size, mem_free) = self.begin.ok_or_else(|| DumpError::Board("heapscope.dump() sent no dump".into()))?;
+        let (frames, blocks) = self.end.ok_or_else(|| DumpError::Board("the dump ended before its last frame".into()))?;
+        if frames != self.frames || blocks != self.blocks || self.corrupt > 0 {
+            return Err(DumpError::Board(format!(
+                "the dump is incomplete: {} of {frames} frames and {} of {blocks} blocks arrived, {} damaged frames",
+                self.frames, self.blocks, self.corrupt
+            )));
+        }
+        let layout = self.layout.ok_or_else(|| DumpError::Board("the dump came without its layout".into()))?;
+        // Modules first: a global that is a module keeps the module's name; classes last.
+        let mut names = self.modules;
+        names.append(&mut self.globals);
+        names.append(&mut self.classes);
+        let areas = layout.areas.into_iter().map(|area| DumpArea { area, unreliable: Vec::new() }).collect();
+        Ok(HeapDump {
+            word_size,
+            source: "module".into(),
+            areas,
+            memory: self.memory,
+            types: self.types,
+            names,
+            roots: self.roots,
+            mem_free: Some(mem_free),
+        })
+    }
+}
+
+/// Runs `heapscope.dump()` after a collection and gathers its frames, with progress as they come.
+pub fn take_module(repl: &mut RawRepl<'_>, progress: &mut dyn FnMut(usize, usize)) -> Result<HeapDump, DumpError> {
+    let mut dump = ModuleDump::new();
+    dump.push(std::mem::take(&mut repl.items))?;
+    repl.start("import gc, heapscope\ngc.collect()\nheapscope.dump()\n")?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    while !repl.output_done() && std::time::Instant::now() < deadline {
+        repl.receive_some()?;
+        dump.push(std::mem::take(&mut repl.items))?;
+        if let Some((done, total)) = dump.progress() {
+            progress(done, total);
+        }
+        if dump.complete() {
+            break;
+        }
+    }
+    let out = repl.finish(Duration::from_secs(60))?;
+    if out.failed() {
+        return Err(DumpError::Board(format!("heapscope.dump() raised: {}", String::from_utf8_lossy(&out.stderr).trim())));
+    }
+    dump.push(std::mem::take(&mut repl.items))?;
+    dump.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,6 +481,65 @@ mod tests {
         assert_eq!(types, vec![Named::new("list", 1000)]);
         let n: Vec<_> = names.iter().map(|n| (n.name.as_str(), n.address)).collect();
         assert_eq!(n, [("__main__", 50), ("app", 2000), ("app.readings", 3000), ("x", 4000), ("app.gc", 2000), ("app.odd key", 5000)]);
+    }
+
+    fn module_frames() -> Vec<Item> {
+        use heapscope_protocol::synth::pattern_area;
+        use heapscope_protocol::wire::dump::DumpBlocks;
+        use heapscope_protocol::wire::{session, Frame};
+        let snapshot = Snapshot { areas: vec![pattern_area(0x1000, 16, "h=..h...")], reported: Default::default() };
+        let blocks = |first: usize, count: usize| {
+            DumpPart::Blocks(DumpBlocks {
+                word_size: 4,
+                block_size: 16,
+                pool_start: 0x1000,
+                area_blocks: 8,
+                first,
+                bytes: vec![1; count * 16],
+            })
+        };
+        let bodies = vec![
+            Body::Dump(DumpPart::Begin { word_size: 4, block_size: 16, mem_free: 80 }),
+            Body::Keyframe(session::keyframe(&snapshot)),
+            Body::Dump(blocks(0, 2)),
+            Body::Dump(blocks(4, 1)),
+            Body::Dump(DumpPart::Name { kind: NameKind::Global, address: 0x1040, prefix: "app".into(), name: "x".into() }),
+            Body::Dump(DumpPart::Name { kind: NameKind::Module, address: 0x1000, prefix: "".into(), name: "app".into() }),
+            Body::Dump(DumpPart::Name { kind: NameKind::Root, address: 0x1000, prefix: "".into(), name: "sys.modules".into() }),
+            Body::Dump(DumpPart::End { frames: 8, blocks: 3 }),
+        ];
+        bodies.into_iter().enumerate().map(|(i, body)| Item::Frame(Frame { seq: i as u16, device_ms: 0, body })).collect()
+    }
+
+    #[test]
+    fn a_module_dump_is_gathered_from_its_frames() {
+        let mut d = ModuleDump::new();
+        d.push(module_frames()).unwrap();
+        assert_eq!(d.progress(), Some((48, 48)));
+        let dump = d.finish().unwrap();
+        assert_eq!(dump.source, "module");
+        assert_eq!(dump.memory.len(), 2);
+        assert_eq!((dump.memory[0].address, dump.memory[0].bytes.len()), (0x1000, 32));
+        assert_eq!(dump.memory[1].address, 0x1040);
+        let names: Vec<_> = dump.names.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["app", "app.x"], "modules first");
+        assert_eq!(dump.roots, vec![Named::new("sys.modules", 0x1000)]);
+        assert_eq!(dump.mem_free, Some(80));
+    }
+
+    #[test]
+    fn a_module_dump_with_a_frame_lost_is_refused() {
+        let mut frames = module_frames();
+        frames.remove(3);
+        let mut d = ModuleDump::new();
+        d.push(frames).unwrap();
+        let e = d.finish().unwrap_err().to_string();
+        assert!(e.contains("7 of 8 frames") && e.contains("2 of 3 blocks"), "{e}");
+        let mut frames = module_frames();
+        frames.pop();
+        let mut d = ModuleDump::new();
+        d.push(frames).unwrap();
+        assert!(d.finish().unwrap_err().to_string().contains("before its last frame"));
     }
 
     #[test]

@@ -315,6 +315,18 @@ impl<'a> RawRepl<'a> {
         Ok(())
     }
 
+    /// Reads what the board sent so far (frames go to `items`), while code started with
+    /// [`RawRepl::start`] runs.
+    pub fn receive_some(&mut self) -> Result<(), ReplError> {
+        self.receive()?;
+        Ok(())
+    }
+
+    /// Whether the running code's output has ended (its `\x04` arrived).
+    pub fn output_done(&self) -> bool {
+        find(&self.pending, b"\x04").is_some()
+    }
+
     /// Waits for code started with [`RawRepl::start`] to end and returns its output.
     pub fn finish(&mut self, timeout: Duration) -> Result<ExecOutput, ReplError> {
         let stdout = self.read_until(b"\x04", timeout, "the program's output", true)?;

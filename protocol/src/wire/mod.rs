@@ -7,6 +7,7 @@
 
 pub mod codec;
 pub mod demux;
+pub mod dump;
 pub mod session;
 
 use codec::{cobs_encode, crc32, DecodeError, Reader, Writer};
@@ -37,6 +38,8 @@ pub enum FrameType {
     Keyframe = 2,
     Delta = 3,
     Event = 4,
+    /// A part of a heap dump (SPEC 3.7).
+    Dump = 5,
 }
 
 /// One decoded frame.
@@ -55,6 +58,7 @@ pub enum Body {
     Keyframe(Keyframe),
     Delta(Delta),
     Event(Event),
+    Dump(dump::DumpPart),
 }
 
 impl Body {
@@ -64,6 +68,7 @@ impl Body {
             Body::Keyframe(_) => FrameType::Keyframe,
             Body::Delta(_) => FrameType::Delta,
             Body::Event(_) => FrameType::Event,
+            Body::Dump(_) => FrameType::Dump,
         }
     }
 }
@@ -782,6 +787,7 @@ fn write_payload(w: &mut Writer, body: &Body) {
                 w.varint(u64::from(*count));
             }
         },
+        Body::Dump(p) => dump::write(w, p),
     }
 }
 
@@ -898,6 +904,7 @@ fn read_payload(r: &mut Reader<'_>, version: u8, frame_type: u8) -> Result<Body,
                 other => return Err(r.error(format!("unknown event kind {other}"))),
             })
         }
+        t if t == FrameType::Dump as u8 => Body::Dump(dump::read(r)?),
         other => return Err(DecodeError::new(1, format!("unknown frame type {other}"))),
     })
 }

@@ -111,6 +111,8 @@ pub enum Update {
     Hello(Hello),
     Snapshot(Snapshot),
     Event(Event),
+    /// A part of a heap dump: its layout comes as the keyframe after `Begin`.
+    Dump(super::dump::DumpPart),
 }
 
 /// What one frame meant, borrowed from the session: the snapshot is the session's own, so
@@ -120,6 +122,7 @@ pub enum Applied<'a> {
     Hello(&'a Hello),
     Snapshot(&'a Snapshot),
     Event(Event),
+    Dump(super::dump::DumpPart),
 }
 
 /// Decoding state of one device stream.
@@ -154,6 +157,7 @@ impl Session {
             Applied::Hello(h) => Update::Hello(h.clone()),
             Applied::Snapshot(s) => Update::Snapshot(s.clone()),
             Applied::Event(e) => Update::Event(e),
+            Applied::Dump(p) => Update::Dump(p),
         })
     }
 
@@ -181,6 +185,7 @@ impl Session {
                 Ok(Applied::Snapshot(&self.last.as_ref().expect("a delta applies to the last snapshot").1))
             }
             Body::Event(e) => Ok(Applied::Event(e)),
+            Body::Dump(p) => Ok(Applied::Dump(p)),
         }
     }
 

@@ -25,7 +25,7 @@ pub fn take(link: &mut dyn Link, progress: &mut dyn FnMut(usize, usize)) -> Resu
     let mut demux = Demux::new();
     let mut repl = RawRepl::new(link, &mut demux);
     repl.enter()?;
-    let dump = heapdump::take_stock(&mut repl, progress);
+    let dump = heapdump::take(&mut repl, progress);
     // Back to the prompt even when the dump failed.
     let left = repl.leave();
     let dump = dump?;
