@@ -16,8 +16,8 @@ use std::process::Command;
 use heapscope_tests::workload::{StreamTally, Window, CHURN};
 
 const RUNS: usize = 3;
-/// The default budget on ports that cannot tell their line: 3/4 of a 115200-baud UART.
-const DEFAULT_BUDGET: f64 = 8640.0;
+/// The default budget on ports that cannot tell their line: 5 % of a 115200-baud UART.
+const DEFAULT_BUDGET: f64 = 576.0;
 const UART_BYTES_PER_S: f64 = 11_520.0;
 
 /// Runs the churn for `rounds` with streaming on or off: (CPU seconds, checksum, output).
