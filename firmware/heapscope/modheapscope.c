@@ -177,12 +177,10 @@ static void hs_bucket_fill(void) {
     uint32_t elapsed = now - hs_tokens_ms;
     hs_tokens_ms = now;
     int64_t cap = hs_bucket_capacity_mb();
-    /* Compare before adding so a long idle time cannot overflow. */
-    if (elapsed >= 1000 || hs_tokens_mb + (int64_t)elapsed * hs_budget_bps >= cap) {
-        hs_tokens_mb = cap;
-    } else {
-        hs_tokens_mb += (int64_t)elapsed * hs_budget_bps;
-    }
+    /* A debt (a frame larger than the bucket) is paid off at the budget's rate however long it
+     * takes; only then does the bucket fill. An hour bounds the product: no overflow. */
+    int64_t gained = (int64_t)(elapsed < 3600000u ? elapsed : 3600000u) * hs_budget_bps;
+    hs_tokens_mb = hs_tokens_mb + gained >= cap ? cap : hs_tokens_mb + gained;
 }
 
 /* Bytes a paced frame may take now. A full bucket lets any one frame through (a keyframe

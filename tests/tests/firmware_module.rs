@@ -470,8 +470,11 @@ import heapscope, micropython, time
 data = [bytearray(64) for i in range(40)]
 n = 0  # a new global under the lock would allocate its dict slot
 heapscope.start(period_ms=10, max_bytes_per_s=1000)
+t = time.ticks_ms()
 micropython.heap_lock()
-while n < 3000000:  # small-int arithmetic only: the loop itself allocates nothing
+# Three seconds on the device's clock, however fast the machine: small ints only, so the loop
+# itself allocates nothing.
+while time.ticks_diff(time.ticks_ms(), t) < 3000:
     n += 1
 heapscope.stop()
 micropython.heap_unlock()

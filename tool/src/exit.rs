@@ -81,6 +81,48 @@ pub fn stdout_result(written: std::io::Result<()>) -> Result<(), CliError> {
     }
 }
 
+/// Standard output for printing as input is read: once the reader has gone (`| head`), what is
+/// written is dropped and [`Stdout::reader_gone`] says so, so the command can stop early and end
+/// quietly; any other failure is returned.
+#[derive(Default)]
+pub struct Stdout {
+    gone: bool,
+}
+
+impl Stdout {
+    pub fn reader_gone(&self) -> bool {
+        self.gone
+    }
+
+    fn quiet(&mut self, written: std::io::Result<usize>, len: usize) -> std::io::Result<usize> {
+        match written {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.gone = true;
+                Ok(len)
+            }
+            other => other,
+        }
+    }
+}
+
+impl std::io::Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.gone {
+            return Ok(buf.len());
+        }
+        let written = std::io::stdout().lock().write(buf);
+        self.quiet(written, buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.gone {
+            return Ok(());
+        }
+        let flushed = std::io::stdout().lock().flush().map(|()| 0);
+        self.quiet(flushed, 0).map(|_| ())
+    }
+}
+
 /// `print!` that returns a [`CliError`] instead of panicking (see [`print_out`]).
 #[macro_export]
 macro_rules! out {

@@ -149,7 +149,7 @@ fn write_error(e: std::io::Error) -> CliError {
 /// otherwise only the last one is kept. Memory stays that of one dump whatever the log's length.
 fn inspect_text(name: &str, first: &[u8], mut rest: Box<dyn Read>, args: &InspectArgs) -> Result<(), TextError> {
     let mut scanner = text::Scanner::new();
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut out = std::io::BufWriter::new(crate::exit::Stdout::default());
     let mut dumps = 0usize;
     let mut last: Option<Box<Dump>> = None;
     let mut errors: Vec<ParseError> = Vec::new();
@@ -173,7 +173,8 @@ fn inspect_text(name: &str, first: &[u8], mut rest: Box<dyn Read>, args: &Inspec
     };
     handle(scanner.push(first), &mut out)?;
     let mut buf = vec![0u8; READ_CHUNK];
-    loop {
+    // Once the reader has gone (`| head`), what is left is not read: the end is quiet.
+    while !out.get_ref().reader_gone() {
         let n = match rest.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
@@ -192,6 +193,9 @@ fn inspect_text(name: &str, first: &[u8], mut rest: Box<dyn Read>, args: &Inspec
         writeln!(out, "{name}: {}", human::count(dumps, "dump")).map_err(write_error)?;
     }
     out.flush().map_err(write_error)?;
+    if out.get_ref().reader_gone() {
+        return Ok(());
+    }
 
     if !errors.is_empty() {
         let mut list: Vec<String> = errors
