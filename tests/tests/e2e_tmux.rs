@@ -173,7 +173,9 @@ fn the_failure_is_shown(t: &Tmux) {
     let largest: u64 = after.split(" B").next().unwrap().replace(',', "").parse().unwrap_or_else(|e| panic!("{e}: {line}"));
     assert!(largest < 1088, "the largest free block is too small for the request: {line}");
     t.keys("3");
-    let s = t.wait_for("┌ Timeline");
+    t.wait_for("┌ Timeline");
+    // The whole view, not a screen caught while the terminal still redraws the one before.
+    let s = t.wait_for("MemoryError: allocating 1,088 B failed");
     let marks = s.lines().find(|l| l.contains('!') && !l.contains("MemoryError")).unwrap_or_else(|| panic!("no marker row:\n{s}"));
     assert!(marks.matches('!').count() >= 1, "{s}");
     assert!(s.contains("MemoryError: allocating 1,088 B failed"), "the marker is named with its size:\n{s}");

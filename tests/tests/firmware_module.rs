@@ -238,7 +238,7 @@ print("done")
 fn start_streams_periodically_until_stop() {
     let script = r#"
 import heapscope, time
-heapscope.start(period_ms=50)
+heapscope.start(period_ms=50, max_bytes_per_s=100000)  # the line budget is tested below
 for i in range(40):
     x = [i] * 20
     time.sleep_ms(10)
@@ -267,7 +267,7 @@ fn the_tool_captures_the_module_stream() {
     use heapscope::entry::{Entry, Source};
     use heapscope::link::PathOpener;
     use heapscope::port::{OpenOptions, DEFAULT_BAUD};
-    let script = "import heapscope, time\nheapscope.start(period_ms=100)\nkeep = []\nfor i in range(30):\n    keep.append(bytearray(200))\n    if i == 15:\n        heapscope.mark('half way')\n    time.sleep_ms(50)\nheapscope.stop()\nprint('program done')\ntime.sleep(30)\n";
+    let script = "import heapscope, time\nheapscope.start(period_ms=100, max_bytes_per_s=100000)\nkeep = []\nfor i in range(30):\n    keep.append(bytearray(200))\n    if i == 15:\n        heapscope.mark('half way')\n    time.sleep_ms(50)\nheapscope.stop()\nprint('program done')\ntime.sleep(30)\n";
     let board = heapscope_tests::board::PtyBoard::start_with(&interpreter(), &["-X", "heapsize=122160", "-c", script]);
     let opener = PathOpener { path: board.port(), options: OpenOptions { baud: DEFAULT_BAUD, reset: false } };
     let mut c = Capture::start(Box::new(opener), Options { mode: Mode::Auto, ..Options::default() }).unwrap();

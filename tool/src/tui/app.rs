@@ -247,15 +247,28 @@ impl App {
         self.cursor.is_some()
     }
 
+    /// One entry from the capture, kept in memory.
     pub fn ingest(&mut self, e: Entry) {
-        match &e {
+        self.observe(&e);
+        self.history.push(e);
+    }
+
+    /// One entry from the capture, already written to the session's recording (`summary` and
+    /// `written` say where), from which the history reads it back.
+    pub fn ingest_recorded(&mut self, e: Entry, summary: Option<crate::recording::Summary>, written: Option<crate::recording::Written>) {
+        self.observe(&e);
+        self.history.take(e, summary, written);
+    }
+
+    /// What an entry says about the line itself: the cable out, or why nothing comes.
+    fn observe(&mut self, e: &Entry) {
+        match e {
             Entry::Gap { reason, .. } => self.line_down = Some((std::time::Instant::now(), reason.clone())),
             Entry::Segment { reason: crate::entry::SegmentReason::Reattach, .. } => self.line_down = None,
             Entry::Corrupt { detail, .. } if self.history.is_empty() => self.diagnosis = Some(detail.clone()),
             Entry::Snapshot { .. } => self.diagnosis = None,
             _ => {}
         }
-        self.history.push(e);
     }
 
     fn step(&mut self, delta: isize) {

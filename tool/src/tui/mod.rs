@@ -63,7 +63,7 @@ impl Feed {
                 Some(w) => w.append_with(&e, summary)?,
                 None => None,
             };
-            app.history.take(e, summary, written);
+            app.ingest_recorded(e, summary, written);
         }
         for c in app.outgoing.drain(..) {
             self.capture.send(c);
