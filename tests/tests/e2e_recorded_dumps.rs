@@ -101,3 +101,38 @@ fn record_takes_dumps_into_the_recording_on_the_stock_interpreter() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(board.transcript().trim_end().ends_with(">>>"), "{}", board.transcript());
 }
+
+#[test]
+fn a_dump_taken_with_d_in_a_live_session_goes_into_its_recording() {
+    use heapscope::capture::{Capture, Mode, Options};
+    use heapscope::link::PathOpener;
+    use heapscope::port::OpenOptions;
+    use heapscope::tui::app::{App, View};
+    use heapscope::tui::Feed;
+    use ratatui::crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
+    use std::time::{Duration, Instant};
+
+    let board = PtyBoard::start(&["-X", "heapsize=1M"]);
+    std::fs::write(board.dir().join("app.py"), APP).unwrap();
+    board_exec(&board, "import app\n");
+    let opener = PathOpener { path: board.port(), options: OpenOptions { baud: 115_200, reset: false } };
+    let options = Options { mode: Mode::Poll, poll_interval: std::time::Duration::from_millis(300), ..Options::default() };
+    let capture = Capture::start(Box::new(opener), options).expect("start the capture");
+    let rec = board.dir().join("live.hsr");
+    let (mut feed, history) = Feed::new(capture, Some(&rec), "{}").unwrap();
+    let mut app = App::new(history, "live", true);
+    app.view = View::Map;
+    app.handle(Event::Key(KeyEvent::new(KeyCode::Char('d'), KeyModifiers::NONE)));
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while app.objects.is_none() {
+        assert!(Instant::now() < deadline, "no dump came: {:?}", app.message);
+        feed.pump(&mut app).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    feed.finish().unwrap();
+    let recording = Recording::open(&rec).unwrap();
+    assert_eq!(recording.dump_count(), 1);
+    let shown = &app.objects.as_ref().unwrap().analysis;
+    let stored = heapscope_objects::Analysis::new(&recording.dump(0).unwrap());
+    assert_eq!(stored.objects.len(), shown.objects.len(), "the recording holds the dump the view shows");
+}
