@@ -4,7 +4,7 @@
 //! The file is JSON (`"format": "heapscope-dump"`, `"version": 1`): a dump is taken once and read
 //! a few times, and JSON keeps it readable by other tools (micropython #9043 asks for exactly
 //! that). Block contents and allocation tables are base64, as the board sends them. A
-//! recording can name a dump file beside its snapshots; the dump does not live inside it.
+//! recording stores its dumps beside its snapshots in this same format (a record of its own).
 
 use std::fmt;
 

@@ -72,6 +72,8 @@ pub enum Command {
 
 /// A heap dump taken during a live session, with its analysis.
 pub struct DumpTaken {
+    /// When it was taken (its start), on the session's clock.
+    pub at: HostMicros,
     pub dump: heapscope_objects::HeapDump,
     pub analysis: heapscope_objects::Analysis,
 }
@@ -712,7 +714,7 @@ impl Worker {
         self.poll_cost.restart();
         let dump = result.map_err(|e| format!("heap dump: {e}"))?;
         let analysis = heapscope_objects::Analysis::new(&dump);
-        Ok(DumpTaken { dump, analysis })
+        Ok(DumpTaken { at, dump, analysis })
     }
 
     /// The port went away: mark a gap and wait for it to return (or stop).

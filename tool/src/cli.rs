@@ -142,6 +142,13 @@ pub struct RecordArgs {
     /// Echo the board's console text to stdout.
     #[arg(long)]
     pub console: bool,
+    /// Also take a heap dump this often (e.g. 30s, 5m) into the recording, for `heapscope
+    /// objects FILE.hsr`: each stops the program for a few seconds on a UART (raw REPL).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub dump_every: Option<Duration>,
+    /// Take a heap dump into the recording when it ends (at Ctrl-C or --duration).
+    #[arg(long)]
+    pub dump_at_end: bool,
     /// Print the closing summary as JSON.
     #[arg(long)]
     pub json: bool,
@@ -227,8 +234,12 @@ pub struct DumpArgs {
 
 #[derive(Debug, Args)]
 pub struct ObjectsArgs {
-    /// A dump written by `heapscope dump`.
+    /// A dump written by `heapscope dump`, or a recording (`.hsr`) holding dumps.
     pub input: PathBuf,
+    /// Which of a recording's dumps to analyse, from 1 (default: the last); `heapscope inspect`
+    /// lists them.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub dump: Option<u32>,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -238,8 +249,8 @@ pub struct ObjectsArgs {
     /// Print the path from a root that keeps the object at (or covering) this address alive.
     #[arg(long, value_name = "ADDR", value_parser = parse_heap_address, conflicts_with = "diff")]
     pub why: Option<u64>,
-    /// A later dump: list the objects in it that are not in INPUT, grouped by type and by
-    /// the object that holds them (the leak suspects).
+    /// A later dump (or a recording: its last dump): list the objects in it that are not in
+    /// INPUT, grouped by type and by the object that holds them (the leak suspects).
     #[arg(long, value_name = "LATER")]
     pub diff: Option<PathBuf>,
     /// Open the dump full screen: the dominator tree, and the heap map of the same moment

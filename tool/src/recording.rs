@@ -20,6 +20,7 @@
 //! | 8 notice | text:str |
 //! | 9 index | v1: count, then per keyframe: ordinal, at_us, file offset (varints). v2: see below |
 //! | 10 end | index record offset: u64le; its `at_us` is the recording's length |
+//! | 11 dump | a heap dump taken at `at_us`, in the dump file's own format (`heapscope_objects::dump`, JSON) |
 //!
 //! `summary` = total, used, free, largest_free, blocks, areas: varints (bytes and counts), the
 //! headline figures of the snapshot, so neither the index nor a reader has to decode a snapshot
@@ -32,7 +33,7 @@
 //! reader checks it against the end record and falls back to reading every record when it does
 //! not check out.
 //!
-//! Extending: a new kind of record (heap dumps, say) takes the next free kind number; readers
+//! Extending: a new kind of record (as heap dumps did) takes the next free kind number; readers
 //! skip kinds they do not know, and list such records among the index's "others". A change that
 //! old readers would misread raises the header's version.
 //!
@@ -64,6 +65,7 @@ use heapscope_protocol::wire::{decode_body, encode_body, heads_in, Body, Chunk, 
 use heapscope_protocol::{Reported, Snapshot};
 
 use crate::entry::{Entry, HostMicros, SegmentReason, Source};
+use heapscope_objects::HeapDump;
 
 pub const MAGIC: &[u8; 6] = b"HSCOPE";
 /// The version this writer writes; readers read it and version 1.
@@ -92,6 +94,7 @@ mod kind {
     pub const NOTICE: u8 = 8;
     pub const INDEX: u8 = 9;
     pub const END: u8 = 10;
+    pub const DUMP: u8 = 11;
 }
 
 /// Whether bytes start like a recording.
@@ -341,6 +344,20 @@ impl RecordingWriter {
         Ok(Written { offset, keyframe })
     }
 
+    /// Appends a heap dump taken at `at`, in its file's format; synced, as a dump is rare and
+    /// slow to take again. Listed among the index's other records.
+    pub fn append_dump(&mut self, at: HostMicros, dump: &HeapDump) -> io::Result<u64> {
+        self.last_at = self.last_at.max(at);
+        let mut w = Writer::default();
+        w.u8(kind::DUMP);
+        w.varint(at);
+        w.bytes(dump.to_json().as_bytes());
+        let offset = self.record(&w.buf)?;
+        self.sync()?;
+        self.others.push(offset);
+        Ok(offset)
+    }
+
     /// Writes the index and the end record and syncs the file. `at` is the recording's length
     /// (at least its last entry's time). A recording that never gets here is still readable.
     pub fn finish(mut self, at: HostMicros) -> io::Result<u64> {
@@ -424,13 +441,15 @@ impl Summary {
 pub enum Stored {
     Entry(Entry),
     Snapshot { at: HostMicros, device_ms: Option<u32>, source: Source, ordinal: u32, summary: Summary },
+    /// A heap dump, read with [`Recording::dump`]; `bytes` is its stored size.
+    Dump { at: HostMicros, ordinal: u32, bytes: u64 },
 }
 
 impl Stored {
     pub fn at(&self) -> HostMicros {
         match self {
             Stored::Entry(e) => e.at(),
-            Stored::Snapshot { at, .. } => *at,
+            Stored::Snapshot { at, .. } | Stored::Dump { at, .. } => *at,
         }
     }
 }
@@ -750,6 +769,18 @@ impl Snapshots {
         Ok(frame)
     }
 
+    /// The heap dump in the record at `offset`.
+    pub fn dump_at(&self, offset: u64) -> Result<HeapDump, String> {
+        let what = |e: &dyn fmt::Display| format!("the dump record at byte {offset}: {e}");
+        let body = self.record(offset).map_err(|e| what(&e))?;
+        let mut rd = Reader::new(&body);
+        if rd.u8("kind").map_err(|e| what(&e))? != kind::DUMP {
+            return Err(what(&"not a dump record"));
+        }
+        rd.varint("time").map_err(|e| what(&e))?;
+        HeapDump::from_json(&body[body.len() - rd.remaining()..]).map_err(|e| what(&e))
+    }
+
     /// The checked body of the record at `offset`.
     fn record(&self, offset: u64) -> Result<Vec<u8>, String> {
         let sync = self.framing.sync_len();
@@ -948,6 +979,8 @@ pub struct Recording {
     pub from_index: bool,
     pub version: u8,
     pub file_len: u64,
+    /// Where each heap dump's record is, in order.
+    dumps: Vec<u64>,
 }
 
 impl Recording {
@@ -982,11 +1015,13 @@ impl Recording {
             from_index: false,
             version,
             file_len,
+            dumps: Vec::new(),
         };
         if version >= 2 && rec.read_by_index().map_err(RecordingError::Io)? {
             rec.from_index = true;
         } else {
             rec.entries.clear();
+            rec.dumps.clear();
             rec.snapshots.places.clear();
             rec.scan().map_err(RecordingError::Io)?;
         }
@@ -1029,7 +1064,7 @@ impl Recording {
             match checked_record(&mut win, framing, offset)? {
                 Ok((body, _)) => {
                     let body = body.to_vec();
-                    match self.other_record(&body) {
+                    match self.other_record(&body, offset) {
                         Ok(Some(e)) => placed.push((offset, e)),
                         Ok(None) => {}
                         Err(why) => self.damaged(offset, 0, why),
@@ -1105,7 +1140,7 @@ impl Recording {
     /// Takes one checked record met while scanning.
     fn take_record(&mut self, body: &[u8], offset: u64, chain: &mut Option<(u16, Option<ChunkState>)>) -> Result<(), DecodeError> {
         if body.first() != Some(&kind::SNAPSHOT) {
-            if let Some(e) = self.other_record(body).map_err(|m| DecodeError::new(0, m))? {
+            if let Some(e) = self.other_record(body, offset).map_err(|m| DecodeError::new(0, m))? {
                 self.entries.push(e);
             }
             return Ok(());
@@ -1152,10 +1187,16 @@ impl Recording {
     }
 
     /// A record that is not a snapshot, as an entry (`None` for records that are not entries).
-    fn other_record(&mut self, body: &[u8]) -> Result<Option<Stored>, String> {
+    fn other_record(&mut self, body: &[u8], offset: u64) -> Result<Option<Stored>, String> {
         let mut rd = Reader::new(body);
         let k = rd.u8("record kind").map_err(|e| e.to_string())?;
         let at = rd.varint("time").map_err(|e| e.to_string())?;
+        if k == kind::DUMP {
+            // Read (and checked) when asked for: a dump is large.
+            let ordinal = self.dumps.len() as u32;
+            self.dumps.push(offset);
+            return Ok(Some(Stored::Dump { at, ordinal, bytes: rd.remaining() as u64 }));
+        }
         let rest = |rd: &Reader<'_>| &body[body.len() - rd.remaining()..];
         let entry = (|| -> Result<Option<Entry>, DecodeError> {
             Ok(Some(match k {
@@ -1196,6 +1237,21 @@ impl Recording {
 
     pub fn snapshot_count(&self) -> usize {
         self.snapshots.len()
+    }
+
+    pub fn dump_count(&self) -> usize {
+        self.dumps.len()
+    }
+
+    /// Where each heap dump's record is, in order (for [`Snapshots::dump_at`]).
+    pub fn dump_offsets(&self) -> &[u64] {
+        &self.dumps
+    }
+
+    /// Heap dump `ordinal`, read from the file.
+    pub fn dump(&self, ordinal: u32) -> Result<HeapDump, String> {
+        let offset = *self.dumps.get(ordinal as usize).ok_or_else(|| format!("no dump {ordinal} ({} in the recording)", self.dumps.len()))?;
+        self.snapshots.dump_at(offset)
     }
 
     /// Snapshot `ordinal`, decoded from the last one decoded or the keyframe before it.
@@ -1353,6 +1409,58 @@ mod tests {
         assert!(!rec.closed && !rec.from_index);
         check_round_trip(&rec, &input);
         assert_eq!(rec.lost_snapshots(), 0);
+    }
+
+    /// `entries()` written with heap dumps among them, as `(file bytes, dump times)`.
+    fn written_with_dumps(close: bool) -> (Vec<u8>, Vec<HostMicros>) {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let path = tmp(&format!("d{}", N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)));
+        let mut w = RecordingWriter::create(&path, "{}").unwrap();
+        let mut times = Vec::new();
+        for (i, e) in entries().iter().enumerate() {
+            w.append(e).unwrap();
+            if i == 30 || i == 200 {
+                w.append_dump(e.at(), &heapscope_objects::synth::example()).unwrap();
+                times.push(e.at());
+            }
+        }
+        if close {
+            w.finish(99_999).unwrap();
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        (bytes, times)
+    }
+
+    #[test]
+    fn heap_dumps_are_stored_beside_snapshots_and_read_back_from_the_index_and_by_scanning() {
+        let example = heapscope_objects::synth::example();
+        for close in [true, false] {
+            let (bytes, times) = written_with_dumps(close);
+            let rec = Recording::from_bytes(bytes).unwrap();
+            assert_eq!(rec.from_index, close);
+            assert_eq!(rec.dump_count(), 2, "closed: {close}");
+            assert_eq!(rec.snapshot_count(), 150);
+            let stored: Vec<(HostMicros, u32)> =
+                rec.entries.iter().filter_map(|e| if let Stored::Dump { at, ordinal, .. } = e { Some((*at, *ordinal)) } else { None }).collect();
+            assert_eq!(stored, vec![(times[0], 0), (times[1], 1)], "in the timeline where they were taken");
+            for i in 0..2 {
+                assert_eq!(rec.dump(i).unwrap(), example, "dump {i}, closed: {close}");
+            }
+            assert!(rec.dump(2).is_err());
+            assert_eq!(rec.damage, Damage::default());
+        }
+    }
+
+    #[test]
+    fn a_damaged_dump_record_is_skipped_and_counted() {
+        let (mut bytes, _) = written_with_dumps(false);
+        let at = records(&bytes).into_iter().find(|&(o, _)| bytes[o as usize + 6] == kind::DUMP).unwrap().0 as usize;
+        bytes[at + 40] ^= 0xFF;
+        let rec = Recording::from_bytes(bytes).unwrap();
+        assert_eq!(rec.dump_count(), 1);
+        assert_eq!(rec.damage.stretches, 1);
+        assert_eq!(rec.snapshot_count(), 150, "everything else is kept");
     }
 
     #[test]

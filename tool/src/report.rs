@@ -221,6 +221,8 @@ pub struct RecordingReport {
     pub snapshots: usize,
     pub sources: BTreeMap<&'static str, usize>,
     pub events: usize,
+    /// Heap dumps stored in the recording.
+    pub dumps: usize,
     /// Snapshots the device skipped because the line had no room (its `skipped` events).
     pub skipped_snapshots: u64,
     /// `MemoryError`s the board printed.
@@ -257,6 +259,7 @@ impl RecordingReport {
             snapshots: 0,
             sources: BTreeMap::new(),
             events: 0,
+            dumps: 0,
             skipped_snapshots: 0,
             damaged: 0,
             memory_errors: timeline(rec).filter(|r| r.kind == "memory_error").count(),
@@ -286,6 +289,7 @@ impl RecordingReport {
                 Stored::Entry(Entry::Corrupt { .. }) => r.damaged += 1,
                 Stored::Entry(Entry::Console { bytes, .. }) => r.console_bytes += bytes.len(),
                 Stored::Entry(_) => {}
+                Stored::Dump { .. } => r.dumps += 1,
             }
         }
         r
@@ -298,7 +302,7 @@ impl RecordingReport {
 pub struct Row {
     pub time_s: f64,
     pub device_ms: Option<u32>,
-    /// snapshot, event, segment, gap, damaged, notice
+    /// snapshot, event, segment, gap, damaged, notice, dump
     pub kind: &'static str,
     pub source: Option<&'static str>,
     pub used: Option<u64>,
@@ -360,6 +364,7 @@ pub fn timeline(rec: &Recording) -> impl Iterator<Item = Row> + '_ {
                 }
                 out
             }
+            Stored::Dump { ordinal, bytes, .. } => one(row("dump", None, format!("heap dump {}, {} B", ordinal + 1, crate::human::thousands(*bytes)))),
             Stored::Entry(Entry::Snapshot { .. }) => Vec::new(),
         }
     })

@@ -89,7 +89,7 @@ fn live(interpreter: &Path, args: &DemoArgs) -> Result<(), CliError> {
         None => None,
     };
     eprintln!("demo: {} running the bundled workload with a {HEAP_SIZE} heap (Ctrl-C to stop)", interpreter.display());
-    let outcome = super::record::run_headless(capture, writer, args.duration, false);
+    let outcome = super::record::run_headless(capture, writer, args.duration, false, Default::default());
     let _ = child.kill();
     let _ = child.wait();
     let outcome = outcome?;
@@ -147,6 +147,7 @@ fn replay_bundled(args: &DemoArgs) -> Result<(), CliError> {
                     tally.add(&Entry::Snapshot { at: *at, device_ms: *device_ms, source: *source, snapshot: Box::new(s) });
                 }
             }
+            Stored::Dump { .. } => {}
             Stored::Entry(e) => {
                 tally.add(e);
                 if let Entry::Console { bytes, .. } = e {

@@ -11,11 +11,31 @@ use crate::cli::ObjectsArgs;
 use crate::exit::{file_error, CliError};
 use crate::entry::{Entry, Source};
 use crate::human::thousands;
+use crate::recording::{is_recording, HEADER_LEN};
 use crate::tui::app::{App, View};
 use crate::tui::history::History;
 use crate::tui::render::objects::ObjectsState;
 
-pub fn load(path: &Path) -> Result<HeapDump, CliError> {
+/// A dump file, or dump `which` (from 1; default the last) of a recording.
+pub fn load(path: &Path, which: Option<u32>) -> Result<HeapDump, CliError> {
+    let mut head = Vec::new();
+    let file = std::fs::File::open(path).map_err(|e| file_error(path, e))?;
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, HEADER_LEN as u64), &mut head).map_err(|e| file_error(path, e))?;
+    if is_recording(&head) {
+        let rec = super::open_recording(path)?;
+        let bad = |m: String| CliError::BadInput(format!("{}: {m}", path.display()));
+        let count = rec.dump_count() as u32;
+        let n = match which {
+            _ if count == 0 => return Err(bad("the recording holds no heap dump".into())),
+            Some(n) if n > count => return Err(bad(format!("no dump {n}: the recording holds {count}"))),
+            Some(n) => n,
+            None => count,
+        };
+        return rec.dump(n - 1).map_err(bad);
+    }
+    if which.is_some() {
+        return Err(CliError::BadInput(format!("{}: --dump picks a dump in a recording; this is a dump file", path.display())));
+    }
     let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
     HeapDump::from_json(&bytes).map_err(|e| CliError::BadInput(format!("{}: {e}", path.display())))
 }
@@ -59,10 +79,10 @@ fn take<T>(list: impl Iterator<Item = T>, top: usize) -> Vec<T> {
 }
 
 pub fn run(args: &ObjectsArgs) -> Result<(), CliError> {
-    let dump = load(&args.input)?;
+    let dump = load(&args.input, args.dump)?;
     let analysis = Analysis::new(&dump);
     if let Some(later) = &args.diff {
-        return print_diff(args, &analysis, &Analysis::new(&load(later)?));
+        return print_diff(args, &analysis, &Analysis::new(&load(later, None)?));
     }
     if let Some(address) = args.why {
         return print_why(args, &analysis, address);

@@ -51,15 +51,29 @@ pub struct Outcome {
     pub tally: Tally,
     pub elapsed: Duration,
     pub bytes: u64,
+    /// Heap dumps taken into the recording.
+    pub dumps: usize,
 }
 
+/// Heap dumps a headless run takes into its recording.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DumpPlan {
+    pub every: Option<Duration>,
+    pub at_end: bool,
+}
+
+/// A dump asked of the capture's worker, whose answer has not come yet.
+type PendingDump = std::sync::mpsc::Receiver<Result<capture::DumpTaken, String>>;
+
 /// Drains a capture into an optional recording until interrupted or `limit` passes, with a
-/// status line on a terminal and the tool's notices on stderr.
+/// status line on a terminal and the tool's notices on stderr; takes heap dumps into the
+/// recording as `dumps` asks.
 pub fn run_headless(
     mut capture: Capture,
     mut writer: Option<RecordingWriter>,
     limit: Option<Duration>,
     echo_console: bool,
+    dumps: DumpPlan,
 ) -> Result<Outcome, CliError> {
     let interrupted = interrupt_flag();
     let start = Instant::now();
@@ -94,15 +108,52 @@ pub fn run_headless(
             }
         }
     };
+    let mut pending: Option<PendingDump> = None;
+    let mut taken_dumps = 0usize;
+    let mut dump_error: Option<std::io::Error> = None;
+    let mut last_dump = start;
+    let mut ended = false;
     loop {
-        if interrupted.load(Ordering::SeqCst) || limit.is_some_and(|l| start.elapsed() >= l) {
+        if pending.is_none() && dumps.every.is_some_and(|every| last_dump.elapsed() >= every) {
+            pending = Some(ask_dump(&capture));
+            last_dump = Instant::now();
+        }
+        if let Some(taken) = pending.as_ref().and_then(|p| p.try_recv().ok()) {
+            pending = None;
+            store_dump(taken, &mut taken_dumps, &mut writer, &mut dump_error);
+            // The next one counts from the end of this one: a dump takes seconds on a slow line.
+            last_dump = Instant::now();
+        }
+        if interrupted.load(Ordering::SeqCst) || limit.is_some_and(|l| start.elapsed() >= l) || ended {
+            // The dump under way is waited for, then the one at the end is taken (the worker
+            // answers each dump it is asked for, or drops its sender when it ends).
+            let mut end_asked = false;
+            loop {
+                if pending.is_none() && dumps.at_end && !end_asked && !ended {
+                    pending = Some(ask_dump(&capture));
+                    end_asked = true;
+                }
+                let Some(p) = pending.as_ref() else { break };
+                match p.try_recv() {
+                    Ok(taken) => {
+                        pending = None;
+                        store_dump(taken, &mut taken_dumps, &mut writer, &mut dump_error);
+                    }
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => pending = None,
+                    Err(std::sync::mpsc::TryRecvError::Empty) => match capture.entries.recv_timeout(Duration::from_millis(100)) {
+                        Ok(e) => handle(e, &mut tally, &mut writer),
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => std::thread::sleep(Duration::from_millis(100)),
+                    },
+                }
+            }
             break;
         }
         match capture.entries.recv_timeout(Duration::from_millis(100)) {
             Ok(e) => handle(e, &mut tally, &mut writer),
             Err(RecvTimeoutError::Timeout) => {}
             // The capture ended by itself (the board's process exited, or the worker failed).
-            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Disconnected) => ended = true,
         }
         if tty && last_status.is_none_or(|t| t.elapsed() >= Duration::from_millis(250)) {
             let bytes = writer.as_ref().map_or(0, |w| w.len());
@@ -122,10 +173,41 @@ pub fn run_headless(
         Some(w) => w.finish(elapsed.as_micros() as u64).map_err(|e| CliError::Io(format!("finishing the recording: {e}")))?,
         None => 0,
     };
-    if let Some(e) = write_error {
+    if let Some(e) = write_error.or(dump_error) {
         return Err(CliError::Io(format!("writing the recording: {e}")));
     }
-    Ok(Outcome { tally, elapsed, bytes })
+    Ok(Outcome { tally, elapsed, bytes, dumps: taken_dumps })
+}
+
+fn ask_dump(capture: &Capture) -> PendingDump {
+    let (reply, answer) = std::sync::mpsc::channel();
+    capture.send(capture::Command::Dump(reply));
+    answer
+}
+
+/// A dump's answer: into the recording at the moment it was taken, or a note of why not.
+fn store_dump(
+    taken: Result<capture::DumpTaken, String>,
+    count: &mut usize,
+    writer: &mut Option<RecordingWriter>,
+    error: &mut Option<std::io::Error>,
+) {
+    match taken {
+        Ok(taken) => {
+            *count += 1;
+            if let Some(w) = writer.as_mut() {
+                if let Err(e) = w.append_dump(taken.at, &taken.dump) {
+                    error.get_or_insert(e);
+                }
+            }
+        }
+        Err(why) => {
+            if std::io::stderr().is_terminal() {
+                eprint!("\r\x1b[2K");
+            }
+            eprintln!("note: {why}; recording goes on");
+        }
+    }
 }
 
 pub fn create_writer(path: &Path, meta: &str) -> Result<RecordingWriter, CliError> {
@@ -140,7 +222,8 @@ pub fn run(args: &RecordArgs) -> Result<(), CliError> {
     if !args.json {
         eprintln!("recording {port} to {} (Ctrl-C to finish)", args.output.display());
     }
-    let out = run_headless(capture, Some(writer), args.duration, args.console)?;
+    let plan = DumpPlan { every: args.dump_every, at_end: args.dump_at_end };
+    let out = run_headless(capture, Some(writer), args.duration, args.console, plan)?;
     let t = &out.tally;
     if args.json {
         let summary = json!({
@@ -149,6 +232,7 @@ pub fn run(args: &RecordArgs) -> Result<(), CliError> {
             "seconds": out.elapsed.as_secs_f64(),
             "bytes": out.bytes,
             "snapshots": t.snapshots,
+            "dumps": out.dumps,
             "sources": {"stream": t.stream, "passive": t.passive, "poll": t.poll},
             "events": t.events,
             "gaps": t.gaps,
@@ -158,9 +242,10 @@ pub fn run(args: &RecordArgs) -> Result<(), CliError> {
         crate::outln!("{}", serde_json::to_string_pretty(&summary).expect("summary serialises"))?;
     } else {
         eprintln!(
-            "recorded {} ({}), {}, {} in {:.1} s: {} ({})",
+            "recorded {} ({}), {}, {}, {} in {:.1} s: {} ({})",
             count(t.snapshots, "snapshot"),
             t.sources(),
+            count(out.dumps, "heap dump"),
             count(t.events, "event"),
             count(t.gaps, "gap"),
             out.elapsed.as_secs_f64(),

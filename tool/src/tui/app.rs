@@ -112,6 +112,8 @@ pub struct App {
     pub objects: Option<super::render::objects::ObjectsState>,
     /// The answer to a dump asked of the live capture, while it is being taken.
     pub pending_dump: Option<std::sync::mpsc::Receiver<Result<crate::capture::DumpTaken, String>>>,
+    /// Which of a replayed recording's dumps the Objects view shows.
+    recorded_dump: Option<usize>,
     /// Some while a replay plays.
     pub playback: Option<Playback>,
     /// How the terminal shows colour; drawing adapts to it.
@@ -156,6 +158,7 @@ impl App {
             map_codes: None,
             objects: None,
             pending_dump: None,
+            recorded_dump: None,
             playback: None,
             color_mode: super::palette::ColorMode::default(),
             marks: 0,
@@ -175,6 +178,7 @@ impl App {
     /// Moves time on: a playing replay advances to `now`; a live view stops at a new failure
     /// (space follows the board again).
     pub fn tick(&mut self, now: Instant) {
+        self.follow_recorded_dumps();
         if self.live {
             while let Some(f) = self.history.failures.get(self.failures_shown).copied() {
                 if f.snapshot >= self.history.len() {
@@ -395,7 +399,7 @@ impl App {
             Action::OpenObject => self.open_object_under_cursor(),
             Action::TakeDump => {
                 if !self.live {
-                    self.message = Some("a replay has no board to dump: `heapscope objects FILE --tui` opens a dump".into());
+                    self.message = Some("a replay has no board to dump: the Objects view shows the recording's dumps".into());
                 } else if self.pending_dump.is_none() {
                     let (reply, answer) = std::sync::mpsc::channel();
                     self.outgoing.push(Command::Dump(reply));
@@ -439,12 +443,13 @@ impl App {
         }
     }
 
-    /// Takes the answer to a dump, if it has come, into the Objects view.
-    pub fn receive_dump(&mut self) {
-        let Some(answer) = &self.pending_dump else { return };
+    /// Takes the answer to a dump, if it has come, into the Objects view; returns the dump and
+    /// when it was taken, for the recording.
+    pub fn receive_dump(&mut self) -> Option<(crate::entry::HostMicros, heapscope_objects::HeapDump)> {
+        let answer = self.pending_dump.as_ref()?;
         let result = match answer.try_recv() {
             Ok(result) => result,
-            Err(std::sync::mpsc::TryRecvError::Empty) => return,
+            Err(std::sync::mpsc::TryRecvError::Empty) => return None,
             Err(std::sync::mpsc::TryRecvError::Disconnected) => Err("heap dump: the capture stopped".into()),
         };
         self.pending_dump = None;
@@ -457,8 +462,41 @@ impl App {
                 ));
                 self.objects = Some(super::render::objects::ObjectsState::new(Arc::new(taken.analysis)));
                 self.view = View::Objects;
+                Some((taken.at, taken.dump))
             }
-            Err(e) => self.message = Some(e),
+            Err(e) => {
+                self.message = Some(e);
+                None
+            }
+        }
+    }
+
+    /// In a replay's Objects view: the recording's last dump at or before the cursor's moment.
+    fn follow_recorded_dumps(&mut self) {
+        if self.live || self.view != View::Objects || self.history.dumps.is_empty() {
+            return;
+        }
+        let at = self.current().map_or(0, |i| self.history.snapshots[i].at);
+        let wanted = self.history.dump_before(at);
+        if wanted == self.recorded_dump {
+            return;
+        }
+        self.recorded_dump = wanted;
+        let Some(i) = wanted else {
+            self.objects = None;
+            self.message = Some(format!("no heap dump at or before this moment; the first is at {:.1} s", self.history.dumps[0].0 as f64 / 1e6));
+            return;
+        };
+        match self.history.read_dump(i) {
+            Ok(dump) => {
+                let analysis = heapscope_objects::Analysis::new(&dump);
+                self.message = Some(format!("heap dump {} of {}, taken at {:.1} s", i + 1, self.history.dumps.len(), self.history.dumps[i].0 as f64 / 1e6));
+                self.objects = Some(super::render::objects::ObjectsState::new(Arc::new(analysis)));
+            }
+            Err(e) => {
+                self.objects = None;
+                self.message = Some(e);
+            }
         }
     }
 

@@ -91,6 +91,8 @@ pub struct History {
     last_areas: Vec<(u64, usize)>,
     pub damaged: usize,
     pub notices: Vec<String>,
+    /// A replayed recording's heap dumps: when each was taken, and its record's place.
+    pub dumps: Vec<(HostMicros, u64)>,
 }
 
 impl Default for History {
@@ -111,6 +113,7 @@ impl History {
             last_areas: Vec::new(),
             damaged: 0,
             notices: Vec::new(),
+            dumps: Vec::new(),
         }
     }
 
@@ -134,11 +137,30 @@ impl History {
                     }
                 }
                 Stored::Entry(e) => h.note(e),
+                Stored::Dump { at, ordinal, .. } => {
+                    if let Some(&offset) = recording.dump_offsets().get(*ordinal as usize) {
+                        h.dumps.push((*at, offset));
+                    }
+                }
             }
         }
         h.damaged += recording.damage.stretches;
         h.store = Store::Recorded { snapshots: Box::new(recording.into_snapshots()), cache: RefCell::new(VecDeque::new()) };
         h
+    }
+
+    /// The last heap dump taken at or before `at` (an index into `dumps`).
+    pub fn dump_before(&self, at: HostMicros) -> Option<usize> {
+        self.dumps.iter().rposition(|&(t, _)| t <= at)
+    }
+
+    /// Reads heap dump `i` from the recording.
+    pub fn read_dump(&self, i: usize) -> Result<heapscope_objects::HeapDump, String> {
+        let &(_, offset) = self.dumps.get(i).ok_or("no such dump")?;
+        match &self.store {
+            Store::Recorded { snapshots, .. } => snapshots.dump_at(offset),
+            Store::Memory(_) => Err("no recording to read the dump from".into()),
+        }
     }
 
     /// Takes one live entry.
@@ -310,6 +332,42 @@ mod tests {
         for i in [0, 39, 17, 16, 3] {
             assert!(history.snapshot(i).as_deref() == Some(&shown[i]), "snapshot {i} read back");
         }
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_replay_shows_the_last_dump_at_or_before_the_cursor_in_the_objects_view() {
+        use crate::tui::app::{App, View};
+        let path = std::env::temp_dir().join(format!("heapscope-history-dumps-{}.hsr", std::process::id()));
+        let mut writer = RecordingWriter::create(&path, "{}").unwrap();
+        let heap = synth::snapshot(3, 16, 1, 4096);
+        let small = heapscope_objects::synth::example();
+        let large = heapscope_objects::synth::program_heap(7, 4096, 50, 300);
+        for i in 0..10u64 {
+            writer.append(&Entry::Snapshot { at: i * 10, device_ms: None, source: Source::Poll, snapshot: Box::new(heap.clone()) }).unwrap();
+            match i {
+                3 => writer.append_dump(i * 10, &small).unwrap(),
+                6 => writer.append_dump(i * 10 + 1, &large).unwrap(),
+                _ => 0,
+            };
+        }
+        writer.finish(100).unwrap();
+        let history = History::from_recording(Recording::open(&path).unwrap());
+        assert_eq!(history.dumps.len(), 2);
+        let mut app = App::new(history, "test", false);
+        app.view = View::Objects;
+        let objects_at = |app: &mut App, cursor: usize| {
+            app.cursor = Some(cursor);
+            app.tick(std::time::Instant::now());
+            app.objects.as_ref().map(|o| o.analysis.objects.len())
+        };
+        let count = |d: &heapscope_objects::HeapDump| heapscope_objects::Analysis::new(d).objects.len();
+        assert_ne!(count(&small), count(&large));
+        assert_eq!(objects_at(&mut app, 2), None, "no dump before the first");
+        assert_eq!(objects_at(&mut app, 3), Some(count(&small)));
+        assert_eq!(objects_at(&mut app, 6), Some(count(&small)), "the second was taken after this snapshot");
+        assert_eq!(objects_at(&mut app, 9), Some(count(&large)));
+        assert_eq!(objects_at(&mut app, 4), Some(count(&small)), "stepping back");
         let _ = std::fs::remove_file(&path);
     }
 }

@@ -68,7 +68,12 @@ impl Feed {
         for c in app.outgoing.drain(..) {
             self.capture.send(c);
         }
-        app.receive_dump();
+        if let Some((at, dump)) = app.receive_dump() {
+            // The live session's recording keeps it beside its snapshots.
+            if let Some(w) = self.writer.as_mut() {
+                w.append_dump(at, &dump)?;
+            }
+        }
         Ok(())
     }
 
