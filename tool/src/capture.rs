@@ -548,6 +548,16 @@ impl Worker {
         }
     }
 
+    /// What a raw-REPL conversation left besides its answers (see [`RawRepl::end`]), as entries.
+    fn conversation_entries(&mut self, at: HostMicros, console: Vec<u8>, items: Vec<Item>) -> Vec<Entry> {
+        let mut entries = Vec::new();
+        if !console.is_empty() {
+            entries.push(Entry::Console { at, bytes: console });
+        }
+        self.decoder.items(items, at, &mut entries);
+        entries
+    }
+
     /// The user types into the REPL: stop the poll loop and leave the raw REPL first, so what
     /// they type reaches the normal prompt. Polls resume once they are done (see
     /// [`Worker::user_is_done`]).
@@ -556,14 +566,8 @@ impl Worker {
         let at = self.now();
         let mut repl = RawRepl::resume(&mut *self.link, self.decoder.demux(), state, raw_paste);
         let left = repl.leave();
-        let console = repl.take_console();
-        let items = std::mem::take(&mut repl.items);
-        drop(repl);
-        let mut entries = Vec::new();
-        if !console.is_empty() {
-            entries.push(Entry::Console { at, bytes: console });
-        }
-        self.decoder.items(items, at, &mut entries);
+        let (console, items) = repl.end();
+        let mut entries = self.conversation_entries(at, console, items);
         if let Err(e) = left {
             entries.push(Entry::Notice { at, text: format!("handing the REPL to the console: {e}") });
         }
@@ -701,14 +705,8 @@ impl Worker {
             repl.leave()?;
             dump
         })();
-        let console = repl.take_console();
-        let items = std::mem::take(&mut repl.items);
-        drop(repl);
-        let mut entries = Vec::new();
-        if !console.is_empty() {
-            entries.push(Entry::Console { at, bytes: console });
-        }
-        self.decoder.items(items, at, &mut entries);
+        let (console, items) = repl.end();
+        let entries = self.conversation_entries(at, console, items);
         self.emit(entries);
         self.poll.at_prompt();
         self.poll_cost.restart();

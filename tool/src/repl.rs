@@ -360,6 +360,12 @@ impl<'a> RawRepl<'a> {
     }
 
     /// Console text received outside the conversation.
+    /// Ends the conversation (see `Drop`): the console text around it and the frames that
+    /// arrived during it.
+    pub fn end(mut self) -> (Vec<u8>, Vec<Item>) {
+        (std::mem::take(&mut self.console), std::mem::take(&mut self.items))
+    }
+
     pub fn take_console(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.console)
     }
