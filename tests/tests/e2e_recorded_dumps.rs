@@ -115,9 +115,17 @@ fn a_dump_taken_with_d_in_a_live_session_goes_into_its_recording() {
     let board = PtyBoard::start(&["-X", "heapsize=1M"]);
     std::fs::write(board.dir().join("app.py"), APP).unwrap();
     board_exec(&board, "import app\n");
-    let opener = PathOpener { path: board.port(), options: OpenOptions { baud: 115_200, reset: false } };
     let options = Options { mode: Mode::Poll, poll_interval: std::time::Duration::from_millis(300), ..Options::default() };
-    let capture = Capture::start(Box::new(opener), options).expect("start the capture");
+    // board_exec closed the port just before: under load the pty has once answered busy to an
+    // open at once after that (seen in a full CI run, never alone), so allow it a moment.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let capture = loop {
+        let opener = PathOpener { path: board.port(), options: OpenOptions { baud: 115_200, reset: false } };
+        match Capture::start(Box::new(opener), options.clone()) {
+            Err(heapscope::port::PortError::Busy { .. }) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            started => break started.expect("start the capture"),
+        }
+    };
     let rec = board.dir().join("live.hsr");
     let (mut feed, history) = Feed::new(capture, Some(&rec), "{}").unwrap();
     let mut app = App::new(history, "live", true);
