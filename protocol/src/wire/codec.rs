@@ -210,9 +210,9 @@ impl<'a> Reader<'a> {
         self.remaining() == 0
     }
 
-    /// Steps back over the last `n` bytes read (a bit reader gives back what it read ahead).
-    pub fn unread(&mut self, n: usize) {
-        self.pos = self.pos.checked_sub(n).expect("unread only what was read");
+    /// The bytes not read yet.
+    pub fn rest(&self) -> &'a [u8] {
+        &self.buf[self.pos..]
     }
 
     pub fn error(&self, message: impl Into<String>) -> DecodeError {

@@ -386,66 +386,83 @@ fn write_layout_as(b: &mut BitWriter<'_>, atb: &[u8], blocks: usize, codes: &[u8
     put_items(b, atb, blocks, codes, exact, compact);
 }
 
-/// Reads bits as [`BitWriter`] writes them, least significant first, from the frame's bytes.
-struct BitReader<'r, 'a> {
-    r: &'r mut Reader<'a>,
-    acc: u64,
-    bits: u32,
+/// Reads bits as [`BitWriter`] writes them, least significant first, from the bytes left in a
+/// frame: any bit is one unaligned 8-byte load away, so a code is peeked whole and skipped.
+struct BitReader<'a> {
+    buf: &'a [u8],
+    /// Bits read so far.
+    pos: usize,
+    /// Offset of `buf` in the frame body, for errors.
+    base: usize,
 }
 
-impl BitReader<'_, '_> {
-    /// Tops the accumulator up to at least 57 bits, or to the end of the frame.
-    #[inline]
-    fn refill(&mut self) {
-        while self.bits <= 56 && !self.r.is_empty() {
-            let byte = self.r.u8("layout code").expect("not empty");
-            self.acc |= u64::from(byte) << self.bits;
-            self.bits += 8;
-        }
+impl BitReader<'_> {
+    /// The next 57 bits or more, least significant first (zeros past the end).
+    #[inline(always)]
+    fn peek(&self) -> u64 {
+        let at = self.pos >> 3;
+        let word = match self.buf.get(at..at + 8) {
+            Some(bytes) => u64::from_le_bytes(bytes.try_into().expect("8 bytes")),
+            None => {
+                let mut bytes = [0u8; 8];
+                let tail = self.buf.get(at..).unwrap_or(&[]);
+                bytes[..tail.len()].copy_from_slice(tail);
+                u64::from_le_bytes(bytes)
+            }
+        };
+        word >> (self.pos & 7)
     }
 
-    #[inline]
+    #[inline(always)]
+    fn skip(&mut self, count: u32) -> Result<(), DecodeError> {
+        self.pos += count as usize;
+        if self.pos > self.buf.len() * 8 {
+            return Err(self.ran_out());
+        }
+        Ok(())
+    }
+
+    #[cold]
+    fn ran_out(&self) -> DecodeError {
+        DecodeError::new(self.base + self.buf.len(), "layout code: need 1 bytes, 0 left")
+    }
+
+    /// The next `count` bits (at most 32).
+    #[inline(always)]
     fn get(&mut self, count: u32) -> Result<u32, DecodeError> {
         debug_assert!(count <= 32);
-        if self.bits < count {
-            self.refill();
-            if self.bits < count {
-                return Err(self.r.error("layout code: need 1 bytes, 0 left"));
-            }
-        }
-        let v = (self.acc & ((1u64 << count) - 1)) as u32;
-        self.acc >>= count;
-        self.bits -= count;
+        let v = (self.peek() & ((1u64 << count) - 1)) as u32;
+        self.skip(count)?;
         Ok(v)
     }
 
     /// Offset of the byte holding the next unread bit.
     fn offset(&self) -> usize {
-        self.r.offset() - (self.bits / 8) as usize
+        self.base + self.pos / 8
     }
 
-    /// Gives back the whole bytes read ahead: the code ends in the byte of its last bit.
-    fn finish(self) {
-        self.r.unread((self.bits / 8) as usize);
+    /// Bytes the code took: it ends in the byte of its last bit.
+    fn bytes_read(&self) -> usize {
+        self.pos.div_ceil(8)
     }
 
     /// Elias gamma: `n` zero bits, a one, then the `n` low bits of the value.
-    #[inline]
+    #[inline(always)]
     fn gamma(&mut self, what: &str) -> Result<u64, DecodeError> {
-        let at = self.offset();
-        self.refill();
-        let zeros = self.acc.trailing_zeros();
-        if zeros < self.bits && 2 * zeros < self.bits {
-            // The whole code is in the accumulator.
-            let n = zeros;
-            if n > 40 {
-                return Err(DecodeError::new(at, format!("{what}: gamma code longer than 40 bits")));
-            }
-            let low = (self.acc >> (n + 1)) & ((1u64 << n) - 1);
-            self.acc >>= 2 * n + 1;
-            self.bits -= 2 * n + 1;
+        let bits = self.peek();
+        let n = bits.trailing_zeros();
+        if n <= 28 {
+            // The whole code is in the 57 bits peeked.
+            let low = (bits >> (n + 1)) & ((1u64 << n) - 1);
+            self.skip(2 * n + 1)?;
             return Ok(1u64 << n | low);
         }
+        self.long_gamma(what)
+    }
+
+    #[cold]
+    fn long_gamma(&mut self, what: &str) -> Result<u64, DecodeError> {
+        let at = self.offset();
         let mut n = 0;
         while self.get(1)? == 0 {
             n += 1;
@@ -464,68 +481,84 @@ impl BitReader<'_, '_> {
     }
 }
 
-/// Sets `count` blocks from `at` to `kind` in a table whose bits there are zero: whole bytes at
-/// once where the run covers them.
+/// Sets `count` blocks from `at` to `kind` in a table whose bits there are zero: one masked
+/// write for each end byte, whole bytes between.
+#[inline]
 fn fill_kind(atb: &mut [u8], at: usize, count: usize, kind: u8) {
-    let end = at + count;
-    let mut i = at;
-    while i < end && !i.is_multiple_of(4) {
-        atb[i / 4] |= kind << (2 * (i % 4));
-        i += 1;
+    if count == 0 {
+        return;
     }
-    let whole = (end - i) / 4;
-    atb[i / 4..i / 4 + whole].fill(kind * 0x55);
-    i += whole * 4;
-    while i < end {
-        atb[i / 4] |= kind << (2 * (i % 4));
-        i += 1;
+    let last_block = at + count - 1;
+    let pattern = kind * 0x55;
+    let (first, last) = (at / 4, last_block / 4);
+    let from_first = 0xFFu8 << (2 * (at % 4));
+    let to_last = 0xFFu8 >> (2 * (3 - last_block % 4));
+    if first == last {
+        atb[first] |= pattern & from_first & to_last;
+        return;
     }
+    atb[first] |= pattern & from_first;
+    atb[first + 1..last].fill(pattern);
+    atb[last] |= pattern & to_last;
 }
+
 
 /// Reads the layout code of `blocks` blocks: their table bytes and their heads' type codes.
 fn read_layout(r: &mut Reader<'_>, blocks: usize) -> Result<(Vec<u8>, Vec<u8>), DecodeError> {
     let mut atb = vec![0u8; blocks.div_ceil(4)];
     let mut codes = Vec::new();
-    let mut b = BitReader { r, acc: 0, bits: 0 };
-    let run = |b: &mut BitReader<'_, '_>, atb: &mut [u8], at: &mut usize, kind: u8, count: u64, what: &str| {
-        if count > (blocks - *at) as u64 {
-            return Err(DecodeError::new(b.offset(), format!("{what} of {count} blocks overruns the {} blocks left", blocks - *at)));
-        }
-        if kind != FREE {
-            fill_kind(atb, *at, count as usize, kind);
-        }
-        *at += count as usize;
-        Ok(())
-    };
+    let mut b = BitReader { buf: r.rest(), pos: 0, base: r.offset() };
+    #[cold]
+    fn overrun(b: &BitReader<'_>, what: &str, count: u64, left: usize) -> DecodeError {
+        DecodeError::new(b.offset(), format!("{what} of {count} blocks overruns the {left} blocks left"))
+    }
     // Header: 0 classic, 10 compact, 110 classic exact, 111 compact exact.
-    let (exact, compact) = match b.get(1)? {
-        0 => (false, false),
-        _ if b.get(1)? == 0 => (false, true),
-        _ => (true, b.get(1)? == 1),
+    let header = b.peek();
+    let (exact, compact) = match header & 0b111 {
+        h if h & 1 == 0 => (false, false),
+        h if h & 2 == 0 => (false, true),
+        h => (true, h & 4 != 0),
     };
-    let mut i = 0;
+    b.skip(match (exact, compact) {
+        (false, false) => 1,
+        (false, true) => 2,
+        _ => 3,
+    })?;
     let lead = b.gamma("leading tails")? - 1;
-    run(&mut b, &mut atb, &mut i, TAIL, lead, "leading tail run")?;
+    if lead > blocks as u64 {
+        return Err(overrun(&b, "leading tail run", lead, blocks));
+    }
+    fill_kind(&mut atb, 0, lead as usize, TAIL);
+    let mut i = lead as usize;
     let mut ranks = TypeRanks::new();
     while i < blocks {
         // The free run before the item, and the item's length where the code gives it first.
         let (gap, len) = if !compact {
             (b.gamma("free run")? - 1, None)
-        } else if b.get(1)? == 1 {
-            (0, Some(1))
-        } else if b.get(1)? == 1 {
-            (0, Some(2))
-        } else if b.get(1)? == 1 {
-            (0, Some(3))
-        } else if b.get(1)? == 0 {
-            (0, Some(b.gamma("allocation length")? + 3))
         } else {
-            (b.gamma("free run")?, None)
+            // 1, 01, 001: an allocation of 1, 2 or 3 blocks; 0001 a free run; 0000 a longer one.
+            match (b.peek() | 0x10).trailing_zeros() {
+                tz @ 0..=2 => {
+                    b.skip(tz + 1)?;
+                    (0, Some(u64::from(tz) + 1))
+                }
+                3 => {
+                    b.skip(4)?;
+                    (b.gamma("free run")?, None)
+                }
+                _ => {
+                    b.skip(4)?;
+                    (0, Some(b.gamma("allocation length")? + 3))
+                }
+            }
         };
-        run(&mut b, &mut atb, &mut i, FREE, gap, "free run")?;
+        if gap > (blocks - i) as u64 {
+            return Err(overrun(&b, "free run", gap, blocks - i));
+        }
+        i += gap as usize;
         if i >= blocks {
             if len.is_some() {
-                return Err(b.r.error("layout item past the end of the range"));
+                return Err(DecodeError::new(b.offset(), "layout item past the end of the range"));
             }
             break;
         }
@@ -540,11 +573,14 @@ fn read_layout(r: &mut Reader<'_>, blocks: usize) -> Result<(Vec<u8>, Vec<u8>), 
         }
         if kind != TAIL {
             let code = if compact {
-                let mut class = 0;
-                while class < 3 && b.get(1)? == 1 {
-                    class += 1;
-                }
-                let low = b.get(class.max(1))? as usize;
+                // A rank's class: up to three one bits, ended by a zero below three; then its
+                // low max(class, 1) bits.
+                let bits = b.peek();
+                let class = (!bits).trailing_zeros().min(3);
+                let prefix = if class < 3 { class + 1 } else { 3 };
+                let low_bits = class.max(1);
+                let low = ((bits >> prefix) & ((1 << low_bits) - 1)) as usize;
+                b.skip(prefix + low_bits)?;
                 let rank = if class == 0 { low } else { 1 << class | low };
                 debug_assert_eq!(rank_class(rank), class);
                 ranks.take(len.min(4) as usize, rank)
@@ -553,11 +589,16 @@ fn read_layout(r: &mut Reader<'_>, blocks: usize) -> Result<(Vec<u8>, Vec<u8>), 
             };
             codes.push(code);
         }
-        run(&mut b, &mut atb, &mut i, kind, 1, "allocation")?;
+        atb[i / 4] |= kind << (2 * (i % 4));
+        i += 1;
         let tails = if compact { len - 1 } else { b.gamma("tail run")? - 1 };
-        run(&mut b, &mut atb, &mut i, TAIL, tails, "tail run")?;
+        if tails > (blocks - i) as u64 {
+            return Err(overrun(&b, "tail run", tails, blocks - i));
+        }
+        fill_kind(&mut atb, i, tails as usize, TAIL);
+        i += tails as usize;
     }
-    b.finish();
+    r.take(b.bytes_read(), "layout code")?;
     Ok((atb, codes))
 }
 
