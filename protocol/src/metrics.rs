@@ -1,6 +1,6 @@
 //! Heap metrics: the numbers that explain a `MemoryError` while plenty seems free.
 
-use crate::model::{Area, BlockKind, GcFigures, ObjType, Snapshot};
+use crate::model::{Area, BlockKind, GcFigures, KindTable, ObjType, Snapshot};
 
 /// Counts of one area's blocks by kind and its longest free run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -129,31 +129,14 @@ pub fn fragmentation(largest_free: u64, total_free: u64) -> f64 {
 /// it, marked heads count as neither used nor free, and 1-/2-block counts see an allocation
 /// end at the next head or free block.
 ///
-/// Walks the allocation table a byte (four blocks) at a time through [`BYTE_STEPS`].
+/// Counts 32 blocks at a time with bit masks where the table allows ([`walk_by_masks`]: every
+/// heap outside a collection), else walks it a byte at a time through [`BYTE_STEPS`].
 pub fn gc_figures(areas: &[Area]) -> GcFigures {
     let mut f = GcFigures::default();
     for area in areas {
         let bs = u64::from(area.block_size());
         f.total += area.pool_bytes();
-        let kinds = area.kinds();
-        let whole = kinds.len() / 4;
-        let mut walk = GcWalk::default();
-        let mut words = kinds.atb()[..whole].chunks_exact(8);
-        for word in &mut words {
-            // Long free and tail stretches, 32 blocks at a time.
-            match u64::from_le_bytes(word.try_into().expect("8 bytes")) {
-                0 => walk.free_word(),
-                0xAAAA_AAAA_AAAA_AAAA => walk.tail_word(),
-                _ => word.iter().for_each(|&byte| walk.byte(&BYTE_STEPS[byte as usize])),
-            }
-        }
-        for &byte in words.remainder() {
-            walk.byte(&BYTE_STEPS[byte as usize]);
-        }
-        for block in whole * 4..kinds.len() {
-            walk.block(kinds.get(block));
-        }
-        walk.end();
+        let walk = walk_by_masks(area.kinds()).unwrap_or_else(|| walk_by_bytes(area.kinds()));
         f.used += walk.used * bs;
         f.free += walk.free * bs;
         f.one_blocks += walk.one;
@@ -162,6 +145,189 @@ pub fn gc_figures(areas: &[Area]) -> GcFigures {
         f.max_free = f.max_free.max(walk.max_free);
     }
     f
+}
+
+/// Any table: a byte (four blocks) at a time through [`BYTE_STEPS`].
+fn walk_by_bytes(kinds: &KindTable) -> GcWalk {
+    let whole = kinds.len() / 4;
+    let mut walk = GcWalk::default();
+    let mut words = kinds.atb()[..whole].chunks_exact(8);
+    for word in &mut words {
+        // Long free and tail stretches, 32 blocks at a time.
+        match u64::from_le_bytes(word.try_into().expect("8 bytes")) {
+            0 => walk.free_word(),
+            0xAAAA_AAAA_AAAA_AAAA => walk.tail_word(),
+            _ => word.iter().for_each(|&byte| walk.byte(&BYTE_STEPS[byte as usize])),
+        }
+    }
+    for &byte in words.remainder() {
+        walk.byte(&BYTE_STEPS[byte as usize]);
+    }
+    for block in whole * 4..kinds.len() {
+        walk.block(kinds.get(block));
+    }
+    walk.end();
+    walk
+}
+
+/// The low bit of every block's 2-bit kind in a table word (32 blocks).
+const LOW_BITS: u64 = 0x5555_5555_5555_5555;
+
+/// Table word `i` (blocks `32 i ..`), zeros (free) past the table's end.
+#[inline]
+fn table_word(atb: &[u8], i: usize) -> u64 {
+    match atb.get(i * 8..i * 8 + 8) {
+        Some(bytes) => u64::from_le_bytes(bytes.try_into().expect("8 bytes")),
+        None => {
+            let mut bytes = [0u8; 8];
+            let tail = atb.get(i * 8..).unwrap_or(&[]);
+            bytes[..tail.len()].copy_from_slice(tail);
+            u64::from_le_bytes(bytes)
+        }
+    }
+}
+
+/// One bit per block of a mask on [`LOW_BITS`]: block `k` of the word becomes bit `k`.
+#[inline]
+fn compress_blocks(mask: u64) -> u32 {
+    let mut x = mask & LOW_BITS;
+    x = (x | x >> 1) & 0x3333_3333_3333_3333;
+    x = (x | x >> 2) & 0x0F0F_0F0F_0F0F_0F0F;
+    x = (x | x >> 4) & 0x00FF_00FF_00FF_00FF;
+    x = (x | x >> 8) & 0x0000_FFFF_0000_FFFF;
+    x = (x | x >> 16) & 0x0000_0000_FFFF_FFFF;
+    x as u32
+}
+
+/// Longest run of set bits over words fed in order (a run may cross words).
+#[derive(Default)]
+struct LongestRun {
+    current: u32,
+    longest: u32,
+}
+
+impl LongestRun {
+    #[inline]
+    fn feed(&mut self, bits: u32) {
+        if bits == u32::MAX {
+            self.current += 32;
+            return;
+        }
+        let lead = bits.trailing_ones();
+        self.longest = self.longest.max(self.current + lead);
+        // The run that reaches the last bit goes on in the next word; runs between the two are
+        // measured only when one may be longer than the longest so far.
+        let trail = bits.leading_ones();
+        let inner = bits & (u32::MAX << lead) & (u32::MAX >> trail);
+        if self.longest < 30 && has_run(inner, self.longest + 1) {
+            let mut rest = inner;
+            while rest != 0 {
+                rest >>= rest.trailing_zeros();
+                let ones = rest.trailing_ones();
+                self.longest = self.longest.max(ones);
+                rest = rest.checked_shr(ones).unwrap_or(0);
+            }
+        }
+        self.current = trail;
+    }
+
+    fn finish(&self) -> u64 {
+        u64::from(self.longest.max(self.current))
+    }
+}
+
+/// Whether `bits` has a run of at least `n` set bits (1 <= n <= 32): it erodes the runs by
+/// doubling shifts.
+#[inline]
+fn has_run(bits: u32, n: u32) -> bool {
+    let (mut eroded, mut k) = (bits, 1);
+    while 2 * k <= n {
+        eroded &= eroded >> k;
+        k *= 2;
+    }
+    eroded & (eroded >> (n - k)) != 0
+}
+
+/// A table without marks and without a tail right after a free block (any heap outside a
+/// collection), 32 blocks at a time: there every allocation is a head and its tails, every free
+/// run ends at a head or the area's end, so `gc_info()`'s figures are counts of bit masks and
+/// the longest tail and free runs. `None` for other tables.
+fn walk_by_masks(kinds: &KindTable) -> Option<GcWalk> {
+    let atb = kinds.atb();
+    let words = kinds.len().div_ceil(32);
+    let mut walk = GcWalk::default();
+    let kinds_of = |word: u64| {
+        let (lo, hi) = (word & LOW_BITS, (word >> 1) & LOW_BITS);
+        (lo & !hi, hi & !lo, lo & hi)
+    };
+    let (mut free_runs, mut tail_runs) = (LongestRun::default(), LongestRun::default());
+    // Tails at the area's start (a view that begins inside an allocation) have no head.
+    let (mut leading, mut leading_tails) = (true, 0u64);
+    let mut any_head = false;
+    let mut word = table_word(atb, 0);
+    let (mut heads, mut tails, mut marks) = kinds_of(word);
+    let mut free_before = 0u64;
+    for i in 0..words {
+        let next = if i + 1 < words { table_word(atb, i + 1) } else { 0 };
+        let blocks = (kinds.len() - i * 32).min(32);
+        let valid = if blocks == 32 { LOW_BITS } else { LOW_BITS & ((1u64 << (2 * blocks)) - 1) };
+        let (next_heads, next_tails, next_marks) = kinds_of(next);
+        // Long free and tail stretches (what was counted of the word before stands: it saw
+        // this word as `next`).
+        if blocks == 32 && (word == 0 || word == 0xAAAA_AAAA_AAAA_AAAA && i > 0 && free_before == 0) {
+            if word == 0 {
+                walk.free += 32;
+                free_runs.feed(u32::MAX);
+                tail_runs.feed(0);
+                leading = false;
+                free_before = 1;
+            } else {
+                walk.used += 32;
+                free_runs.feed(0);
+                if leading {
+                    leading_tails += 32;
+                } else {
+                    tail_runs.feed(u32::MAX);
+                }
+            }
+            (word, heads, tails, marks) = (next, next_heads, next_tails, next_marks);
+            continue;
+        }
+        let free = !(word | word >> 1) & valid;
+        if marks != 0 || tails & (free << 2 | free_before) != 0 {
+            return None;
+        }
+        // A head starts an allocation of one block when no tail follows it, of two when one does
+        // and no second.
+        let tail_after = tails >> 2 | next_tails << 62;
+        let tail_after_two = tails >> 4 | next_tails << 60;
+        let starts = heads | (u64::from(i == 0) & tails);
+        walk.one += u64::from((starts & !tail_after).count_ones());
+        walk.two += u64::from((starts & tail_after & !tail_after_two).count_ones());
+        // Without marks every block is free or used.
+        let free_blocks = u64::from(free.count_ones());
+        walk.free += free_blocks;
+        walk.used += blocks as u64 - free_blocks;
+        any_head |= heads != 0;
+        free_runs.feed(compress_blocks(free));
+        let mut tail_bits = compress_blocks(tails);
+        if leading {
+            let run = tail_bits.trailing_ones();
+            leading_tails += u64::from(run);
+            if run < blocks as u32 {
+                leading = false;
+                tail_bits &= u32::MAX.checked_shl(run).unwrap_or(0);
+            } else {
+                tail_bits = 0;
+            }
+        }
+        tail_runs.feed(tail_bits);
+        free_before = free >> 62;
+        (word, heads, tails, marks) = (next, next_heads, next_tails, next_marks);
+    }
+    walk.max_free = free_runs.finish();
+    walk.max_block = leading_tails.max(if any_head { tail_runs.finish() + 1 } else { 0 });
+    Some(walk)
 }
 
 /// `gc_info()`'s walk over one area: `len` is the allocation being measured, `len_free` the
@@ -432,6 +598,74 @@ mod tests {
         }
         let big = crate::synth::snapshot(3, 16, 2, 100_003);
         assert_eq!(gc_figures(&big.areas), gc_figures_block_by_block(&big.areas));
+    }
+
+    /// A table as a heap outside a collection has it: heads with their tails, free runs
+    /// between, sometimes tails at the start (a view that begins inside an allocation).
+    fn valid_pattern(rng: &mut crate::synth::Rng, len: usize) -> String {
+        let mut p = String::new();
+        if rng.below(4) == 0 {
+            p.push_str(&"=".repeat(rng.below(70) as usize));
+        }
+        while p.len() < len {
+            let run = [1, 2, 3, 5, 31, 33, 64, 100][rng.below(8) as usize];
+            let run = 1 + rng.below(run) as usize;
+            if rng.below(2) == 0 {
+                p.push_str(&".".repeat(run));
+            } else {
+                p.push('h');
+                p.push_str(&"=".repeat(run - 1));
+            }
+        }
+        p.truncate(len);
+        p
+    }
+
+    #[test]
+    fn mask_walk_equals_the_block_by_block_loop_and_leaves_other_tables_to_the_byte_walk() {
+        let mut rng = crate::synth::Rng::new(9);
+        for case in 0..4000 {
+            let len = rng.below(300) as usize;
+            let pattern = valid_pattern(&mut rng, len);
+            let a = area(&pattern);
+            assert!(walk_by_masks(a.kinds()).is_some(), "case {case}: {pattern:?}");
+            assert_eq!(gc_figures(&[a.clone()]), gc_figures_block_by_block(&[a]), "case {case}: {pattern:?}");
+        }
+        for pattern in ["h..m", "h..=", ".=", &format!("{}=", ".".repeat(32)), &format!("h{}m", "=".repeat(40))] {
+            assert!(walk_by_masks(area(pattern).kinds()).is_none(), "{pattern:?}");
+        }
+        let big = crate::synth::snapshot(4, 16, 3, 200_001);
+        assert!(big.areas.iter().all(|a| walk_by_masks(a.kinds()).is_some()));
+        assert_eq!(gc_figures(&big.areas), gc_figures_block_by_block(&big.areas));
+    }
+
+    #[test]
+    fn longest_run_over_words_equals_counting_bit_by_bit() {
+        let mut rng = crate::synth::Rng::new(13);
+        for case in 0..3000 {
+            // Sparse, dense and all-set words, so runs of every length cross word ends.
+            let words: Vec<u32> = (0..1 + rng.below(6))
+                .map(|_| match rng.below(4) {
+                    0 => u32::MAX,
+                    1 => rng.below(1 << 32) as u32 | rng.below(1 << 32) as u32,
+                    2 => !(1u32 << rng.below(32)),
+                    _ => rng.below(1 << 32) as u32,
+                })
+                .collect();
+            let mut runs = LongestRun::default();
+            words.iter().for_each(|&w| runs.feed(w));
+            let (mut current, mut longest) = (0u64, 0u64);
+            for bit in words.iter().flat_map(|w| (0..32).map(move |i| w >> i & 1)) {
+                current = if bit == 1 { current + 1 } else { 0 };
+                longest = longest.max(current);
+            }
+            assert_eq!(runs.finish(), longest, "case {case}: {words:08X?}");
+            for n in 1..=32 {
+                let w = words[0];
+                let naive = (0..=32 - n).any(|i| (w >> i) & (u32::MAX >> (32 - n)) == u32::MAX >> (32 - n));
+                assert_eq!(has_run(w, n), naive, "{w:08X} {n}");
+            }
+        }
     }
 
     #[test]
