@@ -629,7 +629,8 @@ mod tests {
             let pattern = valid_pattern(&mut rng, len);
             let a = area(&pattern);
             assert!(walk_by_masks(a.kinds()).is_some(), "case {case}: {pattern:?}");
-            assert_eq!(gc_figures(&[a.clone()]), gc_figures_block_by_block(&[a]), "case {case}: {pattern:?}");
+            let areas = [a];
+            assert_eq!(gc_figures(&areas), gc_figures_block_by_block(&areas), "case {case}: {pattern:?}");
         }
         for pattern in ["h..m", "h..=", ".=", &format!("{}=", ".".repeat(32)), &format!("h{}m", "=".repeat(40))] {
             assert!(walk_by_masks(area(pattern).kinds()).is_none(), "{pattern:?}");
