@@ -219,7 +219,7 @@ impl LongestRun {
         // measured only when one may be longer than the longest so far.
         let trail = bits.leading_ones();
         let inner = bits & (u32::MAX << lead) & (u32::MAX >> trail);
-        if self.longest < 30 && has_run(inner, self.longest + 1) {
+        if inner != 0 && self.longest < 30 && has_run(inner, self.longest + 1) {
             let mut rest = inner;
             while rest != 0 {
                 rest >>= rest.trailing_zeros();
@@ -229,6 +229,13 @@ impl LongestRun {
             }
         }
         self.current = trail;
+    }
+
+    /// A word with no bit set.
+    #[inline]
+    fn gap(&mut self) {
+        self.longest = self.longest.max(self.current);
+        self.current = 0;
     }
 
     fn finish(&self) -> u64 {
@@ -264,66 +271,71 @@ fn walk_by_masks(kinds: &KindTable) -> Option<GcWalk> {
     // Tails at the area's start (a view that begins inside an allocation) have no head.
     let (mut leading, mut leading_tails) = (true, 0u64);
     let mut any_head = false;
+    let full_words = kinds.len() / 32;
     let mut word = table_word(atb, 0);
     let (mut heads, mut tails, mut marks) = kinds_of(word);
     let mut free_before = 0u64;
-    for i in 0..words {
-        let next = if i + 1 < words { table_word(atb, i + 1) } else { 0 };
+    let mut i = 0;
+    while i < words {
         let blocks = (kinds.len() - i * 32).min(32);
-        let valid = if blocks == 32 { LOW_BITS } else { LOW_BITS & ((1u64 << (2 * blocks)) - 1) };
-        let (next_heads, next_tails, next_marks) = kinds_of(next);
-        // Long free and tail stretches (what was counted of the word before stands: it saw
-        // this word as `next`).
-        if blocks == 32 && (word == 0 || word == 0xAAAA_AAAA_AAAA_AAAA && i > 0 && free_before == 0) {
-            if word == 0 {
-                walk.free += 32;
-                free_runs.feed(u32::MAX);
-                tail_runs.feed(0);
-                leading = false;
-                free_before = 1;
-            } else {
-                walk.used += 32;
-                free_runs.feed(0);
-                if leading {
-                    leading_tails += 32;
-                } else {
-                    tail_runs.feed(u32::MAX);
-                }
-            }
-            (word, heads, tails, marks) = (next, next_heads, next_tails, next_marks);
+        // A stretch of free words at once (the word before counted itself against the first).
+        if blocks == 32 && word == 0 {
+            let stretch = 1 + atb[(i + 1) * 8..full_words * 8].chunks_exact(8).take_while(|w| w == &[0; 8]).count();
+            walk.free += 32 * stretch as u64;
+            free_runs.current += 32 * stretch as u32;
+            tail_runs.gap();
+            leading = false;
+            free_before = 1;
+            i += stretch;
+            word = table_word(atb, i);
+            (heads, tails, marks) = kinds_of(word);
             continue;
         }
-        let free = !(word | word >> 1) & valid;
-        if marks != 0 || tails & (free << 2 | free_before) != 0 {
-            return None;
-        }
-        // A head starts an allocation of one block when no tail follows it, of two when one does
-        // and no second.
-        let tail_after = tails >> 2 | next_tails << 62;
-        let tail_after_two = tails >> 4 | next_tails << 60;
-        let starts = heads | (u64::from(i == 0) & tails);
-        walk.one += u64::from((starts & !tail_after).count_ones());
-        walk.two += u64::from((starts & tail_after & !tail_after_two).count_ones());
-        // Without marks every block is free or used.
-        let free_blocks = u64::from(free.count_ones());
-        walk.free += free_blocks;
-        walk.used += blocks as u64 - free_blocks;
-        any_head |= heads != 0;
-        free_runs.feed(compress_blocks(free));
-        let mut tail_bits = compress_blocks(tails);
-        if leading {
-            let run = tail_bits.trailing_ones();
-            leading_tails += u64::from(run);
-            if run < blocks as u32 {
-                leading = false;
-                tail_bits &= u32::MAX.checked_shl(run).unwrap_or(0);
+        let next = if i + 1 < words { table_word(atb, i + 1) } else { 0 };
+        let (next_heads, next_tails, next_marks) = kinds_of(next);
+        if blocks == 32 && word == 0xAAAA_AAAA_AAAA_AAAA && i > 0 && free_before == 0 {
+            walk.used += 32;
+            free_runs.gap();
+            if leading {
+                leading_tails += 32;
             } else {
-                tail_bits = 0;
+                tail_runs.current += 32;
             }
+        } else {
+            let valid = if blocks == 32 { LOW_BITS } else { LOW_BITS & ((1u64 << (2 * blocks)) - 1) };
+            let free = !(word | word >> 1) & valid;
+            if marks != 0 || tails & (free << 2 | free_before) != 0 {
+                return None;
+            }
+            // A head starts an allocation of one block when no tail follows it, of two when one
+            // does and no second.
+            let tail_after = tails >> 2 | next_tails << 62;
+            let tail_after_two = tails >> 4 | next_tails << 60;
+            let starts = heads | (u64::from(i == 0) & tails);
+            walk.one += u64::from((starts & !tail_after).count_ones());
+            walk.two += u64::from((starts & tail_after & !tail_after_two).count_ones());
+            // Without marks every block is free or used.
+            let free_blocks = u64::from(free.count_ones());
+            walk.free += free_blocks;
+            walk.used += blocks as u64 - free_blocks;
+            any_head |= heads != 0;
+            free_runs.feed(compress_blocks(free));
+            let mut tail_bits = compress_blocks(tails);
+            if leading {
+                let run = tail_bits.trailing_ones();
+                leading_tails += u64::from(run);
+                if run < blocks as u32 {
+                    leading = false;
+                    tail_bits &= u32::MAX.checked_shl(run).unwrap_or(0);
+                } else {
+                    tail_bits = 0;
+                }
+            }
+            tail_runs.feed(tail_bits);
+            free_before = free >> 62;
         }
-        tail_runs.feed(tail_bits);
-        free_before = free >> 62;
         (word, heads, tails, marks) = (next, next_heads, next_tails, next_marks);
+        i += 1;
     }
     walk.max_free = free_runs.finish();
     walk.max_block = leading_tails.max(if any_head { tail_runs.finish() + 1 } else { 0 });
