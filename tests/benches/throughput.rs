@@ -132,7 +132,8 @@ fn main() {
     // Text parsing 2: every era's fixtures, repeated to about 4 MB.
     let one_pass: Vec<u8> = fixtures.iter().flat_map(|(_, t)| t.iter().copied().chain(*b">>> \n")).collect();
     let text: Vec<u8> = one_pass.iter().copied().cycle().take(4_000_000).collect();
-    parse_figures("the fixtures of every era, repeated", &text, None);
+    parse_figures("the fixtures of every era, repeated", &text, Some(&anchor_file));
+    let _ = std::fs::remove_file(&anchor_file);
 
     // Frame decode: a keyframe of a 262,144-block (4 MB) heap, then 31 deltas of about 200
     // changed blocks each (the 1-hour recording's shape), through demux + session.
