@@ -1,6 +1,6 @@
 //! Heap metrics: the numbers that explain a `MemoryError` while plenty seems free.
 
-use crate::model::{Area, BlockKind, GcFigures, KindTable, ObjType, Snapshot};
+use crate::model::{u64_le_at, Area, BlockKind, GcFigures, KindTable, ObjType, Snapshot};
 
 /// Counts of one area's blocks by kind and its longest free run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -176,15 +176,7 @@ const LOW_BITS: u64 = 0x5555_5555_5555_5555;
 /// Table word `i` (blocks `32 i ..`), zeros (free) past the table's end.
 #[inline]
 fn table_word(atb: &[u8], i: usize) -> u64 {
-    match atb.get(i * 8..i * 8 + 8) {
-        Some(bytes) => u64::from_le_bytes(bytes.try_into().expect("8 bytes")),
-        None => {
-            let mut bytes = [0u8; 8];
-            let tail = atb.get(i * 8..).unwrap_or(&[]);
-            bytes[..tail.len()].copy_from_slice(tail);
-            u64::from_le_bytes(bytes)
-        }
-    }
+    u64_le_at(atb, i * 8)
 }
 
 /// One bit per block of a mask on [`LOW_BITS`]: block `k` of the word becomes bit `k`.

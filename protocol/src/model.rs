@@ -149,6 +149,20 @@ impl fmt::Display for ObjType {
 /// from claiming gigabytes. Its table takes 4 MiB.
 pub const MAX_HEAP_BLOCKS: usize = 1 << 24;
 
+/// The 8 bytes from `at` as a little-endian word, zeros past the end of `bytes`.
+#[inline(always)]
+pub(crate) fn u64_le_at(bytes: &[u8], at: usize) -> u64 {
+    match bytes.get(at..at + 8) {
+        Some(word) => u64::from_le_bytes(word.try_into().expect("8 bytes")),
+        None => {
+            let mut word = [0u8; 8];
+            let tail = bytes.get(at..).unwrap_or(&[]);
+            word[..tail.len()].copy_from_slice(tail);
+            u64::from_le_bytes(word)
+        }
+    }
+}
+
 /// Number of head blocks (HEAD or MARK: bit 0 set) in ATB bytes.
 #[inline]
 pub fn heads_in(atb: &[u8]) -> usize {
@@ -225,6 +239,16 @@ impl KindTable {
         let shift = 2 * (index & 3);
         let byte = &mut self.atb[index / 4];
         *byte = (*byte & !(3 << shift)) | ((kind as u8) << shift);
+    }
+
+    /// Gives back room reserved and not used.
+    pub fn shrink_to_fit(&mut self) {
+        self.atb.shrink_to_fit();
+    }
+
+    /// Room for `blocks` more blocks.
+    pub fn reserve(&mut self, blocks: usize) {
+        self.atb.reserve((self.len + blocks).div_ceil(4) - self.atb.len());
     }
 
     pub fn push(&mut self, kind: BlockKind) {

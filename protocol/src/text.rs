@@ -385,7 +385,15 @@ fn looks_like_row(line: &str) -> bool {
 /// Lines as boards, unix and pasted logs send them: `\r\n` or `\n`, U+00A0 where spaces belong,
 /// runs of blanks. Writes into `out` (reused: no allocation once it has grown) and returns the
 /// line, or `None` for text that is not UTF-8 (never part of a dump).
-fn normalise<'a>(raw: &[u8], out: &'a mut Vec<u8>) -> Option<&'a str> {
+fn normalise<'a>(raw: &'a [u8], out: &'a mut Vec<u8>) -> Option<&'a str> {
+    // Most lines need nothing done: single spaces between words, none at either end.
+    let plain = raw.first() != Some(&b' ')
+        && raw.last() != Some(&b' ')
+        && !raw.iter().any(|&b| matches!(b, b'\t' | b'\r' | 0xC2 | 0xA0))
+        && !raw.windows(2).any(|w| w == b"  ");
+    if plain {
+        return std::str::from_utf8(raw).ok();
+    }
     out.clear();
     let mut i = 0;
     while i < raw.len() {
@@ -578,8 +586,11 @@ impl DumpBuilder {
         if !self.areas.is_empty() {
             let block_size = self.infer_block_size()?;
             self.check_row_offsets(block_size);
-            for area in std::mem::take(&mut self.areas) {
+            for mut area in std::mem::take(&mut self.areas) {
                 let line = area.header_line;
+                // Room sized by the dump before and not used is given back.
+                area.kinds.shrink_to_fit();
+                area.types.shrink_to_fit();
                 let built = Area::new(area.pool_start, block_size as u32, area.kinds, area.types)
                     .map_err(|e| ParseError { line, column: None, message: e.to_string() })?;
                 snapshot.areas.push(built);
@@ -720,6 +731,9 @@ pub struct Scanner {
     recent_mem: Option<(usize, MemStats)>,
     recent_stack: Option<(usize, StackFigures)>,
     scratch: Vec<u8>,
+    /// Blocks and heads of each area of the last dump: logs print the same heap again and
+    /// again, so the next dump's tables are sized once (never more than a dump had).
+    last_areas: Vec<(usize, usize)>,
 }
 
 impl Default for Scanner {
@@ -738,6 +752,7 @@ impl Scanner {
             recent_mem: None,
             recent_stack: None,
             scratch: Vec::new(),
+            last_areas: Vec::new(),
         }
     }
 
@@ -818,7 +833,11 @@ impl Scanner {
                 message: "`GC: total:` line not followed by its `No. of 1-blocks:` line".into(),
             })),
             State::Summary(b) | State::Layout(b) => events.push(match b.finish() {
-                Ok(dump) => ScanEvent::Dump(Box::new(dump)),
+                Ok(dump) => {
+                    self.last_areas.clear();
+                    self.last_areas.extend(dump.snapshot.areas.iter().map(|a| (a.blocks(), a.types().len())));
+                    ScanEvent::Dump(Box::new(dump))
+                }
                 Err(e) => ScanEvent::Error(e),
             }),
         }
@@ -883,12 +902,10 @@ impl Scanner {
                 State::Summary(b)
             }
             (State::Summary(mut b) | State::Layout(mut b), Line::LayoutHeader(addr)) => {
-                b.areas.push(AreaBuilder {
-                    pool_start: addr,
-                    header_line: line_no,
-                    kinds: KindTable::default(),
-                    types: Vec::new(),
-                });
+                let (blocks, heads) = self.last_areas.get(b.areas.len()).copied().unwrap_or_default();
+                let mut kinds = KindTable::default();
+                kinds.reserve(blocks);
+                b.areas.push(AreaBuilder { pool_start: addr, header_line: line_no, kinds, types: Vec::with_capacity(heads) });
                 b.last_line = line_no;
                 State::Layout(b)
             }
@@ -1017,6 +1034,9 @@ mod tests {
         let mut s = Vec::new();
         assert_eq!(normalise(b"\xc2\xa0 \xc2\xa0 (108 lines all free)\r", &mut s), Some("(108 lines all free)"));
         assert_eq!(normalise(b"\xff\xfe", &mut s), None);
+        assert_eq!(normalise(b"GC: total: 119360, used: 6192", &mut s), Some("GC: total: 119360, used: 6192"));
+        assert_eq!(normalise(b" No. of 1-blocks:  47,\t2-blocks: 7 ", &mut s), Some("No. of 1-blocks: 47, 2-blocks: 7"));
+        assert_eq!(normalise(b"stack: 1\xa0out", &mut s), Some("stack: 1 out"));
     }
 
     fn layout(total: u64, rows: &str) -> String {

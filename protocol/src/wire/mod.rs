@@ -12,7 +12,7 @@ pub mod session;
 
 use codec::{cobs_encode, crc32, DecodeError, Reader, Writer};
 
-use crate::model::{GcFigures, MemStats, PythonFigures, Reported, StackFigures, SystemHeap, MAX_HEAP_BLOCKS};
+use crate::model::{u64_le_at, GcFigures, MemStats, PythonFigures, Reported, StackFigures, SystemHeap, MAX_HEAP_BLOCKS};
 
 /// Version byte of every frame body the encoders write.
 pub const VERSION: u8 = 2;
@@ -400,17 +400,7 @@ impl BitReader<'_> {
     /// The next 57 bits or more, least significant first (zeros past the end).
     #[inline(always)]
     fn peek(&self) -> u64 {
-        let at = self.pos >> 3;
-        let word = match self.buf.get(at..at + 8) {
-            Some(bytes) => u64::from_le_bytes(bytes.try_into().expect("8 bytes")),
-            None => {
-                let mut bytes = [0u8; 8];
-                let tail = self.buf.get(at..).unwrap_or(&[]);
-                bytes[..tail.len()].copy_from_slice(tail);
-                u64::from_le_bytes(bytes)
-            }
-        };
-        word >> (self.pos & 7)
+        u64_le_at(self.buf, self.pos >> 3) >> (self.pos & 7)
     }
 
     #[inline(always)]
