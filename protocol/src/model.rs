@@ -241,16 +241,6 @@ impl KindTable {
         *byte = (*byte & !(3 << shift)) | ((kind as u8) << shift);
     }
 
-    /// Gives back room reserved and not used.
-    pub fn shrink_to_fit(&mut self) {
-        self.atb.shrink_to_fit();
-    }
-
-    /// Room for `blocks` more blocks.
-    pub fn reserve(&mut self, blocks: usize) {
-        self.atb.reserve((self.len + blocks).div_ceil(4) - self.atb.len());
-    }
-
     pub fn push(&mut self, kind: BlockKind) {
         if self.len.is_multiple_of(4) {
             self.atb.push(0);

@@ -586,11 +586,8 @@ impl DumpBuilder {
         if !self.areas.is_empty() {
             let block_size = self.infer_block_size()?;
             self.check_row_offsets(block_size);
-            for mut area in std::mem::take(&mut self.areas) {
+            for area in std::mem::take(&mut self.areas) {
                 let line = area.header_line;
-                // Room sized by the dump before and not used is given back.
-                area.kinds.shrink_to_fit();
-                area.types.shrink_to_fit();
                 let built = Area::new(area.pool_start, block_size as u32, area.kinds, area.types)
                     .map_err(|e| ParseError { line, column: None, message: e.to_string() })?;
                 snapshot.areas.push(built);
@@ -731,9 +728,6 @@ pub struct Scanner {
     recent_mem: Option<(usize, MemStats)>,
     recent_stack: Option<(usize, StackFigures)>,
     scratch: Vec<u8>,
-    /// Blocks and heads of each area of the last dump: logs print the same heap again and
-    /// again, so the next dump's tables are sized once (never more than a dump had).
-    last_areas: Vec<(usize, usize)>,
 }
 
 impl Default for Scanner {
@@ -752,7 +746,6 @@ impl Scanner {
             recent_mem: None,
             recent_stack: None,
             scratch: Vec::new(),
-            last_areas: Vec::new(),
         }
     }
 
@@ -833,11 +826,7 @@ impl Scanner {
                 message: "`GC: total:` line not followed by its `No. of 1-blocks:` line".into(),
             })),
             State::Summary(b) | State::Layout(b) => events.push(match b.finish() {
-                Ok(dump) => {
-                    self.last_areas.clear();
-                    self.last_areas.extend(dump.snapshot.areas.iter().map(|a| (a.blocks(), a.types().len())));
-                    ScanEvent::Dump(Box::new(dump))
-                }
+                Ok(dump) => ScanEvent::Dump(Box::new(dump)),
                 Err(e) => ScanEvent::Error(e),
             }),
         }
@@ -902,10 +891,12 @@ impl Scanner {
                 State::Summary(b)
             }
             (State::Summary(mut b) | State::Layout(mut b), Line::LayoutHeader(addr)) => {
-                let (blocks, heads) = self.last_areas.get(b.areas.len()).copied().unwrap_or_default();
-                let mut kinds = KindTable::default();
-                kinds.reserve(blocks);
-                b.areas.push(AreaBuilder { pool_start: addr, header_line: line_no, kinds, types: Vec::with_capacity(heads) });
+                b.areas.push(AreaBuilder {
+                    pool_start: addr,
+                    header_line: line_no,
+                    kinds: KindTable::default(),
+                    types: Vec::new(),
+                });
                 b.last_line = line_no;
                 State::Layout(b)
             }
