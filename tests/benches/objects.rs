@@ -12,9 +12,7 @@
 //!
 //! Prints figures; asserts nothing about time.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use heapscope::link::{Gone, Link, Opener, PathOpener};
 use heapscope::port::OpenOptions;
@@ -22,28 +20,7 @@ use heapscope_objects::{synth, Analysis, HeapDump};
 use heapscope_tests::best_of;
 use heapscope_tests::board::PtyBoard;
 use heapscope_tests::cable::CableSpec;
-
-/// Counts heap bytes in use and their peak, to measure what the analysis needs.
-struct Counting;
-
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let now = CURRENT.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-}
+use heapscope_tests::counting::{measure, Counting};
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
@@ -166,11 +143,8 @@ fn analysis() {
         black_box(HeapDump::from_json(black_box(file.as_bytes())).unwrap());
     });
 
-    let before = CURRENT.load(Ordering::Relaxed);
-    PEAK.store(before, Ordering::Relaxed);
-    let analysis = Analysis::new(&dump);
-    let peak = PEAK.load(Ordering::Relaxed) - before;
-    let kept = CURRENT.load(Ordering::Relaxed) - before;
+    // What the analysis takes of the heap at its peak, and keeps.
+    let (analysis, peak, kept) = measure(|| Analysis::new(&dump));
     let objects = analysis.objects.len();
     let references: usize = (0..objects as u32).map(|i| analysis.references(i).len()).sum();
     drop(analysis);

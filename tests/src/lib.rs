@@ -4,6 +4,7 @@
 pub mod board;
 pub mod cable;
 pub mod c_core;
+pub mod counting;
 pub mod firmware;
 pub mod hour;
 pub mod spec;

@@ -4,9 +4,7 @@
 //! input must parse or be refused without a panic and within a bounded amount of memory; the
 //! test prints runs, panics and the peak memory of any one input.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use heapscope_protocol::model::MAX_HEAP_BLOCKS;
 use heapscope_protocol::synth::{self, Rng};
@@ -15,28 +13,7 @@ use heapscope_protocol::wire::codec::cobs_encode;
 use heapscope_protocol::wire::demux::{Demux, Item};
 use heapscope_protocol::wire::session::{self, Session};
 use heapscope_protocol::wire::{encode_frame, Body, Frame, FRAME_END, FRAME_START};
-
-/// The system allocator, counting the bytes live and their peak.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(live, Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-}
+use heapscope_tests::counting::{measure, Counting};
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
@@ -174,13 +151,11 @@ fn fuzz_text_parser_and_demultiplexer() {
             mutate(&mut rng, a, b)
         };
         let piece = [1, 7, 64, 4096, usize::MAX][rng.below(5) as usize];
-        let base = LIVE.load(Ordering::Relaxed);
-        PEAK.store(base, Ordering::Relaxed);
-        if catch_unwind(AssertUnwindSafe(|| run(&input, piece))).is_err() {
+        let (outcome, used, _) = measure(|| catch_unwind(AssertUnwindSafe(|| run(&input, piece))));
+        if outcome.is_err() {
             panics += 1;
             eprintln!("panic on input {i} ({} bytes): {:?}", input.len(), String::from_utf8_lossy(&input[..input.len().min(200)]));
         }
-        let used = PEAK.load(Ordering::Relaxed).saturating_sub(base);
         if used > peak {
             peak = used;
             peak_input = format!("input {i}, {} bytes", input.len());
@@ -203,10 +178,7 @@ fn issue_8_inputs_are_refused_in_little_memory() {
     let corpus = corpus();
     let hostile = &corpus[fixtures().len()..fixtures().len() + names.len()];
     for (name, input) in names.iter().zip(hostile) {
-        let base = LIVE.load(Ordering::Relaxed);
-        PEAK.store(base, Ordering::Relaxed);
-        run(input, 4096);
-        let used = PEAK.load(Ordering::Relaxed).saturating_sub(base);
+        let ((), used, _) = measure(|| run(input, 4096));
         println!("issue 8 input {name} ({} bytes): peak {:.1} KiB", input.len(), used as f64 / 1024.0);
         assert!(used < 16 << 20, "{name}: {} bytes took {used} bytes", input.len());
     }
