@@ -492,34 +492,41 @@ fn fill_kind(atb: &mut [u8], at: usize, count: usize, kind: u8) {
     atb[last] |= pattern & to_last;
 }
 
+/// Sets the next `count` blocks from `*at` to `kind` (free ones stay as the zeroed table has
+/// them) and steps past them; a run longer than the blocks left is an error.
+#[inline(always)]
+fn put_run(atb: &mut [u8], at: &mut usize, blocks: usize, kind: u8, count: u64, b: &BitReader<'_>, what: &str) -> Result<(), DecodeError> {
+    let left = blocks - *at;
+    if count > left as u64 {
+        return Err(overrun(b, what, count, left));
+    }
+    if kind != FREE {
+        fill_kind(atb, *at, count as usize, kind);
+    }
+    *at += count as usize;
+    Ok(())
+}
+
+#[cold]
+fn overrun(b: &BitReader<'_>, what: &str, count: u64, left: usize) -> DecodeError {
+    DecodeError::new(b.offset(), format!("{what} of {count} blocks overruns the {left} blocks left"))
+}
 
 /// Reads the layout code of `blocks` blocks: their table bytes and their heads' type codes.
 fn read_layout(r: &mut Reader<'_>, blocks: usize) -> Result<(Vec<u8>, Vec<u8>), DecodeError> {
     let mut atb = vec![0u8; blocks.div_ceil(4)];
     let mut codes = Vec::new();
     let mut b = BitReader { buf: r.rest(), pos: 0, base: r.offset() };
-    #[cold]
-    fn overrun(b: &BitReader<'_>, what: &str, count: u64, left: usize) -> DecodeError {
-        DecodeError::new(b.offset(), format!("{what} of {count} blocks overruns the {left} blocks left"))
-    }
     // Header: 0 classic, 10 compact, 110 classic exact, 111 compact exact.
-    let header = b.peek();
-    let (exact, compact) = match header & 0b111 {
-        h if h & 1 == 0 => (false, false),
-        h if h & 2 == 0 => (false, true),
-        h => (true, h & 4 != 0),
+    let (exact, compact, header_bits) = match b.peek() & 0b111 {
+        h if h & 1 == 0 => (false, false, 1),
+        h if h & 2 == 0 => (false, true, 2),
+        h => (true, h & 4 != 0, 3),
     };
-    b.skip(match (exact, compact) {
-        (false, false) => 1,
-        (false, true) => 2,
-        _ => 3,
-    })?;
+    b.skip(header_bits)?;
+    let mut i = 0;
     let lead = b.gamma("leading tails")? - 1;
-    if lead > blocks as u64 {
-        return Err(overrun(&b, "leading tail run", lead, blocks));
-    }
-    fill_kind(&mut atb, 0, lead as usize, TAIL);
-    let mut i = lead as usize;
+    put_run(&mut atb, &mut i, blocks, TAIL, lead, &b, "leading tail run")?;
     let mut ranks = TypeRanks::new();
     while i < blocks {
         // The free run before the item, and the item's length where the code gives it first.
@@ -542,10 +549,7 @@ fn read_layout(r: &mut Reader<'_>, blocks: usize) -> Result<(Vec<u8>, Vec<u8>), 
                 }
             }
         };
-        if gap > (blocks - i) as u64 {
-            return Err(overrun(&b, "free run", gap, blocks - i));
-        }
-        i += gap as usize;
+        put_run(&mut atb, &mut i, blocks, FREE, gap, &b, "free run")?;
         if i >= blocks {
             if len.is_some() {
                 return Err(DecodeError::new(b.offset(), "layout item past the end of the range"));
@@ -579,14 +583,11 @@ fn read_layout(r: &mut Reader<'_>, blocks: usize) -> Result<(Vec<u8>, Vec<u8>), 
             };
             codes.push(code);
         }
+        // The head (or a lone tail or mark): inside the range, as `i < blocks` here.
         atb[i / 4] |= kind << (2 * (i % 4));
         i += 1;
         let tails = if compact { len - 1 } else { b.gamma("tail run")? - 1 };
-        if tails > (blocks - i) as u64 {
-            return Err(overrun(&b, "tail run", tails, blocks - i));
-        }
-        fill_kind(&mut atb, i, tails as usize, TAIL);
-        i += tails as usize;
+        put_run(&mut atb, &mut i, blocks, TAIL, tails, &b, "tail run")?;
     }
     r.take(b.bytes_read(), "layout code")?;
     Ok((atb, codes))
