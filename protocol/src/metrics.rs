@@ -156,7 +156,7 @@ fn walk_by_bytes(kinds: &KindTable) -> GcWalk {
         // Long free and tail stretches, 32 blocks at a time.
         match u64::from_le_bytes(word.try_into().expect("8 bytes")) {
             0 => walk.free_word(),
-            0xAAAA_AAAA_AAAA_AAAA => walk.tail_word(),
+            TAIL_WORD => walk.tail_word(),
             _ => word.iter().for_each(|&byte| walk.byte(&BYTE_STEPS[byte as usize])),
         }
     }
@@ -172,6 +172,8 @@ fn walk_by_bytes(kinds: &KindTable) -> GcWalk {
 
 /// The low bit of every block's 2-bit kind in a table word (32 blocks).
 const LOW_BITS: u64 = 0x5555_5555_5555_5555;
+/// A table word of 32 tails.
+const TAIL_WORD: u64 = 0xAAAA_AAAA_AAAA_AAAA;
 
 /// Table word `i` (blocks `32 i ..`), zeros (free) past the table's end.
 #[inline]
@@ -285,7 +287,7 @@ fn walk_by_masks(kinds: &KindTable) -> Option<GcWalk> {
         }
         let next = if i + 1 < words { table_word(atb, i + 1) } else { 0 };
         let (next_heads, next_tails, next_marks) = kinds_of(next);
-        if blocks == 32 && word == 0xAAAA_AAAA_AAAA_AAAA && i > 0 && free_before == 0 {
+        if blocks == 32 && word == TAIL_WORD && i > 0 && free_before == 0 {
             walk.used += 32;
             free_runs.gap();
             if leading {
