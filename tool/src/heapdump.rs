@@ -198,14 +198,10 @@ fn read_command(chunks: &[(u64, usize)]) -> String {
     )
 }
 
-/// Takes a dump from stock firmware. The board must be in the raw REPL; it is left there.
+/// Takes a dump from stock firmware through `uctypes`, `probe_text` being what the board
+/// answered to [`PROBE`]. The board must be in the raw REPL; it is left there.
 /// `progress(done, total)` counts heap bytes read.
-pub fn take_stock(repl: &mut RawRepl<'_>, progress: &mut dyn FnMut(usize, usize)) -> Result<HeapDump, DumpError> {
-    let probe = exec(repl, PROBE, "probing for uctypes")?;
-    take_stock_probed(repl, &String::from_utf8_lossy(&probe.stdout), progress)
-}
-
-fn take_stock_probed(repl: &mut RawRepl<'_>, probe_text: &str, progress: &mut dyn FnMut(usize, usize)) -> Result<HeapDump, DumpError> {
+fn take_stock(repl: &mut RawRepl<'_>, probe_text: &str, progress: &mut dyn FnMut(usize, usize)) -> Result<HeapDump, DumpError> {
     if probe_text.contains("HS nouctypes") {
         return Err(DumpError::NoUctypes);
     }
@@ -306,7 +302,7 @@ pub fn take(repl: &mut RawRepl<'_>, progress: &mut dyn FnMut(usize, usize)) -> R
     if probe_text.contains("HS module True") {
         take_module(repl, progress)
     } else {
-        take_stock_probed(repl, &probe_text, progress)
+        take_stock(repl, &probe_text, progress)
     }
 }
 
