@@ -445,4 +445,30 @@ proptest! {
         let (frames, _) = decode(&c);
         prop_assert_eq!(&frames, &vec![frame]);
     }
+
+    /// The frames that open and close a dump: the same bytes from C and Rust, decoded to what
+    /// was sent.
+    #[test]
+    fn c_and_rust_write_the_same_dump_begin_and_end(
+        wide in any::<bool>(),
+        mem_free in any::<u64>(),
+        frames in any::<u32>(),
+        blocks in any::<u64>(),
+    ) {
+        use heapscope_protocol::wire::dump::DumpPart;
+        let word_size: u32 = if wide { 8 } else { 4 };
+        let parts = [
+            DumpPart::Begin { word_size, block_size: word_size * 4, mem_free },
+            DumpPart::End { frames, blocks },
+        ];
+        let sent: Vec<Frame> = parts.into_iter().enumerate().map(|(i, part)| Frame { seq: 3 + i as u16, device_ms: 500, body: Body::Dump(part) }).collect();
+        let rust: Vec<u8> = sent.iter().flat_map(encode_frame).collect();
+        let mut c = CWriter::new(3);
+        c.dump_begin(500, word_size, word_size * 4, mem_free);
+        c.dump_end(500, frames, blocks);
+        let c = c.take();
+        prop_assert_eq!(&c, &rust);
+        let (got, _) = decode(&c);
+        prop_assert_eq!(&got, &sent);
+    }
 }
