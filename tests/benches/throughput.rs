@@ -135,6 +135,15 @@ fn main() {
     parse_figures("the fixtures of every era, repeated", &text, Some(&anchor_file));
     let _ = std::fs::remove_file(&anchor_file);
 
+    // Text parsing 3: the stock unix interpreter's own dump of its default 2 MB heap, mostly
+    // free (`(1011 lines all free)`), repeated to about 1 MB: few bytes of text for many blocks,
+    // where the line split has least to do and the anchor most (it expands every free line).
+    let (_, sparse) = fixtures.iter().find(|(name, _)| name == "stock129_x64_mem_info1_2M.txt").expect("the 2 MB fixture");
+    let one: Vec<u8> = sparse.iter().copied().chain(*b">>> \n").collect();
+    let text: Vec<u8> = one.iter().copied().cycle().take(one.len() * (1_000_000 / one.len())).collect();
+    parse_figures("a real 2 MB unix heap, mostly free, repeated", &text, Some(&anchor_file));
+    let _ = std::fs::remove_file(&anchor_file);
+
     // Frame decode: a keyframe of a 262,144-block (4 MB) heap, then 31 deltas of about 200
     // changed blocks each (the 1-hour recording's shape), through demux + session.
     let heap = synth::snapshot(7, 16, 1, 262_144);
