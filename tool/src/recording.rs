@@ -1054,6 +1054,10 @@ impl Recording {
             _ => return Ok(false),
         };
         let Ok((snapshots, others)) = parse_index(&index) else { return Ok(false) };
+        // Every record's start, so a damaged record's bytes run to the next one's.
+        let mut starts: Vec<u64> = snapshots.iter().map(|e| e.offset).chain(others.iter().copied()).chain([index_at]).collect();
+        starts.sort_unstable();
+        let extent = |offset: u64| starts.iter().find(|&&s| s > offset).map_or(0, |next| next - offset);
         let mut placed: Vec<(u64, Stored)> = Vec::with_capacity(snapshots.len() + others.len());
         for (ordinal, e) in snapshots.iter().enumerate() {
             self.snapshots.push(Written { offset: e.offset, keyframe: e.keyframe });
@@ -1067,10 +1071,10 @@ impl Recording {
                     match self.other_record(&body, offset) {
                         Ok(Some(e)) => placed.push((offset, e)),
                         Ok(None) => {}
-                        Err(why) => self.damaged(offset, 0, why),
+                        Err(why) => self.damaged(offset, extent(offset), why),
                     }
                 }
-                Err(why) => self.damaged(offset, 0, why),
+                Err(why) => self.damaged(offset, extent(offset), why),
             }
         }
         // In file order, as written.
@@ -1515,9 +1519,8 @@ mod tests {
             assert_eq!(rec.damage.stretches, 1);
             assert_eq!(rec.damage.first.as_ref().unwrap().0, victim);
             assert!(rec.damage.first.as_ref().unwrap().1.contains("CRC"), "{:?}", rec.damage);
-            if !close {
-                assert_eq!(rec.damage.bytes, end - victim);
-            }
+            // Read front to back or by the index, the skipped bytes are the damaged record's.
+            assert_eq!(rec.damage.bytes, end - victim, "closed: {close}");
             assert_eq!(rec.entries.len(), whole.entries.len() - 1, "only the damaged record is lost");
             assert_eq!(rec.snapshot_count(), 150);
             assert_eq!(rec.verify(), 0);

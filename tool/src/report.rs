@@ -213,7 +213,7 @@ pub struct RecordingReport {
     /// Closed cleanly (index written); false after a crash or power loss.
     pub closed: bool,
     /// Where the file stops short, if it does: everything before was read.
-    pub truncated: Option<TruncationReport>,
+    pub truncated: Option<FileSpot>,
     pub seconds: f64,
     pub segments: usize,
     pub resets: usize,
@@ -232,14 +232,17 @@ pub struct RecordingReport {
     /// Damaged stretches of the file that were skipped, and their bytes.
     pub damaged_records: usize,
     pub damaged_bytes: u64,
+    /// Where the first damaged stretch starts, and what was wrong there.
+    pub first_damage: Option<FileSpot>,
     /// Snapshots whose records are damaged or whose delta follows a damaged one.
     pub lost_snapshots: usize,
     pub console_bytes: usize,
     pub meta: serde_json::Value,
 }
 
+/// A place in the recording file and what was found there.
 #[derive(Debug, Serialize)]
-pub struct TruncationReport {
+pub struct FileSpot {
     pub offset: u64,
     pub reason: String,
 }
@@ -251,7 +254,7 @@ impl RecordingReport {
         let mut r = RecordingReport {
             file: file.to_string(),
             closed: rec.closed,
-            truncated: rec.truncated.as_ref().map(|t| TruncationReport { offset: t.offset, reason: t.reason.clone() }),
+            truncated: rec.truncated.as_ref().map(|t| FileSpot { offset: t.offset, reason: t.reason.clone() }),
             seconds: rec.duration as f64 / 1e6,
             segments: 0,
             resets: 0,
@@ -265,6 +268,7 @@ impl RecordingReport {
             memory_errors: timeline(rec).filter(|r| r.kind == "memory_error").count(),
             damaged_records: rec.damage.stretches,
             damaged_bytes: rec.damage.bytes,
+            first_damage: rec.damage.first.as_ref().map(|(offset, why)| FileSpot { offset: *offset, reason: why.clone() }),
             lost_snapshots: rec.lost_snapshots(),
             console_bytes: 0,
             meta: serde_json::from_str(&rec.meta).unwrap_or(serde_json::Value::Null),

@@ -77,7 +77,7 @@ fn print_recording(
     let sources: Vec<String> = report.sources.iter().map(|(s, n)| format!("{n} {s}")).collect();
     writeln!(
         out,
-        "  {} ({}), {}, {}, {} ({}), {}, {} damaged, {} of console text",
+        "  {} ({}), {}, {}, {} ({}), {}, {} arrived damaged, {} of console text",
         human::count(report.snapshots, "snapshot"),
         if sources.is_empty() { "none".into() } else { sources.join(", ") },
         human::count(report.events, "event"),
@@ -99,6 +99,9 @@ fn print_recording(
             human::count(report.damaged_bytes, "byte"),
             human::count(report.lost_snapshots, "snapshot")
         )?;
+        if let Some(first) = &report.first_damage {
+            writeln!(out, "  the first damage at byte {}: {}", first.offset, first.reason)?;
+        }
     }
     if let Some(t) = &report.truncated {
         writeln!(out, "  ends early at byte {} ({}): everything before it was read", t.offset, t.reason)?;

@@ -26,7 +26,17 @@ pub fn load(path: &Path, which: Option<u32>) -> Result<HeapDump, CliError> {
         let bad = |m: String| CliError::BadInput(format!("{}: {m}", path.display()));
         let count = rec.dump_count() as u32;
         let n = match which {
-            _ if count == 0 => return Err(bad("the recording holds no heap dump".into())),
+            _ if count == 0 => {
+                // A dump lost to damage must not read as a recording that never had one.
+                let damage = match &rec.damage.first {
+                    Some((offset, why)) => format!(
+                        "; {} skipped, the first at byte {offset} ({why}): a dump may have been there",
+                        crate::human::count(rec.damage.stretches, "damaged run")
+                    ),
+                    None => String::new(),
+                };
+                return Err(bad(format!("the recording holds no readable heap dump{damage}")));
+            }
             Some(n) if n > count => return Err(bad(format!("no dump {n}: the recording holds {count}"))),
             Some(n) => n,
             None => count,
@@ -180,4 +190,24 @@ fn print_diff(args: &ObjectsArgs, earlier: &Analysis, later: &Analysis) -> Resul
         println!("  {:>10} B {:>7} objects under {}", thousands(b), thousands(c as u64), holder(h));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recording::RecordingWriter;
+
+    #[test]
+    fn a_recording_whose_only_dump_is_damaged_says_where_not_that_it_never_had_one() {
+        let path = std::env::temp_dir().join(format!("heapscope-objects-damaged-{}.hsr", std::process::id()));
+        let mut w = RecordingWriter::create(&path, "{}").unwrap();
+        let offset = w.append_dump(1, &heapscope_objects::synth::example()).unwrap();
+        w.finish(2).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[offset as usize + 40] ^= 0xFF;
+        std::fs::write(&path, bytes).unwrap();
+        let err = load(&path, None).unwrap_err().to_string();
+        let _ = std::fs::remove_file(&path);
+        assert!(err.contains(&format!("1 damaged run skipped, the first at byte {offset}")), "{err}");
+    }
 }
