@@ -8,6 +8,7 @@ use heapscope::entry::{Entry, SegmentReason, Source};
 use heapscope::recording::{Recording, RecordingWriter, Stored, Written};
 use heapscope_protocol::wire::Event;
 use heapscope_protocol::{synth, Snapshot};
+use heapscope_tests::cli::{json, run};
 use heapscope_tests::hour::step;
 use proptest::prelude::*;
 
@@ -138,4 +139,35 @@ fn every_byte_of_the_recording_flipped_once() {
         bytes[byte] ^= 0x10;
         check(bytes, byte);
     }
+}
+
+/// What a user sees of a damaged delta: `export --json` keeps one entry per snapshot (`null`
+/// for each lost one, so entries stay in step with the timeline) and `inspect` says where.
+#[test]
+fn the_cli_keeps_lost_snapshots_in_place_and_names_the_damage() {
+    let o = original();
+    let victim = (1..o.places.len()).find(|&i| !o.places[i].keyframe).unwrap();
+    let byte = o.places[victim].offset as usize + 20;
+    let mut bytes = o.bytes.clone();
+    bytes[byte] ^= 0x10;
+    let path = std::env::temp_dir().join(format!("heapscope-damaged-cli-{}.hsr", std::process::id()));
+    std::fs::write(&path, &bytes).unwrap();
+    let file = path.to_str().unwrap();
+
+    let v = json(&run(&["export", "--json", file]));
+    let snapshots = v["snapshots"].as_array().unwrap();
+    assert_eq!(snapshots.len(), o.snapshots.len(), "one entry per snapshot recorded");
+    let lost: Vec<usize> = (0..snapshots.len()).filter(|&i| snapshots[i].is_null()).collect();
+    assert_eq!(lost, must_lose(o, byte).collect::<Vec<_>>());
+    let timeline_used = |i: usize| v["timeline"].as_array().unwrap().iter().filter(|r| r["kind"] == "snapshot").nth(i).unwrap()["used"].clone();
+    assert_eq!(snapshots[victim - 1]["metrics"]["used_bytes"], timeline_used(victim - 1), "kept entries are in place");
+
+    let out = run(&["inspect", file]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let _ = std::fs::remove_file(&path);
+    assert!(text.contains(&format!("{} snapshots cannot be rebuilt", lost.len())), "{text}");
+    assert!(
+        text.contains(&format!("the first snapshot that cannot be rebuilt: snapshot {}, its record at byte {}", victim + 1, o.places[victim].offset)),
+        "{text}"
+    );
 }

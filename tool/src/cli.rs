@@ -194,7 +194,7 @@ pub struct ExportArgs {
     /// The timeline as CSV: one row per snapshot, event and segment change.
     #[arg(long)]
     pub csv: bool,
-    /// The timeline and every snapshot's report as JSON.
+    /// The timeline and every snapshot's report as JSON (`null` for a snapshot lost to damage).
     #[arg(long)]
     pub json: bool,
     /// Write here instead of stdout.

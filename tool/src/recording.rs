@@ -681,6 +681,12 @@ impl Snapshots {
         self.lost.borrow().len()
     }
 
+    /// The first snapshot found impossible to rebuild: its ordinal and its record's offset.
+    pub fn first_lost(&self) -> Option<(u32, u64)> {
+        let first = *self.lost.borrow().first()?;
+        Some((first, self.places.get(first as usize)?.offset))
+    }
+
     /// Snapshot `ordinal`; `None` (and counted as lost) when it cannot be rebuilt.
     pub fn get(&self, ordinal: u32) -> Option<Snapshot> {
         let place = *self.places.get(ordinal as usize)?;
@@ -1273,6 +1279,11 @@ impl Recording {
     pub fn verify(&self) -> usize {
         self.snapshots.verify();
         self.lost_snapshots()
+    }
+
+    /// The first snapshot that cannot be rebuilt (as far as is known): ordinal, record offset.
+    pub fn first_lost_snapshot(&self) -> Option<(u32, u64)> {
+        self.snapshots.first_lost()
     }
 
     /// The snapshot store, for a viewer that keeps the recording open.

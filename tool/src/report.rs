@@ -236,8 +236,17 @@ pub struct RecordingReport {
     pub first_damage: Option<FileSpot>,
     /// Snapshots whose records are damaged or whose delta follows a damaged one.
     pub lost_snapshots: usize,
+    /// The first of them: its number (from 1) and where its record starts.
+    pub first_lost_snapshot: Option<LostSnapshot>,
     pub console_bytes: usize,
     pub meta: serde_json::Value,
+}
+
+/// A snapshot that cannot be rebuilt, by number (from 1) and the offset of its record.
+#[derive(Debug, Serialize)]
+pub struct LostSnapshot {
+    pub snapshot: u32,
+    pub offset: u64,
 }
 
 /// A place in the recording file and what was found there.
@@ -270,6 +279,7 @@ impl RecordingReport {
             damaged_bytes: rec.damage.bytes,
             first_damage: rec.damage.first.as_ref().map(|(offset, why)| FileSpot { offset: *offset, reason: why.clone() }),
             lost_snapshots: rec.lost_snapshots(),
+            first_lost_snapshot: rec.first_lost_snapshot().map(|(ordinal, offset)| LostSnapshot { snapshot: ordinal + 1, offset }),
             console_bytes: 0,
             meta: serde_json::from_str(&rec.meta).unwrap_or(serde_json::Value::Null),
         };

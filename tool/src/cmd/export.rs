@@ -40,10 +40,10 @@ pub fn run(args: &ExportArgs) -> Result<(), CliError> {
             ));
         }
     } else {
-        let snapshots: Vec<_> = (0..rec.snapshot_count() as u32)
-            .filter_map(|i| rec.snapshot(i))
-            .map(|s| SnapshotReport::from_snapshot(&s))
-            .collect();
+        // One entry per snapshot in recording order, `null` where damage lost it, so the n-th
+        // entry stays the n-th snapshot of the timeline.
+        let snapshots: Vec<Option<SnapshotReport>> =
+            (0..rec.snapshot_count() as u32).map(|i| rec.snapshot(i).map(|s| SnapshotReport::from_snapshot(&s))).collect();
         let v = json!({
             "recording": RecordingReport::new(&args.input.display().to_string(), &rec),
             "timeline": timeline(&rec).collect::<Vec<_>>(),

@@ -102,6 +102,9 @@ fn print_recording(
         if let Some(first) = &report.first_damage {
             writeln!(out, "  the first damage at byte {}: {}", first.offset, first.reason)?;
         }
+        if let Some(lost) = &report.first_lost_snapshot {
+            writeln!(out, "  the first snapshot that cannot be rebuilt: snapshot {}, its record at byte {}", lost.snapshot, lost.offset)?;
+        }
     }
     if let Some(t) = &report.truncated {
         writeln!(out, "  ends early at byte {} ({}): everything before it was read", t.offset, t.reason)?;
