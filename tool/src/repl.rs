@@ -239,7 +239,13 @@ impl<'a> RawRepl<'a> {
                 self.state = ReplState::Raw;
                 Ok(())
             }
-            Err(ReplError::Timeout { received, .. }) => Err(ReplError::NoRawRepl { received }),
+            Err(ReplError::Timeout { received, .. }) => {
+                // The Ctrl-A may have worked even though its prompt was not recognised (a line
+                // that mangles line ends): a Ctrl-B leaves the raw REPL, and is harmless at the
+                // normal prompt, so the board is not left where the user cannot type.
+                self.link.write_all(b"\x02")?;
+                Err(ReplError::NoRawRepl { received })
+            }
             Err(e) => Err(e),
         }
     }

@@ -70,6 +70,20 @@ fn something_that_is_not_a_repl_is_named() {
 }
 
 #[test]
+fn an_unrecognised_raw_prompt_still_leaves_the_raw_repl() {
+    // Line ends mangled on the way (`\r\r\n`): the board did enter the raw REPL.
+    let mut link = ScriptedLink::new(&[(b"\x01", b"\r\r\nraw REPL; CTRL-B to exit\r\r\n>")]);
+    let log = link.log.clone();
+    let mut demux = Demux::new();
+    let mut repl = RawRepl::new(&mut link, &mut demux);
+    assert!(repl.enter().is_err());
+    drop(repl);
+    let written = log.lock().unwrap().clone();
+    let after_ctrl_a = &written[written.iter().rposition(|&b| b == 0x01).unwrap()..];
+    assert!(after_ctrl_a.contains(&0x02), "a Ctrl-B follows the failed entry: {written:?}");
+}
+
+#[test]
 fn frames_inside_the_output_do_not_end_it() {
     use heapscope_protocol::wire::{encode_frame, Body, Event, Frame};
     // A frame whose bytes include 0x04, the raw REPL's end marker.
