@@ -129,6 +129,9 @@ pub struct RecordArgs {
     /// The recording file to write.
     #[arg(long, short)]
     pub output: PathBuf,
+    /// Write over the output file if it exists (otherwise heapscope refuses).
+    #[arg(long)]
+    pub force: bool,
     /// Where snapshots come from; `auto` listens for the firmware module's frames and printed
     /// dumps, and polls through the raw REPL if neither comes.
     #[arg(long, value_enum, default_value = "auto")]
@@ -166,6 +169,9 @@ pub struct AttachArgs {
     /// Also record to this file.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
+    /// Write over the output file if it exists (otherwise heapscope refuses).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -200,6 +206,9 @@ pub struct ExportArgs {
     /// Write here instead of stdout.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
+    /// Write over the output file if it exists (otherwise heapscope refuses).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -227,6 +236,9 @@ pub struct DumpArgs {
     /// The dump file to write (JSON, `heapscope-dump` version 1).
     #[arg(long, short)]
     pub output: PathBuf,
+    /// Write over the output file if it exists (otherwise heapscope refuses).
+    #[arg(long)]
+    pub force: bool,
     /// Print the closing summary as JSON.
     #[arg(long)]
     pub json: bool,
@@ -306,6 +318,9 @@ pub struct DemoArgs {
     /// Also write what is seen to this recording.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
+    /// Write over the output file if it exists (otherwise heapscope refuses).
+    #[arg(long)]
+    pub force: bool,
     /// Replay the bundled recording even if an interpreter is installed.
     #[arg(long)]
     pub replay: bool,

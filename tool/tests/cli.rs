@@ -285,3 +285,40 @@ fn completions_and_a_man_page_from_the_one_definition() {
     assert!(man.contains("\\-\\-dry\\-run") && man.contains("\\-\\-baud"), "options are listed");
     assert!(!man.contains(".SH \"HEAPSCOPE HELP\""));
 }
+
+#[test]
+fn an_existing_output_file_is_not_written_over_without_force() {
+    let dir = std::env::temp_dir().join(format!("heapscope-overwrite-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let demo = format!("{}/assets/demo.hsr", env!("CARGO_MANIFEST_DIR"));
+    let recording = dir.join("hour.hsr");
+    std::fs::copy(&demo, &recording).unwrap();
+    let before = std::fs::read(&recording).unwrap();
+    let path = recording.to_str().unwrap();
+
+    // Recording (and dumping) to it is refused before any port is opened.
+    for command in [&["record", "-o", path][..], &["dump", "-o", path]] {
+        let mut args = command.to_vec();
+        args.extend(["--port", "/nonexistent/tty"]);
+        let out = heapscope(&args, None);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("exists") && err.contains("--force"), "{err}");
+    }
+    // An export into the recording it reads, even with --force.
+    let out = heapscope(&["export", "--csv", "--force", "-o", path, path], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("would replace the recording"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(&recording).unwrap(), before, "the recording is untouched");
+
+    // An export over an older export: refused, then written with --force.
+    let csv = dir.join("timeline.csv");
+    std::fs::write(&csv, "old").unwrap();
+    let out = heapscope(&["export", "--csv", "-o", csv.to_str().unwrap(), path], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(std::fs::read_to_string(&csv).unwrap(), "old");
+    let out = heapscope(&["export", "--csv", "--force", "-o", csv.to_str().unwrap(), path], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::read_to_string(&csv).unwrap().starts_with("time_s,"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

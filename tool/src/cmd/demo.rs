@@ -46,6 +46,9 @@ fn pty_stdio(port: &TTYPort) -> Result<std::process::Stdio, CliError> {
 }
 
 pub fn run(args: &DemoArgs) -> Result<(), CliError> {
+    if let Some(output) = &args.output {
+        super::check_output(output, args.force)?;
+    }
     let interpreter = if args.replay { None } else { find_interpreter(args.micropython.as_deref())? };
     match interpreter {
         Some(path) => live(&path, args),

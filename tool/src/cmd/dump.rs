@@ -34,6 +34,7 @@ pub fn take(link: &mut dyn Link, progress: &mut dyn FnMut(usize, usize)) -> Resu
 }
 
 pub fn run(args: &DumpArgs) -> Result<(), CliError> {
+    super::check_output(&args.output, args.force)?;
     let path = port::resolve(&args.device.port)?;
     let mut opener = PathOpener { path: path.clone(), options: OpenOptions { baud: args.device.baud, reset: args.device.reset } };
     let mut link = opener.open()?;

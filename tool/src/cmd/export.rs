@@ -21,6 +21,13 @@ fn opt<T: ToString>(v: Option<T>) -> String {
 }
 
 pub fn run(args: &ExportArgs) -> Result<(), CliError> {
+    if let Some(output) = &args.output {
+        let same = |a: &std::path::Path, b: &std::path::Path| a.canonicalize().ok().is_some_and(|a| b.canonicalize().ok() == Some(a));
+        if same(output, &args.input) {
+            return Err(CliError::BadInput(format!("{}: the output would replace the recording it is read from", output.display())));
+        }
+        super::check_output(output, args.force)?;
+    }
     let rec = super::open_recording(&args.input)?;
     let mut text = String::new();
     if args.csv {

@@ -215,6 +215,7 @@ pub fn create_writer(path: &Path, meta: &str) -> Result<RecordingWriter, CliErro
 }
 
 pub fn run(args: &RecordArgs) -> Result<(), CliError> {
+    super::check_output(&args.output, args.force)?;
     let options = capture::Options { mode: args.mode, poll_interval: args.interval, ..capture::Options::default() };
     let (capture, port) = start_capture(&args.device, options)?;
     let mode = format!("{:?}", args.mode).to_lowercase();

@@ -12,6 +12,9 @@ fn ui_error(e: std::io::Error) -> CliError {
 }
 
 pub fn attach(args: &AttachArgs) -> Result<(), CliError> {
+    if let Some(output) = &args.output {
+        super::check_output(output, args.force)?;
+    }
     let options = capture::Options { mode: args.mode, poll_interval: args.interval, ..capture::Options::default() };
     let (capture, port) = super::record::start_capture(&args.device, options)?;
     let meta = super::record::meta(&port, &format!("{:?}", args.mode).to_lowercase());
