@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use heapscope_protocol::{Area, KindTable, ObjType};
+use heapscope_protocol::{Area, BlockKind, KindTable, ObjType};
 use serde::{Deserialize, Serialize};
 
 use crate::base64;
@@ -209,9 +209,7 @@ impl HeapDump {
             memory.push(MemoryRange { address, bytes });
         }
         memory.sort_by_key(|r| r.address);
-        if let Some(w) = memory.windows(2).find(|w| w[0].address + w[0].bytes.len() as u64 > w[1].address) {
-            return Err(DumpError::Invalid(format!("memory ranges at {} and {} overlap", hex(w[0].address), hex(w[1].address))));
-        }
+        check_memory(&areas, &memory)?;
         Ok(HeapDump {
             word_size: file.word_size,
             source: file.source,
@@ -238,6 +236,56 @@ impl HeapDump {
     pub fn content_bytes(&self) -> usize {
         self.memory.iter().map(|r| r.bytes.len()).sum()
     }
+}
+
+/// A dump's areas and memory must agree: areas apart, every range inside one area and apart from
+/// the others, and every used block's contents there unless the block is marked unreliable
+/// (otherwise its references would silently vanish from the analysis). `memory` is sorted.
+fn check_memory(areas: &[DumpArea], memory: &[MemoryRange]) -> Result<(), DumpError> {
+    let invalid = |m: String| Err(DumpError::Invalid(m));
+    let span = |a: &Area| a.pool_start().checked_add(a.blocks() as u64 * u64::from(a.block_size()));
+    let mut bounds = Vec::with_capacity(areas.len());
+    for (i, a) in areas.iter().enumerate() {
+        let Some(end) = span(&a.area) else { return invalid(format!("area {i} at {} runs past the end of the address space", hex(a.area.pool_start()))) };
+        bounds.push((a.area.pool_start(), end, i));
+    }
+    bounds.sort_unstable();
+    if let Some(w) = bounds.windows(2).find(|w| w[0].1 > w[1].0) {
+        return invalid(format!("areas {} and {} overlap (at {})", w[0].2, w[1].2, hex(w[1].0)));
+    }
+    let mut covered: Vec<Vec<bool>> = areas.iter().map(|a| vec![false; a.area.blocks()]).collect();
+    let mut previous_end = 0u64;
+    for (n, r) in memory.iter().enumerate() {
+        let Some(end) = r.address.checked_add(r.bytes.len() as u64) else {
+            return invalid(format!("memory range at {} runs past the end of the address space", hex(r.address)));
+        };
+        if n > 0 && r.address < previous_end {
+            return invalid(format!("memory ranges at {} and {} overlap", hex(memory[n - 1].address), hex(r.address)));
+        }
+        previous_end = end;
+        let Some(&(start, _, i)) = bounds.iter().find(|&&(start, area_end, _)| start <= r.address && end <= area_end) else {
+            return invalid(format!("memory range at {} ({} bytes) lies outside every area", hex(r.address), r.bytes.len()));
+        };
+        let block_size = u64::from(areas[i].area.block_size());
+        let first = (r.address - start).div_ceil(block_size) as usize;
+        let last = ((end - start) / block_size) as usize;
+        covered[i][first..last.max(first)].fill(true);
+    }
+    for (i, a) in areas.iter().enumerate() {
+        for &(start, len) in &a.unreliable {
+            covered[i][start..start + len].fill(true);
+        }
+        let kinds = a.area.kinds();
+        let missing: Vec<usize> = (0..a.area.blocks()).filter(|&b| !covered[i][b] && kinds.get(b) != BlockKind::Free).collect();
+        if let Some(&first) = missing.first() {
+            return invalid(format!(
+                "area {i}: {} used blocks have no contents in `memory` and are not marked unreliable (the first at {})",
+                missing.len(),
+                hex(a.area.pool_start() + first as u64 * u64::from(a.area.block_size()))
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Runs of blocks whose kind differs between two layouts of the same area.
@@ -297,6 +345,29 @@ mod tests {
         assert!(e.contains("line 1"), "{e}");
         let text = sample().to_json().replace("\"version\":1", "\"version\":9");
         assert!(HeapDump::from_json(text.as_bytes()).unwrap_err().to_string().contains("version 9"));
+    }
+
+    #[test]
+    fn areas_and_memory_that_disagree_are_refused() {
+        let refused = |d: &HeapDump| HeapDump::from_json(d.to_json().as_bytes()).unwrap_err().to_string();
+        let mut d = sample();
+        d.memory.clear();
+        assert!(refused(&d).contains("3 used blocks have no contents"), "{}", refused(&d));
+        let mut d = sample();
+        d.memory.push(MemoryRange { address: 0x5000_0000, bytes: vec![0; 16] });
+        assert!(refused(&d).contains("outside every area"), "{}", refused(&d));
+        let mut d = sample();
+        d.areas.push(d.areas[0].clone());
+        assert!(refused(&d).contains("overlap"), "{}", refused(&d));
+        let mut d = sample();
+        d.memory = vec![
+            MemoryRange { address: 0x3ffb0000, bytes: (0..32).collect() },
+            MemoryRange { address: 0x3ffb0010, bytes: (0..32).collect() },
+        ];
+        assert!(refused(&d).contains("memory ranges at 0x3ffb0000 and 0x3ffb0010 overlap"), "{}", refused(&d));
+        let mut d = sample();
+        d.memory.push(MemoryRange { address: u64::MAX - 7, bytes: vec![0; 16] });
+        assert!(refused(&d).contains("past the end of the address space"), "{}", refused(&d));
     }
 
     #[test]
