@@ -615,7 +615,24 @@ impl DumpBuilder {
                 Ok(r)
             }
             (Some(t), _) => Ok(t),
-            (None, Some(r)) => Ok(r),
+            // The total does not divide: rows are missing or extra. Two rows with one missing
+            // between them double the block size the rows tell, so the total's estimate (the
+            // nearest power of two) wins when the two are far apart.
+            (None, Some(r)) => {
+                let estimate = total as f64 / blocks.max(1) as f64;
+                let nearest = 2f64.powf(estimate.max(1.0).log2().round()) as u64;
+                if total > 0 && nearest >= 4 && nearest != r && !(2.0 / 3.0..1.5).contains(&(r as f64 / estimate)) {
+                    self.warnings.push(Warning {
+                        line: self.gc_line,
+                        message: format!(
+                            "GC total {total} over the {blocks} blocks shown gives about {estimate:.1}-byte blocks, but the first rows step {r} bytes per block (a row missing?); using {nearest}"
+                        ),
+                    });
+                    Ok(nearest)
+                } else {
+                    Ok(r)
+                }
+            }
             (None, None) => Err(ParseError {
                 line: self.gc_line,
                 column: None,
@@ -1132,6 +1149,20 @@ mod tests {
             }
             assert_eq!(memchr_newline(&vec![0x8a; len]), None);
         }
+    }
+
+    #[test]
+    fn a_missing_row_does_not_double_the_block_size() {
+        let text = include_str!("../../testdata/mem_info/stock129_x64_mem_info1_120K.txt");
+        let without: String = text.lines().filter(|l| !l.starts_with("00000800:")).map(|l| format!("{l}\n")).collect();
+        assert_ne!(without.len(), text.len(), "the fixture has the row");
+        let (dumps, errors) = parse(without.as_bytes());
+        assert!(errors.is_empty(), "{errors:?}");
+        let dump = &dumps[0];
+        assert_eq!(dump.snapshot.areas[0].block_size(), 32);
+        assert!(dump.warnings.iter().any(|w| w.message.contains("a row missing?")), "{:?}", dump.warnings);
+        let gc = gc_figures(&dump.snapshot.areas);
+        assert!(gc.free <= dump.snapshot.reported.gc.unwrap().total, "free {} within the heap", gc.free);
     }
 
     #[test]
