@@ -161,6 +161,8 @@ pub struct RecordArgs {
 pub struct AttachArgs {
     #[command(flatten)]
     pub device: DeviceArgs,
+    /// Where snapshots come from; `auto` listens for the firmware module's frames and printed
+    /// dumps, and polls through the raw REPL if neither comes.
     #[arg(long, value_enum, default_value = "auto")]
     pub mode: Mode,
     /// Time between polls in poll mode.
@@ -215,7 +217,7 @@ pub struct ExportArgs {
 pub struct ImportsArgs {
     #[command(flatten)]
     pub device: DeviceArgs,
-    /// Modules to import, in order.
+    /// Modules to import, in order (or give --from FILE.py).
     #[arg(required_unless_present = "from")]
     pub modules: Vec<String>,
     /// Take the modules from the imports at the top of this script.
