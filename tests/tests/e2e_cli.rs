@@ -241,3 +241,25 @@ fn ctrl_c_finishes_a_recording_cleanly() {
     // The board is left at its normal prompt after polling.
     assert!(board.transcript().trim_end().ends_with(">>>"), "{}", board.transcript());
 }
+
+#[test]
+fn board_commands_end_quietly_when_the_reader_of_their_output_goes_away() {
+    let board = PtyBoard::start(&["-X", "heapsize=120K"]);
+    let file = board.dir().join("reader-gone.hsd");
+    let port = board.port();
+    let commands: &[&[&str]] = &[
+        &["dump", "--port", &port, "-o", file.to_str().unwrap()],
+        &["dump", "--port", &port, "-o", file.to_str().unwrap(), "--json"],
+        &["imports", "--port", &port, "json"],
+        &["imports", "--port", &port, "--json", "json"],
+    ];
+    for args in commands {
+        // The reader is gone before the command starts: its every write meets a broken pipe.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = heapscope().args(*args).stdout(writer).output().unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(0), "heapscope {}: {err}", args.join(" "));
+        assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "heapscope {}: {err}", args.join(" "));
+    }
+}

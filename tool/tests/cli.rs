@@ -285,3 +285,55 @@ fn completions_and_a_man_page_from_the_one_definition() {
     assert!(man.contains("\\-\\-dry\\-run") && man.contains("\\-\\-baud"), "options are listed");
     assert!(!man.contains(".SH \"HEAPSCOPE HELP\""));
 }
+
+/// `heapscope ARGS` writing into a pipe whose reader is already gone (`heapscope ... | head`
+/// once head has had enough): every write fails with a broken pipe, deterministically.
+fn heapscope_reader_gone(args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    Command::new(env!("CARGO_BIN_EXE_heapscope"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run heapscope")
+}
+
+#[test]
+fn every_command_ends_quietly_when_the_reader_of_its_output_goes_away() {
+    let dir = std::env::temp_dir().join(format!("heapscope-reader-gone-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let example = heapscope_objects::synth::example();
+    let dump = dir.join("example.hsd");
+    std::fs::write(&dump, example.to_json()).unwrap();
+    let dump = dump.to_str().unwrap();
+    let analysis = heapscope_objects::Analysis::new(&example);
+    let address = format!("{:#x}", analysis.objects[0].address);
+    let image = dir.join("firmware.bin");
+    std::fs::write(&image, heapscope::cmd::flash::sample_image(9, 3, 1000, 2, true)).unwrap();
+    let image = image.to_str().unwrap();
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/demo.hsr");
+    let commands: &[&[&str]] = &[
+        &["inspect", demo],
+        &["objects", dump],
+        &["objects", "--json", dump],
+        &["objects", "--why", &address, dump],
+        &["objects", "--why", &address, "--json", dump],
+        &["objects", "--diff", dump, dump],
+        &["objects", "--diff", dump, "--json", dump],
+        &["flash", "--dry-run", "--json", image],
+        &["export", "--csv", demo],
+        &["export", "--json", demo],
+        &["completions", "bash"],
+        &["man"],
+        &["demo", "--headless", "--replay", "--duration", "1s"],
+    ];
+    for args in commands {
+        let out = heapscope_reader_gone(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "heapscope {}: {err}", args.join(" "));
+        assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "heapscope {}: {err}", args.join(" "));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -163,7 +163,7 @@ fn replay_bundled(args: &DemoArgs) -> Result<(), CliError> {
     let report = RecordingReport::new("bundled demo recording", &rec);
     eprintln!("(replayed {} of {} snapshots of the bundled recording)", tally.snapshots, report.snapshots);
     if let Some(last) = rec.snapshot_count().checked_sub(1).and_then(|i| rec.snapshot(i as u32)) {
-        print!("{}", human::snapshot(&SnapshotReport::from_snapshot(&last)));
+        crate::out!("{}", human::snapshot(&SnapshotReport::from_snapshot(&last)))?;
     }
     Ok(())
 }
