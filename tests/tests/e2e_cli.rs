@@ -158,6 +158,11 @@ fn demo_replays_the_bundled_recording_without_an_interpreter() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("GC heap"), "the last snapshot is shown: {text}");
+    // The snapshot shown is the last one replayed, not the recording's last.
+    let err = stderr(&out);
+    let used = err.lines().find_map(|l| l.strip_prefix("last: used ")?.split_once(" B")).unwrap_or_else(|| panic!("{err}")).0;
+    let shown = text.lines().find_map(|l| l.trim_start().strip_prefix("used")).unwrap_or_else(|| panic!("{text}"));
+    assert!(shown.trim_start().starts_with(&format!("{used} B")), "stderr says used {used} B, stdout shows {shown:?}");
 }
 
 #[test]

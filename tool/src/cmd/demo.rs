@@ -129,6 +129,7 @@ fn replay_bundled(args: &DemoArgs) -> Result<(), CliError> {
     let interrupted = super::record::interrupt_flag();
     let start = Instant::now();
     let mut tally = Tally::default();
+    let mut last_replayed = None;
     let limit = args.duration.unwrap_or(Duration::MAX);
     for stored in &rec.entries {
         let due = Duration::from_micros(stored.at());
@@ -144,6 +145,7 @@ fn replay_bundled(args: &DemoArgs) -> Result<(), CliError> {
         match stored {
             Stored::Snapshot { ordinal, .. } => {
                 if let (Some(s), Stored::Snapshot { at, device_ms, source, .. }) = (rec.snapshot(*ordinal), stored) {
+                    last_replayed = Some(*ordinal);
                     tally.add(&Entry::Snapshot { at: *at, device_ms: *device_ms, source: *source, snapshot: Box::new(s) });
                 }
             }
@@ -162,7 +164,7 @@ fn replay_bundled(args: &DemoArgs) -> Result<(), CliError> {
     print_outcome(&tally, start.elapsed());
     let report = RecordingReport::new("bundled demo recording", &rec);
     eprintln!("(replayed {} of {} snapshots of the bundled recording)", tally.snapshots, report.snapshots);
-    if let Some(last) = rec.snapshot_count().checked_sub(1).and_then(|i| rec.snapshot(i as u32)) {
+    if let Some(last) = last_replayed.and_then(|i| rec.snapshot(i)) {
         crate::out!("{}", human::snapshot(&SnapshotReport::from_snapshot(&last)))?;
     }
     Ok(())
