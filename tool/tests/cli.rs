@@ -154,7 +154,7 @@ fn skipped_snapshots_are_kept_counted_and_shown() {
     let text = String::from_utf8(heapscope(&["inspect", &file], None).stdout).unwrap();
     assert!(text.contains("skipped 12 snapshots"), "{text}");
     let csv = String::from_utf8(heapscope(&["export", "--csv", &file], None).stdout).unwrap();
-    assert_eq!(csv.matches("Skipped { count: 4 }").count(), 3, "{csv}");
+    assert_eq!(csv.matches(",event,,,,,,4 snapshots skipped (line budget)\n").count(), 3, "{csv}");
     let history = History::from_recording(Recording::open(&path).unwrap());
     let skipped: Vec<_> = history.markers.iter().filter(|m| m.kind == MarkerKind::Skipped).collect();
     assert_eq!(skipped.len(), 3);
@@ -336,4 +336,27 @@ fn every_command_ends_quietly_when_the_reader_of_its_output_goes_away() {
         assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "heapscope {}: {err}", args.join(" "));
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn events_read_as_text_and_as_structured_json_never_as_rust_debug() {
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/demo.hsr");
+    let said = "MemoryError: allocating 1,088 B failed";
+    let text = String::from_utf8(heapscope(&["inspect", demo], None).stdout).unwrap();
+    assert_eq!(text.lines().filter(|l| l.contains(&format!(" event         {said}"))).count(), 3, "{text}");
+    let csv = String::from_utf8(heapscope(&["export", "--csv", demo], None).stdout).unwrap();
+    // The detail has a comma, so it is quoted.
+    assert_eq!(csv.matches(&format!(",event,,,,,,\"{said}\"\n")).count(), 3, "{csv}");
+    for json_of in [&["inspect", "--json", demo][..], &["export", "--json", demo]] {
+        let v = json(&heapscope(json_of, None));
+        let events: Vec<_> = v["timeline"].as_array().unwrap().iter().filter(|r| r["kind"] == "event").collect();
+        assert_eq!(events.len(), 3, "{json_of:?}");
+        for e in events {
+            assert_eq!(e["detail"], said, "{e}");
+            assert_eq!(e["event"], serde_json::json!({"kind": "mark", "label": "MemoryError: allocating 1088 B failed"}), "{e}");
+        }
+    }
+    for out in [text, csv] {
+        assert!(!out.contains("Mark {") && !out.contains("label:"), "{out}");
+    }
 }
