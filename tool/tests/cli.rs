@@ -360,3 +360,34 @@ fn events_read_as_text_and_as_structured_json_never_as_rust_debug() {
         assert!(!out.contains("Mark {") && !out.contains("label:"), "{out}");
     }
 }
+
+#[test]
+fn full_screen_commands_without_a_terminal_say_so_and_name_the_headless_way() {
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/demo.hsr");
+    let dump = std::env::temp_dir().join(format!("heapscope-no-terminal-{}.hsd", std::process::id()));
+    std::fs::write(&dump, heapscope_objects::synth::example().to_json()).unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["replay", demo], "heapscope inspect"),
+        (&["objects", "--tui", dump.to_str().unwrap()], "without --tui"),
+        (&["demo", "--replay"], "--headless"),
+        // The port is never opened: without a terminal nothing is started.
+        (&["attach", "--port", "/dev/ttyUSB-nope"], "heapscope record"),
+    ];
+    for (args, alternative) in cases {
+        // A new session has no controlling terminal; standard input and output are not one.
+        let out = Command::new("setsid")
+            .arg(env!("CARGO_BIN_EXE_heapscope"))
+            .args(*args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run setsid heapscope");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "heapscope {}: {err}", args.join(" "));
+        assert!(err.contains("the full-screen view needs a terminal"), "heapscope {}: {err}", args.join(" "));
+        assert!(err.contains(alternative), "heapscope {}: {err}", args.join(" "));
+        assert!(out.stdout.is_empty(), "heapscope {}: nothing on stdout", args.join(" "));
+    }
+    let _ = std::fs::remove_file(&dump);
+}

@@ -46,6 +46,10 @@ fn pty_stdio(port: &TTYPort) -> Result<std::process::Stdio, CliError> {
 }
 
 pub fn run(args: &DemoArgs) -> Result<(), CliError> {
+    if !args.headless {
+        let headless = if args.replay { "heapscope demo --headless --replay" } else { "heapscope demo --headless" };
+        super::view::need_terminal(&format!("`{headless}` runs it with a summary instead"))?;
+    }
     let interpreter = if args.replay { None } else { find_interpreter(args.micropython.as_deref())? };
     match interpreter {
         Some(path) => live(&path, args),
@@ -81,7 +85,7 @@ fn live(interpreter: &Path, args: &DemoArgs) -> Result<(), CliError> {
         let finished = super::view::finish(feed);
         let _ = child.kill();
         let _ = child.wait();
-        result.map_err(|e| CliError::Io(format!("terminal: {e}")))?;
+        result.map_err(super::view::ui_error)?;
         return finished;
     }
     let writer = match &args.output {
@@ -123,7 +127,7 @@ fn replay_bundled(args: &DemoArgs) -> Result<(), CliError> {
     if !args.headless {
         let mut app = crate::tui::app::App::new(crate::tui::history::History::from_recording(rec), "bundled demo recording", false);
         app.play();
-        crate::tui::run_in_terminal(app, None).map_err(|e| CliError::Io(format!("terminal: {e}")))?;
+        crate::tui::run_in_terminal(app, None).map_err(super::view::ui_error)?;
         return Ok(());
     }
     let interrupted = super::record::interrupt_flag();

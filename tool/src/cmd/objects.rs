@@ -79,6 +79,9 @@ fn take<T>(list: impl Iterator<Item = T>, top: usize) -> Vec<T> {
 }
 
 pub fn run(args: &ObjectsArgs) -> Result<(), CliError> {
+    if args.tui {
+        super::view::need_terminal("without --tui, `heapscope objects` lists the objects as text")?;
+    }
     let dump = load(&args.input, args.dump)?;
     let analysis = Analysis::new(&dump);
     if let Some(later) = &args.diff {
@@ -89,7 +92,7 @@ pub fn run(args: &ObjectsArgs) -> Result<(), CliError> {
     }
     if args.tui {
         let app = app(&dump, analysis, &args.input.display().to_string());
-        crate::tui::run_in_terminal(app, None).map_err(|e| CliError::Io(format!("terminal: {e}")))?;
+        crate::tui::run_in_terminal(app, None).map_err(super::view::ui_error)?;
         return Ok(());
     }
     let order = analysis.by_retained();
