@@ -268,3 +268,20 @@ fn board_commands_end_quietly_when_the_reader_of_their_output_goes_away() {
         assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "heapscope {}: {err}", args.join(" "));
     }
 }
+
+#[test]
+fn record_console_with_json_keeps_stdout_pure_json() {
+    // A program that prints a line, then its heap, over and over: console text and snapshots.
+    let program = "import micropython, time\nfor i in range(200):\n print('tick', i)\n micropython.mem_info()\n time.sleep(0.1)\n";
+    let board = PtyBoard::start(&["-X", "heapsize=120K", "-c", program]);
+    let file = board.dir().join("console.hsr");
+    let out = run(&["record", "--port", &board.port(), "-o", file.to_str().unwrap(), "--mode", "passive", "--duration", "2s", "--console", "--json"]);
+    // The summary alone on stdout; the console echoed to stderr.
+    let summary = json(&out);
+    assert!(summary["console_bytes"].as_u64().unwrap() > 0, "{summary}");
+    assert!(stderr(&out).contains("tick "), "{}", stderr(&out));
+    // Without --json the console goes to stdout as before.
+    let out = run(&["record", "--port", &board.port(), "-o", file.to_str().unwrap(), "--mode", "passive", "--duration", "1s", "--console"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("tick "), "{}", String::from_utf8_lossy(&out.stdout));
+}

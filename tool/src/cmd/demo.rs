@@ -93,7 +93,7 @@ fn live(interpreter: &Path, args: &DemoArgs) -> Result<(), CliError> {
         None => None,
     };
     eprintln!("demo: {} running the bundled workload with a {HEAP_SIZE} heap (Ctrl-C to stop)", interpreter.display());
-    let outcome = super::record::run_headless(capture, writer, args.duration, false, Default::default());
+    let outcome = super::record::run_headless(capture, writer, args.duration, super::record::ConsoleEcho::Off, Default::default());
     let _ = child.kill();
     let _ = child.wait();
     let outcome = outcome?;

@@ -55,6 +55,15 @@ pub struct Outcome {
     pub dumps: usize,
 }
 
+/// Where a headless run echoes the board's console text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsoleEcho {
+    Off,
+    Stdout,
+    /// With `--json`, whose stdout holds only the summary.
+    Stderr,
+}
+
 /// Heap dumps a headless run takes into its recording.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DumpPlan {
@@ -72,7 +81,7 @@ pub fn run_headless(
     mut capture: Capture,
     mut writer: Option<RecordingWriter>,
     limit: Option<Duration>,
-    echo_console: bool,
+    echo_console: ConsoleEcho,
     dumps: DumpPlan,
 ) -> Result<Outcome, CliError> {
     let interrupted = interrupt_flag();
@@ -88,10 +97,14 @@ pub fn run_headless(
             Entry::Segment { reason, detail, .. } => Some(format!("{}: {detail}", reason.name())),
             Entry::Gap { reason, .. } => Some(format!("gap: {reason}; waiting for the port to come back (Ctrl-C to finish)")),
             Entry::Corrupt { detail, .. } => Some(format!("damaged: {detail}")),
-            Entry::Console { bytes, .. } if echo_console => {
+            // An echo that cannot be written is dropped: the recording is what matters.
+            Entry::Console { bytes, .. } if echo_console == ConsoleEcho::Stdout => {
                 let mut out = std::io::stdout().lock();
-                let _ = out.write_all(bytes);
-                let _ = out.flush();
+                let _ = out.write_all(bytes).and_then(|()| out.flush());
+                None
+            }
+            Entry::Console { bytes, .. } if echo_console == ConsoleEcho::Stderr => {
+                let _ = std::io::stderr().lock().write_all(bytes);
                 None
             }
             _ => None,
@@ -223,7 +236,12 @@ pub fn run(args: &RecordArgs) -> Result<(), CliError> {
         eprintln!("recording {port} to {} (Ctrl-C to finish)", args.output.display());
     }
     let plan = DumpPlan { every: args.dump_every, at_end: args.dump_at_end };
-    let out = run_headless(capture, Some(writer), args.duration, args.console, plan)?;
+    let echo = match (args.console, args.json) {
+        (false, _) => ConsoleEcho::Off,
+        (true, false) => ConsoleEcho::Stdout,
+        (true, true) => ConsoleEcho::Stderr,
+    };
+    let out = run_headless(capture, Some(writer), args.duration, echo, plan)?;
     let t = &out.tally;
     if args.json {
         let summary = json!({
