@@ -391,3 +391,27 @@ fn full_screen_commands_without_a_terminal_say_so_and_name_the_headless_way() {
     }
     let _ = std::fs::remove_file(&dump);
 }
+
+#[test]
+fn a_demo_interpreter_that_exits_at_once_is_reported_with_its_status() {
+    let dir = std::env::temp_dir().join(format!("heapscope-fake-interpreter-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // One exits at once; one says why first and is read before it goes.
+    for (name, script, said) in [
+        ("at-once", "#!/bin/sh\necho 'fake: gone at once'\nexit 3\n", None),
+        ("says-why", "#!/bin/sh\necho 'fake: no heap for you'\nsleep 0.5\nexit 3\n", Some("fake: no heap for you")),
+    ] {
+        let fake = dir.join(name);
+        std::fs::write(&fake, script).unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let out = heapscope(&["demo", "--headless", "--duration", "5s", "--micropython", fake.to_str().unwrap()], None);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+        assert!(err.contains(&format!("{} exited (exit status: 3)", fake.display())), "{name}: {err}");
+        assert!(!err.contains("waiting for the port to come back"), "{name}: nothing comes back: {err}");
+        if let Some(said) = said {
+            assert!(err.contains(&format!("its last output: {said}")), "{name}: {err}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

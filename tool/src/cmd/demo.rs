@@ -94,6 +94,12 @@ fn live(interpreter: &Path, args: &DemoArgs) -> Result<(), CliError> {
     };
     eprintln!("demo: {} running the bundled workload with a {HEAP_SIZE} heap (Ctrl-C to stop)", interpreter.display());
     let outcome = super::record::run_headless(capture, writer, args.duration, super::record::ConsoleEcho::Off, Default::default());
+    // A capture that ended by itself lost the interpreter's terminal: it has exited, or is
+    // about to.
+    let exited = match &outcome {
+        Ok(o) if o.ended => exit_status(&mut child, Duration::from_secs(2)),
+        _ => None,
+    };
     let _ = child.kill();
     let _ = child.wait();
     let outcome = outcome?;
@@ -101,7 +107,26 @@ fn live(interpreter: &Path, args: &DemoArgs) -> Result<(), CliError> {
     if let Some(path) = &args.output {
         eprintln!("recording: {} ({})", path.display(), human::count(outcome.bytes, "byte"));
     }
+    if let Some(status) = exited {
+        let said = match outcome.tally.last_console_line() {
+            Some(line) => format!("its last output: {line}"),
+            None => "no output of it was read".into(),
+        };
+        return Err(CliError::Io(format!("{} exited ({status}) after {:.1} s; {said}", interpreter.display(), outcome.elapsed.as_secs_f64())));
+    }
     Ok(())
+}
+
+/// How `child` ended, if it does within `patience`.
+fn exit_status(child: &mut std::process::Child, patience: Duration) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if start.elapsed() < patience => std::thread::sleep(Duration::from_millis(20)),
+            _ => return None,
+        }
+    }
 }
 
 fn print_outcome(tally: &Tally, elapsed: Duration) {

@@ -53,6 +53,9 @@ pub struct Outcome {
     pub bytes: u64,
     /// Heap dumps taken into the recording.
     pub dumps: usize,
+    /// The capture ended by itself (its port went away and was not waited for), before Ctrl-C
+    /// or the time limit.
+    pub ended: bool,
 }
 
 /// Where a headless run echoes the board's console text.
@@ -88,6 +91,7 @@ pub fn run_headless(
     let start = Instant::now();
     let mut tally = Tally::default();
     let tty = std::io::stderr().is_terminal();
+    let reattaches = capture.reattaches;
     let mut last_status: Option<Instant> = None;
     let mut write_error = None;
     let mut handle = |e: Entry, tally: &mut Tally, writer: &mut Option<RecordingWriter>| {
@@ -95,7 +99,8 @@ pub fn run_headless(
         let line = match &e {
             Entry::Notice { text, .. } => Some(format!("note: {text}")),
             Entry::Segment { reason, detail, .. } => Some(format!("{}: {detail}", reason.name())),
-            Entry::Gap { reason, .. } => Some(format!("gap: {reason}; waiting for the port to come back (Ctrl-C to finish)")),
+            Entry::Gap { reason, .. } if reattaches => Some(format!("gap: {reason}; waiting for the port to come back (Ctrl-C to finish)")),
+            Entry::Gap { reason, .. } => Some(format!("gap: {reason}")),
             Entry::Corrupt { detail, .. } => Some(format!("damaged: {detail}")),
             // An echo that cannot be written is dropped: the recording is what matters.
             Entry::Console { bytes, .. } if echo_console == ConsoleEcho::Stdout => {
@@ -189,7 +194,7 @@ pub fn run_headless(
     if let Some(e) = write_error.or(dump_error) {
         return Err(CliError::Io(format!("writing the recording: {e}")));
     }
-    Ok(Outcome { tally, elapsed, bytes, dumps: taken_dumps })
+    Ok(Outcome { tally, elapsed, bytes, dumps: taken_dumps, ended })
 }
 
 fn ask_dump(capture: &Capture) -> PendingDump {
