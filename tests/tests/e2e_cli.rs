@@ -158,6 +158,11 @@ fn demo_replays_the_bundled_recording_without_an_interpreter() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("GC heap"), "the last snapshot is shown: {text}");
+    // The snapshot shown is the last one replayed, not the recording's last.
+    let err = stderr(&out);
+    let used = err.lines().find_map(|l| l.strip_prefix("last: used ")?.split_once(" B")).unwrap_or_else(|| panic!("{err}")).0;
+    let shown = text.lines().find_map(|l| l.trim_start().strip_prefix("used")).unwrap_or_else(|| panic!("{text}"));
+    assert!(shown.trim_start().starts_with(&format!("{used} B")), "stderr says used {used} B, stdout shows {shown:?}");
 }
 
 #[test]
@@ -240,4 +245,43 @@ fn ctrl_c_finishes_a_recording_cleanly() {
     assert!(v["recording"]["truncated"].is_null());
     // The board is left at its normal prompt after polling.
     assert!(board.transcript().trim_end().ends_with(">>>"), "{}", board.transcript());
+}
+
+#[test]
+fn board_commands_end_quietly_when_the_reader_of_their_output_goes_away() {
+    let board = PtyBoard::start(&["-X", "heapsize=120K"]);
+    let file = board.dir().join("reader-gone.hsd");
+    let port = board.port();
+    let commands: &[&[&str]] = &[
+        &["dump", "--port", &port, "-o", file.to_str().unwrap()],
+        &["dump", "--port", &port, "-o", file.to_str().unwrap(), "--json"],
+        &["imports", "--port", &port, "json"],
+        &["imports", "--port", &port, "--json", "json"],
+    ];
+    for args in commands {
+        // The reader is gone before the command starts: its every write meets a broken pipe.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = heapscope().args(*args).stdout(writer).output().unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(0), "heapscope {}: {err}", args.join(" "));
+        assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "heapscope {}: {err}", args.join(" "));
+    }
+}
+
+#[test]
+fn record_console_with_json_keeps_stdout_pure_json() {
+    // A program that prints a line, then its heap, over and over: console text and snapshots.
+    let program = "import micropython, time\nfor i in range(200):\n print('tick', i)\n micropython.mem_info()\n time.sleep(0.1)\n";
+    let board = PtyBoard::start(&["-X", "heapsize=120K", "-c", program]);
+    let file = board.dir().join("console.hsr");
+    let out = run(&["record", "--port", &board.port(), "-o", file.to_str().unwrap(), "--mode", "passive", "--duration", "2s", "--console", "--json"]);
+    // The summary alone on stdout; the console echoed to stderr.
+    let summary = json(&out);
+    assert!(summary["console_bytes"].as_u64().unwrap() > 0, "{summary}");
+    assert!(stderr(&out).contains("tick "), "{}", stderr(&out));
+    // Without --json the console goes to stdout as before.
+    let out = run(&["record", "--port", &board.port(), "-o", file.to_str().unwrap(), "--mode", "passive", "--duration", "1s", "--console"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("tick "), "{}", String::from_utf8_lossy(&out.stdout));
 }

@@ -87,6 +87,8 @@ impl std::fmt::Debug for DumpTaken {
 /// A running capture. Dropping it stops the worker.
 pub struct Capture {
     pub entries: Receiver<Entry>,
+    /// Whether a port that goes away is waited for (else the capture ends with the gap).
+    pub reattaches: bool,
     commands: Sender<Command>,
     worker: Option<JoinHandle<()>>,
 }
@@ -95,13 +97,14 @@ impl Capture {
     /// Opens the port (errors come back here, before anything runs) and starts the worker.
     pub fn start(mut opener: Box<dyn Opener>, options: Options) -> Result<Capture, PortError> {
         let link = opener.open()?;
+        let reattaches = options.reattach;
         let (entry_tx, entries) = mpsc::channel();
         let (commands, command_rx) = mpsc::channel();
         let worker = std::thread::Builder::new()
             .name("heapscope-capture".into())
             .spawn(move || Worker::new(opener, link, options, entry_tx, command_rx).run())
             .expect("spawn the capture thread");
-        Ok(Capture { entries, commands, worker: Some(worker) })
+        Ok(Capture { entries, reattaches, commands, worker: Some(worker) })
     }
 
     pub fn send(&self, command: Command) {

@@ -142,7 +142,8 @@ pub struct RecordArgs {
     /// Stop after this long (default: at Ctrl-C).
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
-    /// Echo the board's console text to stdout.
+    /// Echo the board's console text to stdout (to stderr with --json, so that stdout holds
+    /// only the JSON summary).
     #[arg(long)]
     pub console: bool,
     /// Also take a heap dump this often (e.g. 30s, 5m) into the recording, for `heapscope

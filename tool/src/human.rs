@@ -2,6 +2,8 @@
 
 use std::fmt::Write;
 
+use heapscope_protocol::wire::Event;
+
 use crate::report::SnapshotReport;
 
 /// `1234567` as `1,234,567`.
@@ -24,6 +26,24 @@ pub fn count(n: impl TryInto<u64>, noun: &str) -> String {
         format!("1 {noun}")
     } else {
         format!("{} {noun}s", thousands(n))
+    }
+}
+
+/// A device event as a person reads it: on the UI's timeline, in `inspect` and in `export`.
+pub fn event(event: &Event) -> String {
+    if let Some(bytes) = crate::capture::memory_error_of(event) {
+        return format!("MemoryError: allocating {} B failed", thousands(bytes));
+    }
+    match event {
+        Event::ImportBegin { name, .. } => format!("import {name}"),
+        Event::ImportEnd { name, ok: true, elapsed_us, .. } => format!("import {name} done in {:.1} ms", *elapsed_us as f64 / 1000.0),
+        Event::ImportEnd { name, ok: false, .. } => format!("import {name} failed"),
+        Event::Mark { label } => label.clone(),
+        Event::AreaAdded(a) => format!("area +{:#x}", a.pool_start),
+        Event::AreaRemoved { pool_start } => format!("area -{pool_start:#x}"),
+        Event::StreamStart { period_ms } => format!("stream started, a snapshot every {period_ms} ms"),
+        Event::StreamStop => "stream stopped".into(),
+        Event::Skipped { count: n } => format!("{} skipped (line budget)", count(*n, "snapshot")),
     }
 }
 

@@ -4,8 +4,10 @@ use std::collections::BTreeMap;
 
 use heapscope_protocol::metrics::{self, Metrics};
 use heapscope_protocol::text::Dump;
+use heapscope_protocol::wire::Event;
 use heapscope_protocol::Snapshot;
 use serde::Serialize;
+use serde_json::json;
 
 use crate::entry::Entry;
 use crate::recording::{Recording, Stored};
@@ -323,8 +325,27 @@ pub struct Row {
     pub free: Option<u64>,
     pub largest_free: Option<u64>,
     pub fragmentation: Option<f64>,
-    /// The event, segment reason, gap reason, ...
+    /// The event, segment reason, gap reason, ... as a person reads it.
     pub detail: String,
+    /// An event's kind and fields, for programs (`detail` is its text).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<serde_json::Value>,
+}
+
+/// A device event for programs: its kind and its fields.
+pub fn event_json(event: &Event) -> serde_json::Value {
+    match event {
+        Event::ImportBegin { depth, name } => json!({"kind": "import_begin", "depth": depth, "name": name}),
+        Event::ImportEnd { depth, name, ok, elapsed_us } => {
+            json!({"kind": "import_end", "depth": depth, "name": name, "ok": ok, "elapsed_us": elapsed_us})
+        }
+        Event::Mark { label } => json!({"kind": "mark", "label": label}),
+        Event::AreaAdded(a) => json!({"kind": "area_added", "pool_start": format!("{:#x}", a.pool_start), "blocks": a.blocks}),
+        Event::AreaRemoved { pool_start } => json!({"kind": "area_removed", "pool_start": format!("{pool_start:#x}")}),
+        Event::StreamStart { period_ms } => json!({"kind": "stream_start", "period_ms": period_ms}),
+        Event::StreamStop => json!({"kind": "stream_stop"}),
+        Event::Skipped { count } => json!({"kind": "skipped", "count": count}),
+    }
 }
 
 /// The timeline of a recording, from its entries (snapshots by their stored figures). A
@@ -343,6 +364,7 @@ pub fn timeline(rec: &Recording) -> impl Iterator<Item = Row> + '_ {
             largest_free: None,
             fragmentation: None,
             detail,
+            event: None,
         };
         let one = |r| vec![r];
         match e {
@@ -356,8 +378,11 @@ pub fn timeline(rec: &Recording) -> impl Iterator<Item = Row> + '_ {
                 largest_free: Some(summary.largest_free),
                 fragmentation: Some(summary.fragmentation),
                 detail: String::new(),
+                event: None,
             }),
-            Stored::Entry(Entry::Event { device_ms, event, .. }) => one(row("event", *device_ms, format!("{event:?}"))),
+            Stored::Entry(Entry::Event { device_ms, event, .. }) => {
+                one(Row { event: Some(event_json(event)), ..row("event", *device_ms, crate::human::event(event)) })
+            }
             Stored::Entry(Entry::Segment { reason, detail, .. }) => one(row("segment", None, format!("{}: {detail}", reason.name()))),
             Stored::Entry(Entry::Gap { reason, .. }) => one(row("gap", None, reason.clone())),
             Stored::Entry(Entry::Corrupt { detail, .. }) => one(row("damaged", None, detail.clone())),

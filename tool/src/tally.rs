@@ -19,8 +19,13 @@ pub struct Tally {
     pub gaps: u64,
     pub corrupt: u64,
     pub console_bytes: u64,
+    /// The end of the console text, to say what the device said last.
+    console_tail: Vec<u8>,
     pub last: Option<Summary>,
 }
+
+/// Bytes of console text kept for [`Tally::last_console_line`].
+const CONSOLE_TAIL: usize = 512;
 
 impl Tally {
     pub fn add(&mut self, e: &Entry) {
@@ -43,9 +48,20 @@ impl Tally {
             Entry::Segment { .. } => self.segments += 1,
             Entry::Gap { .. } => self.gaps += 1,
             Entry::Corrupt { .. } => self.corrupt += 1,
-            Entry::Console { bytes, .. } => self.console_bytes += bytes.len() as u64,
+            Entry::Console { bytes, .. } => {
+                self.console_bytes += bytes.len() as u64;
+                self.console_tail.extend_from_slice(bytes);
+                let over = self.console_tail.len().saturating_sub(CONSOLE_TAIL);
+                self.console_tail.drain(..over);
+            }
             Entry::Notice { .. } => {}
         }
+    }
+
+    /// The last line of console text that is not blank.
+    pub fn last_console_line(&self) -> Option<String> {
+        let tail = String::from_utf8_lossy(&self.console_tail);
+        tail.lines().map(str::trim).rfind(|l| !l.is_empty()).map(str::to_string)
     }
 
     pub fn sources(&self) -> String {

@@ -154,7 +154,7 @@ fn skipped_snapshots_are_kept_counted_and_shown() {
     let text = String::from_utf8(heapscope(&["inspect", &file], None).stdout).unwrap();
     assert!(text.contains("skipped 12 snapshots"), "{text}");
     let csv = String::from_utf8(heapscope(&["export", "--csv", &file], None).stdout).unwrap();
-    assert_eq!(csv.matches("Skipped { count: 4 }").count(), 3, "{csv}");
+    assert_eq!(csv.matches(",event,,,,,,4 snapshots skipped (line budget)\n").count(), 3, "{csv}");
     let history = History::from_recording(Recording::open(&path).unwrap());
     let skipped: Vec<_> = history.markers.iter().filter(|m| m.kind == MarkerKind::Skipped).collect();
     assert_eq!(skipped.len(), 3);
@@ -320,5 +320,135 @@ fn an_existing_output_file_is_not_written_over_without_force() {
     let out = heapscope(&["export", "--csv", "--force", "-o", csv.to_str().unwrap(), path], None);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(std::fs::read_to_string(&csv).unwrap().starts_with("time_s,"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `heapscope ARGS` writing into a pipe whose reader is already gone (`heapscope ... | head`
+/// once head has had enough): every write fails with a broken pipe, deterministically.
+fn heapscope_reader_gone(args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    Command::new(env!("CARGO_BIN_EXE_heapscope"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run heapscope")
+}
+
+#[test]
+fn every_command_ends_quietly_when_the_reader_of_its_output_goes_away() {
+    let dir = std::env::temp_dir().join(format!("heapscope-reader-gone-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let example = heapscope_objects::synth::example();
+    let dump = dir.join("example.hsd");
+    std::fs::write(&dump, example.to_json()).unwrap();
+    let dump = dump.to_str().unwrap();
+    let analysis = heapscope_objects::Analysis::new(&example);
+    let address = format!("{:#x}", analysis.objects[0].address);
+    let image = dir.join("firmware.bin");
+    std::fs::write(&image, heapscope::cmd::flash::sample_image(9, 3, 1000, 2, true)).unwrap();
+    let image = image.to_str().unwrap();
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/demo.hsr");
+    let commands: &[&[&str]] = &[
+        &["inspect", demo],
+        &["objects", dump],
+        &["objects", "--json", dump],
+        &["objects", "--why", &address, dump],
+        &["objects", "--why", &address, "--json", dump],
+        &["objects", "--diff", dump, dump],
+        &["objects", "--diff", dump, "--json", dump],
+        &["flash", "--dry-run", "--json", image],
+        &["export", "--csv", demo],
+        &["export", "--json", demo],
+        &["completions", "bash"],
+        &["man"],
+        &["demo", "--headless", "--replay", "--duration", "1s"],
+    ];
+    for args in commands {
+        let out = heapscope_reader_gone(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "heapscope {}: {err}", args.join(" "));
+        assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "heapscope {}: {err}", args.join(" "));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn events_read_as_text_and_as_structured_json_never_as_rust_debug() {
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/demo.hsr");
+    let said = "MemoryError: allocating 1,088 B failed";
+    let text = String::from_utf8(heapscope(&["inspect", demo], None).stdout).unwrap();
+    assert_eq!(text.lines().filter(|l| l.contains(&format!(" event         {said}"))).count(), 3, "{text}");
+    let csv = String::from_utf8(heapscope(&["export", "--csv", demo], None).stdout).unwrap();
+    // The detail has a comma, so it is quoted.
+    assert_eq!(csv.matches(&format!(",event,,,,,,\"{said}\"\n")).count(), 3, "{csv}");
+    for json_of in [&["inspect", "--json", demo][..], &["export", "--json", demo]] {
+        let v = json(&heapscope(json_of, None));
+        let events: Vec<_> = v["timeline"].as_array().unwrap().iter().filter(|r| r["kind"] == "event").collect();
+        assert_eq!(events.len(), 3, "{json_of:?}");
+        for e in events {
+            assert_eq!(e["detail"], said, "{e}");
+            assert_eq!(e["event"], serde_json::json!({"kind": "mark", "label": "MemoryError: allocating 1088 B failed"}), "{e}");
+        }
+    }
+    for out in [text, csv] {
+        assert!(!out.contains("Mark {") && !out.contains("label:"), "{out}");
+    }
+}
+
+#[test]
+fn full_screen_commands_without_a_terminal_say_so_and_name_the_headless_way() {
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/demo.hsr");
+    let dump = std::env::temp_dir().join(format!("heapscope-no-terminal-{}.hsd", std::process::id()));
+    std::fs::write(&dump, heapscope_objects::synth::example().to_json()).unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["replay", demo], "heapscope inspect"),
+        (&["objects", "--tui", dump.to_str().unwrap()], "without --tui"),
+        (&["demo", "--replay"], "--headless"),
+        // The port is never opened: without a terminal nothing is started.
+        (&["attach", "--port", "/dev/ttyUSB-nope"], "heapscope record"),
+    ];
+    for (args, alternative) in cases {
+        // A new session has no controlling terminal; standard input and output are not one.
+        let out = Command::new("setsid")
+            .arg(env!("CARGO_BIN_EXE_heapscope"))
+            .args(*args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run setsid heapscope");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "heapscope {}: {err}", args.join(" "));
+        assert!(err.contains("the full-screen view needs a terminal"), "heapscope {}: {err}", args.join(" "));
+        assert!(err.contains(alternative), "heapscope {}: {err}", args.join(" "));
+        assert!(out.stdout.is_empty(), "heapscope {}: nothing on stdout", args.join(" "));
+    }
+    let _ = std::fs::remove_file(&dump);
+}
+
+#[test]
+fn a_demo_interpreter_that_exits_at_once_is_reported_with_its_status() {
+    let dir = std::env::temp_dir().join(format!("heapscope-fake-interpreter-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // One exits at once; one says why first and is read before it goes.
+    for (name, script, said) in [
+        ("at-once", "#!/bin/sh\necho 'fake: gone at once'\nexit 3\n", None),
+        ("says-why", "#!/bin/sh\necho 'fake: no heap for you'\nsleep 0.5\nexit 3\n", Some("fake: no heap for you")),
+    ] {
+        let fake = dir.join(name);
+        std::fs::write(&fake, script).unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let out = heapscope(&["demo", "--headless", "--duration", "5s", "--micropython", fake.to_str().unwrap()], None);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+        assert!(err.contains(&format!("{} exited (exit status: 3)", fake.display())), "{name}: {err}");
+        assert!(!err.contains("waiting for the port to come back"), "{name}: nothing comes back: {err}");
+        if let Some(said) = said {
+            assert!(err.contains(&format!("its last output: {said}")), "{name}: {err}");
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

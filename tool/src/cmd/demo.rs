@@ -49,6 +49,10 @@ pub fn run(args: &DemoArgs) -> Result<(), CliError> {
     if let Some(output) = &args.output {
         super::check_output(output, args.force)?;
     }
+    if !args.headless {
+        let headless = if args.replay { "heapscope demo --headless --replay" } else { "heapscope demo --headless" };
+        super::view::need_terminal(&format!("`{headless}` runs it with a summary instead"))?;
+    }
     let interpreter = if args.replay { None } else { find_interpreter(args.micropython.as_deref())? };
     match interpreter {
         Some(path) => live(&path, args),
@@ -84,7 +88,7 @@ fn live(interpreter: &Path, args: &DemoArgs) -> Result<(), CliError> {
         let finished = super::view::finish(feed);
         let _ = child.kill();
         let _ = child.wait();
-        result.map_err(|e| CliError::Io(format!("terminal: {e}")))?;
+        result.map_err(super::view::ui_error)?;
         return finished;
     }
     let writer = match &args.output {
@@ -92,7 +96,13 @@ fn live(interpreter: &Path, args: &DemoArgs) -> Result<(), CliError> {
         None => None,
     };
     eprintln!("demo: {} running the bundled workload with a {HEAP_SIZE} heap (Ctrl-C to stop)", interpreter.display());
-    let outcome = super::record::run_headless(capture, writer, args.duration, false, Default::default());
+    let outcome = super::record::run_headless(capture, writer, args.duration, super::record::ConsoleEcho::Off, Default::default());
+    // A capture that ended by itself lost the interpreter's terminal: it has exited, or is
+    // about to.
+    let exited = match &outcome {
+        Ok(o) if o.ended => exit_status(&mut child, Duration::from_secs(2)),
+        _ => None,
+    };
     let _ = child.kill();
     let _ = child.wait();
     let outcome = outcome?;
@@ -100,7 +110,26 @@ fn live(interpreter: &Path, args: &DemoArgs) -> Result<(), CliError> {
     if let Some(path) = &args.output {
         eprintln!("recording: {} ({})", path.display(), human::count(outcome.bytes, "byte"));
     }
+    if let Some(status) = exited {
+        let said = match outcome.tally.last_console_line() {
+            Some(line) => format!("its last output: {line}"),
+            None => "no output of it was read".into(),
+        };
+        return Err(CliError::Io(format!("{} exited ({status}) after {:.1} s; {said}", interpreter.display(), outcome.elapsed.as_secs_f64())));
+    }
     Ok(())
+}
+
+/// How `child` ended, if it does within `patience`.
+fn exit_status(child: &mut std::process::Child, patience: Duration) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if start.elapsed() < patience => std::thread::sleep(Duration::from_millis(20)),
+            _ => return None,
+        }
+    }
 }
 
 fn print_outcome(tally: &Tally, elapsed: Duration) {
@@ -126,12 +155,13 @@ fn replay_bundled(args: &DemoArgs) -> Result<(), CliError> {
     if !args.headless {
         let mut app = crate::tui::app::App::new(crate::tui::history::History::from_recording(rec), "bundled demo recording", false);
         app.play();
-        crate::tui::run_in_terminal(app, None).map_err(|e| CliError::Io(format!("terminal: {e}")))?;
+        crate::tui::run_in_terminal(app, None).map_err(super::view::ui_error)?;
         return Ok(());
     }
     let interrupted = super::record::interrupt_flag();
     let start = Instant::now();
     let mut tally = Tally::default();
+    let mut last_replayed = None;
     let limit = args.duration.unwrap_or(Duration::MAX);
     for stored in &rec.entries {
         let due = Duration::from_micros(stored.at());
@@ -147,6 +177,7 @@ fn replay_bundled(args: &DemoArgs) -> Result<(), CliError> {
         match stored {
             Stored::Snapshot { ordinal, .. } => {
                 if let (Some(s), Stored::Snapshot { at, device_ms, source, .. }) = (rec.snapshot(*ordinal), stored) {
+                    last_replayed = Some(*ordinal);
                     tally.add(&Entry::Snapshot { at: *at, device_ms: *device_ms, source: *source, snapshot: Box::new(s) });
                 }
             }
@@ -165,8 +196,8 @@ fn replay_bundled(args: &DemoArgs) -> Result<(), CliError> {
     print_outcome(&tally, start.elapsed());
     let report = RecordingReport::new("bundled demo recording", &rec);
     eprintln!("(replayed {} of {} snapshots of the bundled recording)", tally.snapshots, report.snapshots);
-    if let Some(last) = rec.snapshot_count().checked_sub(1).and_then(|i| rec.snapshot(i as u32)) {
-        print!("{}", human::snapshot(&SnapshotReport::from_snapshot(&last)));
+    if let Some(last) = last_replayed.and_then(|i| rec.snapshot(i)) {
+        crate::out!("{}", human::snapshot(&SnapshotReport::from_snapshot(&last)))?;
     }
     Ok(())
 }

@@ -6,32 +6,32 @@ use std::io::Write;
 use clap::CommandFactory;
 
 use crate::cli::Cli;
-use crate::exit::CliError;
+use crate::exit::{stdout_result, CliError};
 
-fn stdout_error(e: std::io::Error) -> CliError {
-    CliError::Io(format!("writing to standard output: {e}"))
+fn render_error(e: std::io::Error) -> CliError {
+    CliError::Io(format!("rendering the manual page: {e}"))
 }
 
 pub fn completions(shell: clap_complete::Shell) -> Result<(), CliError> {
     let mut out = Vec::new();
     clap_complete::generate(shell, &mut Cli::command(), "heapscope", &mut out);
-    std::io::stdout().write_all(&out).map_err(stdout_error)
+    stdout_result(std::io::stdout().write_all(&out))
 }
 
 /// The manual page: the command, then a section per subcommand with its options.
 pub fn man() -> Result<(), CliError> {
     let command = Cli::command();
     let mut out = Vec::new();
-    clap_mangen::Man::new(command.clone()).render(&mut out).map_err(stdout_error)?;
+    clap_mangen::Man::new(command.clone()).render(&mut out).map_err(render_error)?;
     for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
         let _ = writeln!(out, ".SH \"HEAPSCOPE {}\"", sub.get_name().to_uppercase());
         let page = clap_mangen::Man::new(sub.clone().bin_name(format!("heapscope {}", sub.get_name())));
         let mut section = Vec::new();
-        page.render_description_section(&mut section).map_err(stdout_error)?;
-        page.render_synopsis_section(&mut section).map_err(stdout_error)?;
-        page.render_options_section(&mut section).map_err(stdout_error)?;
+        page.render_description_section(&mut section).map_err(render_error)?;
+        page.render_synopsis_section(&mut section).map_err(render_error)?;
+        page.render_options_section(&mut section).map_err(render_error)?;
         // Subsections of the command's section.
         out.extend_from_slice(String::from_utf8_lossy(&section).replace(".SH ", ".SS ").as_bytes());
     }
-    std::io::stdout().write_all(&out).map_err(stdout_error)
+    stdout_result(std::io::stdout().write_all(&out))
 }

@@ -60,9 +60,9 @@ pub fn run(args: &DumpArgs) -> Result<(), CliError> {
         "seconds": seconds,
     });
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary).expect("summary serialises"));
+        crate::outln!("{}", serde_json::to_string_pretty(&summary).expect("summary serialises"))?;
     } else {
-        println!(
+        crate::outln!(
             "{}: {} bytes of heap in {} objects, {} names, {} unreliable blocks, {:.1} s",
             args.output.display(),
             thousands(dump.content_bytes() as u64),
@@ -70,7 +70,7 @@ pub fn run(args: &DumpArgs) -> Result<(), CliError> {
             dump.names.len(),
             dump.unreliable_blocks(),
             seconds
-        );
+        )?;
     }
     Ok(())
 }

@@ -61,10 +61,7 @@ pub fn run(args: &ExportArgs) -> Result<(), CliError> {
     }
     match &args.output {
         Some(path) => std::fs::write(path, text).map_err(|e| file_error(path, e))?,
-        None => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(text.as_bytes()).map_err(|e| CliError::Io(format!("writing standard output: {e}")))?;
-        }
+        None => crate::exit::stdout_result(std::io::stdout().lock().write_all(text.as_bytes()))?,
     }
     Ok(())
 }

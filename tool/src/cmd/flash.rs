@@ -245,7 +245,7 @@ pub fn run(args: &FlashArgs) -> Result<(), CliError> {
         steps,
     };
     if args.json && args.dry_run {
-        println!("{}", serde_json::to_string_pretty(&plan).expect("plan serialises"));
+        crate::outln!("{}", serde_json::to_string_pretty(&plan).expect("plan serialises"))?;
         return Ok(());
     }
     if args.dry_run || !args.json {
@@ -298,7 +298,7 @@ pub fn run(args: &FlashArgs) -> Result<(), CliError> {
     }
     flasher.connection().reset_after(true, chip).map_err(espflash_error)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&plan).expect("plan serialises"));
+        crate::outln!("{}", serde_json::to_string_pretty(&plan).expect("plan serialises"))?;
     } else {
         eprintln!("done: {chip} reset and running the new firmware. `heapscope record` or `heapscope attach` next");
     }

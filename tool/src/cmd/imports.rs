@@ -293,9 +293,9 @@ pub fn run(args: &ImportsArgs) -> Result<(), CliError> {
     }
     let report = measure(&mut *link, &path, &modules, args.soft_reset)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).expect("report serialises"));
+        crate::outln!("{}", serde_json::to_string_pretty(&report).expect("report serialises"))?;
     } else {
-        print!("{}", table(&report));
+        crate::out!("{}", table(&report))?;
     }
     // A failed import is the board failing what was asked: exit 1, after the report.
     let failed = report.modules.iter().filter(|m| !m.ok && m.depth == 0).count();

@@ -89,6 +89,9 @@ fn take<T>(list: impl Iterator<Item = T>, top: usize) -> Vec<T> {
 }
 
 pub fn run(args: &ObjectsArgs) -> Result<(), CliError> {
+    if args.tui {
+        super::view::need_terminal("without --tui, `heapscope objects` lists the objects as text")?;
+    }
     let dump = load(&args.input, args.dump)?;
     let analysis = Analysis::new(&dump);
     if let Some(later) = &args.diff {
@@ -99,7 +102,7 @@ pub fn run(args: &ObjectsArgs) -> Result<(), CliError> {
     }
     if args.tui {
         let app = app(&dump, analysis, &args.input.display().to_string());
-        crate::tui::run_in_terminal(app, None).map_err(|e| CliError::Io(format!("terminal: {e}")))?;
+        crate::tui::run_in_terminal(app, None).map_err(super::view::ui_error)?;
         return Ok(());
     }
     let order = analysis.by_retained();
@@ -110,29 +113,29 @@ pub fn run(args: &ObjectsArgs) -> Result<(), CliError> {
             "roots": analysis.roots.len(),
             "unreliable_blocks": analysis.unreliable_blocks,
         });
-        println!("{}", serde_json::to_string_pretty(&v).expect("report serialises"));
+        crate::outln!("{}", serde_json::to_string_pretty(&v).expect("report serialises"))?;
         return Ok(());
     }
     let used: u64 = analysis.objects.iter().map(|o| o.bytes).sum();
-    println!(
+    crate::outln!(
         "{}: {} objects, {} bytes in use, {} roots, {} unreliable blocks",
         args.input.display(),
         thousands(analysis.objects.len() as u64),
         thousands(used),
         analysis.roots.len(),
         analysis.unreliable_blocks
-    );
-    println!("{:>10} {:>8}  {:<14} {:<16} path", "retained", "bytes", "type", "address");
+    )?;
+    crate::outln!("{:>10} {:>8}  {:<14} {:<16} path", "retained", "bytes", "type", "address")?;
     for i in top {
         let o = &analysis.objects[i as usize];
-        println!(
+        crate::outln!(
             "{:>10} {:>8}  {:<14} {:<16} {}",
             thousands(analysis.retained(i)),
             thousands(o.bytes),
             analysis.type_name(i),
             hex(o.address),
             analysis.path_text(i)
-        );
+        )?;
     }
     Ok(())
 }
@@ -148,16 +151,16 @@ fn print_why(args: &ObjectsArgs, a: &Analysis, address: u64) -> Result<(), CliEr
             .iter()
             .map(|&o| json!({"address": hex(a.objects[o as usize].address), "type": a.type_name(o), "name": a.name(o)}))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v).expect("report serialises"));
+        crate::outln!("{}", serde_json::to_string_pretty(&v).expect("report serialises"))?;
         return Ok(());
     }
     let o = &a.objects[i as usize];
-    println!("{}: {} bytes, retains {}", a.describe(i), thousands(o.bytes), thousands(a.retained(i)));
-    println!("kept alive by ({} root):", path.root_kind.label());
+    crate::outln!("{}: {} bytes, retains {}", a.describe(i), thousands(o.bytes), thousands(a.retained(i)))?;
+    crate::outln!("kept alive by ({} root):", path.root_kind.label())?;
     for (k, &step) in path.chain.iter().enumerate() {
-        println!("  {}{}", if k == 0 { "" } else { "-> " }, a.describe(step));
+        crate::outln!("  {}{}", if k == 0 { "" } else { "-> " }, a.describe(step))?;
     }
-    println!("  = {}", a.path_text(i));
+    crate::outln!("  = {}", a.path_text(i))?;
     Ok(())
 }
 
@@ -177,17 +180,17 @@ fn print_diff(args: &ObjectsArgs, earlier: &Analysis, later: &Analysis) -> Resul
             "objects": take(d.new_objects.iter().map(|&i| json!({
                 "address": hex(later.objects[i as usize].address), "type": later.type_name(i), "bytes": later.objects[i as usize].bytes})), args.top),
         });
-        println!("{}", serde_json::to_string_pretty(&v).expect("report serialises"));
+        crate::outln!("{}", serde_json::to_string_pretty(&v).expect("report serialises"))?;
         return Ok(());
     }
-    println!("{} new objects, {} bytes", thousands(d.new_objects.len() as u64), thousands(bytes));
-    println!("by type:");
+    crate::outln!("{} new objects, {} bytes", thousands(d.new_objects.len() as u64), thousands(bytes))?;
+    crate::outln!("by type:")?;
     for (t, c, b) in &d.by_type {
-        println!("  {:>10} B {:>7} x {t}", thousands(*b), thousands(*c as u64));
+        crate::outln!("  {:>10} B {:>7} x {t}", thousands(*b), thousands(*c as u64))?;
     }
-    println!("held by (leak suspects):");
+    crate::outln!("held by (leak suspects):")?;
     for &(h, c, b) in take(d.by_holder.iter(), args.top) {
-        println!("  {:>10} B {:>7} objects under {}", thousands(b), thousands(c as u64), holder(h));
+        crate::outln!("  {:>10} B {:>7} objects under {}", thousands(b), thousands(c as u64), holder(h))?;
     }
     Ok(())
 }

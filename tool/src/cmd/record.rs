@@ -53,6 +53,18 @@ pub struct Outcome {
     pub bytes: u64,
     /// Heap dumps taken into the recording.
     pub dumps: usize,
+    /// The capture ended by itself (its port went away and was not waited for), before Ctrl-C
+    /// or the time limit.
+    pub ended: bool,
+}
+
+/// Where a headless run echoes the board's console text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsoleEcho {
+    Off,
+    Stdout,
+    /// With `--json`, whose stdout holds only the summary.
+    Stderr,
 }
 
 /// Heap dumps a headless run takes into its recording.
@@ -72,13 +84,14 @@ pub fn run_headless(
     mut capture: Capture,
     mut writer: Option<RecordingWriter>,
     limit: Option<Duration>,
-    echo_console: bool,
+    echo_console: ConsoleEcho,
     dumps: DumpPlan,
 ) -> Result<Outcome, CliError> {
     let interrupted = interrupt_flag();
     let start = Instant::now();
     let mut tally = Tally::default();
     let tty = std::io::stderr().is_terminal();
+    let reattaches = capture.reattaches;
     let mut last_status: Option<Instant> = None;
     let mut write_error = None;
     let mut handle = |e: Entry, tally: &mut Tally, writer: &mut Option<RecordingWriter>| {
@@ -86,12 +99,17 @@ pub fn run_headless(
         let line = match &e {
             Entry::Notice { text, .. } => Some(format!("note: {text}")),
             Entry::Segment { reason, detail, .. } => Some(format!("{}: {detail}", reason.name())),
-            Entry::Gap { reason, .. } => Some(format!("gap: {reason}; waiting for the port to come back (Ctrl-C to finish)")),
+            Entry::Gap { reason, .. } if reattaches => Some(format!("gap: {reason}; waiting for the port to come back (Ctrl-C to finish)")),
+            Entry::Gap { reason, .. } => Some(format!("gap: {reason}")),
             Entry::Corrupt { detail, .. } => Some(format!("damaged: {detail}")),
-            Entry::Console { bytes, .. } if echo_console => {
+            // An echo that cannot be written is dropped: the recording is what matters.
+            Entry::Console { bytes, .. } if echo_console == ConsoleEcho::Stdout => {
                 let mut out = std::io::stdout().lock();
-                let _ = out.write_all(bytes);
-                let _ = out.flush();
+                let _ = out.write_all(bytes).and_then(|()| out.flush());
+                None
+            }
+            Entry::Console { bytes, .. } if echo_console == ConsoleEcho::Stderr => {
+                let _ = std::io::stderr().lock().write_all(bytes);
                 None
             }
             _ => None,
@@ -176,7 +194,7 @@ pub fn run_headless(
     if let Some(e) = write_error.or(dump_error) {
         return Err(CliError::Io(format!("writing the recording: {e}")));
     }
-    Ok(Outcome { tally, elapsed, bytes, dumps: taken_dumps })
+    Ok(Outcome { tally, elapsed, bytes, dumps: taken_dumps, ended })
 }
 
 fn ask_dump(capture: &Capture) -> PendingDump {
@@ -224,7 +242,12 @@ pub fn run(args: &RecordArgs) -> Result<(), CliError> {
         eprintln!("recording {port} to {} (Ctrl-C to finish)", args.output.display());
     }
     let plan = DumpPlan { every: args.dump_every, at_end: args.dump_at_end };
-    let out = run_headless(capture, Some(writer), args.duration, args.console, plan)?;
+    let echo = match (args.console, args.json) {
+        (false, _) => ConsoleEcho::Off,
+        (true, false) => ConsoleEcho::Stdout,
+        (true, true) => ConsoleEcho::Stderr,
+    };
+    let out = run_headless(capture, Some(writer), args.duration, echo, plan)?;
     let t = &out.tally;
     if args.json {
         let summary = json!({

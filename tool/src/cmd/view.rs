@@ -7,14 +7,27 @@ use crate::tui::app::App;
 use crate::tui::history::History;
 use crate::tui::{self, Feed};
 
-fn ui_error(e: std::io::Error) -> CliError {
+pub fn ui_error(e: std::io::Error) -> CliError {
     CliError::Io(format!("terminal: {e}"))
+}
+
+/// Checked before a full-screen command starts anything: the view draws on standard output and
+/// reads keys from standard input or the controlling terminal (as crossterm does), so without
+/// them it would fail on a bare OS error or draw into a pipe. `instead` names the headless way.
+pub fn need_terminal(instead: &str) -> Result<(), CliError> {
+    use std::io::IsTerminal;
+    let keys = std::io::stdin().is_terminal() || std::fs::File::open("/dev/tty").is_ok();
+    if std::io::stdout().is_terminal() && keys {
+        return Ok(());
+    }
+    Err(CliError::Io(format!("the full-screen view needs a terminal to draw on and read keys from; {instead}")))
 }
 
 pub fn attach(args: &AttachArgs) -> Result<(), CliError> {
     if let Some(output) = &args.output {
         super::check_output(output, args.force)?;
     }
+    need_terminal("`heapscope record --port PORT -o FILE` records without one")?;
     let options = capture::Options { mode: args.mode, poll_interval: args.interval, ..capture::Options::default() };
     let (capture, port) = super::record::start_capture(&args.device, options)?;
     let meta = super::record::meta(&port, &format!("{:?}", args.mode).to_lowercase());
@@ -37,6 +50,7 @@ pub fn finish(feed: Feed) -> Result<(), CliError> {
 }
 
 pub fn replay(args: &ReplayArgs) -> Result<(), CliError> {
+    need_terminal(&format!("`heapscope inspect {}` prints its figures and events", args.input.display()))?;
     let rec = super::open_recording(&args.input)?;
     let title = args.input.display().to_string();
     let mut app = App::new(History::from_recording(rec), title, false);

@@ -8,7 +8,6 @@ use heapscope_protocol::wire::Event;
 use heapscope_protocol::Snapshot;
 
 use crate::entry::{Entry, HostMicros, SegmentReason, Source};
-use crate::human::thousands;
 use crate::recording::{Recording, Snapshots, Stored, Summary, Written};
 
 /// A point of interest on the timeline.
@@ -202,26 +201,25 @@ impl History {
         match e {
             Entry::Console { at, bytes } => self.console_text(*at, bytes),
             Entry::Event { at, event, .. } => {
-                let (kind, label) = match event {
-                    Event::ImportBegin { name, .. } => (MarkerKind::Import, format!("import {name}")),
+                let kind = match event {
+                    Event::ImportBegin { .. } => MarkerKind::Import,
                     Event::ImportEnd { .. } => {
                         self.entries_for_imports.push(e.clone());
                         return;
                     }
                     Event::Mark { .. } if let Some(bytes) = crate::capture::memory_error_of(event) => {
                         self.failures.push(Failure { at: *at, bytes, snapshot: self.snapshots.len() });
-                        (MarkerKind::MemoryError, format!("MemoryError: allocating {} B failed", thousands(bytes)))
+                        MarkerKind::MemoryError
                     }
-                    Event::Mark { label } => (MarkerKind::Mark, label.clone()),
-                    Event::AreaAdded(a) => (MarkerKind::Growth, format!("area +{:#x}", a.pool_start)),
-                    Event::AreaRemoved { pool_start } => (MarkerKind::Growth, format!("area -{pool_start:#x}")),
-                    Event::Skipped { count } => (MarkerKind::Skipped, format!("{count} snapshots skipped (line budget)")),
+                    Event::Mark { .. } => MarkerKind::Mark,
+                    Event::AreaAdded(_) | Event::AreaRemoved { .. } => MarkerKind::Growth,
+                    Event::Skipped { .. } => MarkerKind::Skipped,
                     Event::StreamStart { .. } | Event::StreamStop => return,
                 };
                 if kind == MarkerKind::Import {
                     self.entries_for_imports.push(e.clone());
                 }
-                self.markers.push(Marker { at: *at, kind, label });
+                self.markers.push(Marker { at: *at, kind, label: crate::human::event(event) });
             }
             Entry::Segment { at, reason, detail } if *reason != SegmentReason::Start => {
                 let kind = if *reason == SegmentReason::Reset { MarkerKind::Reset } else { MarkerKind::Gap };
