@@ -380,3 +380,30 @@ fn a_256_colour_terminal_gets_256_colours() {
         assert!(buf.content.iter().any(|c| c.fg != Color::Reset), "view {view} still has colour");
     }
 }
+
+/// Every view, with and without `?` over it, at every size from 1x1 to 30x10: none panics (a
+/// panic here is a crash in the user's terminal, at start-up or on a resize).
+#[test]
+fn no_view_panics_at_any_tiny_size() {
+    let mut crashes = Vec::new();
+    for view in ['1', '2', '3', '4', '5', '6', '7', '8'] {
+        for help in [false, true] {
+            let mut app = replay_app();
+            app.cursor = Some(15);
+            for w in 1..=30 {
+                for h in 1..=10 {
+                    let events = if help { vec![key(view), key('?'), key('?')] } else { vec![key(view)] };
+                    app.quit = false;
+                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(app, w, h, events))) {
+                        Ok((back, _)) => app = back,
+                        Err(_) => {
+                            crashes.push(format!("view {view}{} at {w}x{h}", if help { " with help" } else { "" }));
+                            app = replay_app();
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(crashes.is_empty(), "{} crashes, the first: {:?}", crashes.len(), &crashes[..crashes.len().min(10)]);
+}

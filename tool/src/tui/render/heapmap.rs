@@ -168,7 +168,8 @@ pub fn draw_map(
     s: &Snapshot,
     color: &dyn Fn(usize, usize, usize) -> Color,
 ) -> Scale {
-    let ruler = ruler_width(s).min(rect.width.saturating_sub(8));
+    // The address ruler, when it leaves the map 8 columns; a cut address would mislead.
+    let ruler = Some(ruler_width(s)).filter(|&r| r.saturating_add(8) <= rect.width).unwrap_or(0);
     let map = Rect { x: rect.x + ruler, y: rect.y, width: rect.width - ruler, height: rect.height };
     let width = map.width as usize;
     let scale = scale(s, width, map.height as usize, app.zoom);
@@ -201,7 +202,9 @@ pub fn draw_map(
             }
             Row::Blocks { area, first } => {
                 let a = &s.areas[area];
-                buf.set_stringn(rect.x, y, format!("{:>w$x} ", a.address_of(first), w = ruler as usize - 1), ruler as usize, ruler_style);
+                if ruler > 0 {
+                    buf.set_stringn(rect.x, y, format!("{:>w$x} ", a.address_of(first), w = ruler as usize - 1), ruler as usize, ruler_style);
+                }
                 for col in 0..width {
                     let px = |line: usize| {
                         let (offset, n) = scale.pixel(col, width)?;
