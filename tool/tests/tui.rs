@@ -382,28 +382,61 @@ fn a_256_colour_terminal_gets_256_colours() {
 }
 
 /// Every view, with and without `?` over it, at every size from 1x1 to 30x10: none panics (a
-/// panic here is a crash in the user's terminal, at start-up or on a resize).
+/// panic here is a crash in the user's terminal, at start-up or on a resize). Whole frames at
+/// these sizes say the terminal is too small, so each view's panel and the help are also drawn
+/// straight into the tiny area.
 #[test]
 fn no_view_panics_at_any_tiny_size() {
     let mut crashes = Vec::new();
-    for view in ['1', '2', '3', '4', '5', '6', '7', '8'] {
+    for (i, view) in View::ALL.into_iter().enumerate() {
+        let number = char::from_digit(i as u32 + 1, 10).unwrap();
         for help in [false, true] {
             let mut app = replay_app();
             app.cursor = Some(15);
             for w in 1..=30 {
                 for h in 1..=10 {
-                    let events = if help { vec![key(view), key('?'), key('?')] } else { vec![key(view)] };
+                    let events = if help { vec![key(number), key('?'), key('?')] } else { vec![key(number)] };
                     app.quit = false;
-                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(app, w, h, events))) {
-                        Ok((back, _)) => app = back,
+                    let drawn = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        let (mut app, _) = run(app, w, h, events);
+                        let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+                        terminal
+                            .draw(|f| {
+                                heapscope::tui::render::view(f, f.area(), &mut app);
+                                if help {
+                                    heapscope::tui::render::help::draw(f, f.area());
+                                }
+                            })
+                            .unwrap();
+                        app
+                    }));
+                    match drawn {
+                        Ok(back) => app = back,
                         Err(_) => {
-                            crashes.push(format!("view {view}{} at {w}x{h}", if help { " with help" } else { "" }));
+                            crashes.push(format!("{view:?}{} at {w}x{h}", if help { " with help" } else { "" }));
                             app = replay_app();
+                            app.cursor = Some(15);
                         }
                     }
                 }
             }
+            assert_eq!(app.view, view);
         }
     }
     assert!(crashes.is_empty(), "{} crashes, the first: {:?}", crashes.len(), &crashes[..crashes.len().min(10)]);
+}
+
+#[test]
+fn a_terminal_too_small_is_told_so_and_q_still_quits() {
+    use heapscope::tui::render::{MIN_HEIGHT, MIN_WIDTH};
+    for (w, h) in [(MIN_WIDTH - 1, 24), (80, MIN_HEIGHT - 1), (40, 12)] {
+        let (app, text) = run(replay_app(), w, h, vec![key('5')]);
+        assert!(app.quit, "the q the script ends with quits");
+        assert_eq!(app.view, View::Diff, "keys still work");
+        let wanted = format!("terminal too small: {w}×{h}, heapscope needs at least {MIN_WIDTH}×{MIN_HEIGHT}");
+        assert!(text.split_whitespace().collect::<Vec<_>>().join(" ").contains(&wanted), "{text}");
+        assert!(!text.contains("Diff"), "no cropped panel: {text}");
+    }
+    let (_, text) = run(replay_app(), MIN_WIDTH, MIN_HEIGHT, vec![]);
+    assert!(!text.contains("too small") && text.contains("Heap map"), "{text}");
 }
