@@ -440,3 +440,25 @@ fn a_terminal_too_small_is_told_so_and_q_still_quits() {
     let (_, text) = run(replay_app(), MIN_WIDTH, MIN_HEIGHT, vec![]);
     assert!(!text.contains("too small") && text.contains("Heap map"), "{text}");
 }
+
+#[test]
+fn page_keys_do_what_the_help_says() {
+    let (_, help) = run(replay_app(), 80, 24, vec![key('?')]);
+    let line = help.lines().find(|l| l.contains("PgUp / PgDn")).unwrap_or_else(|| panic!("{help}"));
+    assert!(line.contains("map, console, objects: a page; other views: 10 snapshots"), "{line}");
+    // In time: 10 snapshots.
+    for view in ['2', '3', '4', '5', '6'] {
+        let (app, _) = run(replay_app(), 80, 24, vec![code(KeyCode::Home), key(view), code(KeyCode::PageDown)]);
+        assert_eq!(app.current(), Some(10), "view {view}");
+        let (app, _) = run(replay_app(), 80, 24, vec![code(KeyCode::Home), key(view), code(KeyCode::PageDown), code(KeyCode::PageDown), code(KeyCode::PageUp)]);
+        assert_eq!(app.current(), Some(10), "view {view}");
+    }
+    // The map: the cursor, a page of rows on; time stays.
+    let (app, _) = run(replay_app(), 80, 24, vec![code(KeyCode::Home), code(KeyCode::PageDown)]);
+    assert_eq!(app.current(), Some(0));
+    assert!(app.block.1 > 0);
+    // The console: a page back.
+    let (app, _) = run(replay_app(), 80, 24, vec![code(KeyCode::End), key('7'), code(KeyCode::PageUp)]);
+    let last = app.history.len() - 1;
+    assert_eq!((app.current(), app.console_scroll > 0), (Some(last), true));
+}

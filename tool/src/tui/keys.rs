@@ -117,7 +117,7 @@ pub const BINDINGS: &[Binding] = &[
     },
     Binding {
         keys: "PgUp / PgDn",
-        what: "scroll a page",
+        what: "map, console, objects: a page; other views: 10 snapshots",
         short: "↑↓ PgUp PgDn scroll",
         shown: Shown::In(&[View::Console]),
         map: &[(KeyCode::PageUp, NONE, Action::PageUp), (KeyCode::PageDown, NONE, Action::PageDown)],
