@@ -462,3 +462,27 @@ fn page_keys_do_what_the_help_says() {
     let last = app.history.len() - 1;
     assert_eq!((app.current(), app.console_scroll > 0), (Some(last), true));
 }
+
+#[test]
+fn a_live_session_without_a_repl_offers_neither_typing_nor_dumps() {
+    use heapscope::entry::{Entry, Source};
+    let rec = bundled().unwrap();
+    let live = |repl: bool| {
+        let mut app = App::new(History::new(), "demo", true);
+        app.repl = repl;
+        app.ingest(Entry::Snapshot { at: 0, device_ms: None, source: Source::Passive, snapshot: Box::new(rec.snapshot(0).unwrap()) });
+        app
+    };
+    // As the demo runs it: `micropython -c`, no REPL.
+    for (view, wanted) in [('1', "d dump"), ('7', "i type to the REPL")] {
+        let (_, text) = run(live(false), 200, 24, vec![key(view)]);
+        assert!(!text.contains(wanted), "{text}");
+        let (_, text) = run(live(true), 200, 24, vec![key(view)]);
+        assert!(text.contains(wanted), "attached to a board, {wanted:?} stays: {text}");
+    }
+    for k in ['d', 'i'] {
+        let (app, text) = run(live(false), 200, 24, vec![key(k)]);
+        assert!(app.pending_dump.is_none() && app.input.is_none(), "{k}");
+        assert!(text.contains("this session has no REPL to type to or take a heap dump through"), "{k}: {text}");
+    }
+}

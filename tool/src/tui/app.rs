@@ -79,6 +79,9 @@ pub struct App {
     pub history: History,
     pub title: String,
     pub live: bool,
+    /// The session has a REPL to type to and take dumps through: live, unless the program runs
+    /// without one (the demo's `micropython -c`).
+    pub repl: bool,
     pub view: View,
     /// The snapshot on screen; `None` follows the newest.
     pub cursor: Option<usize>,
@@ -123,6 +126,9 @@ pub struct App {
     failures_shown: usize,
 }
 
+/// Why `d` and `i` do nothing in a live session without a REPL.
+const NO_REPL: &str = "this session has no REPL to type to or take a heap dump through";
+
 /// A replay playing at the recorded pace: snapshot time `from` was on screen at `started`.
 #[derive(Clone, Copy, Debug)]
 pub struct Playback {
@@ -138,6 +144,7 @@ impl App {
             history,
             title: title.into(),
             live,
+            repl: live,
             view: View::Map,
             cursor,
             zoom: Zoom::Fit,
@@ -400,6 +407,8 @@ impl App {
             Action::TakeDump => {
                 if !self.live {
                     self.message = Some("a replay has no board to dump: the Objects view shows the recording's dumps".into());
+                } else if !self.repl {
+                    self.message = Some(NO_REPL.into());
                 } else if self.pending_dump.is_none() {
                     let (reply, answer) = std::sync::mpsc::channel();
                     self.outgoing.push(Command::Dump(reply));
@@ -408,11 +417,13 @@ impl App {
                 }
             }
             Action::Input => {
-                if self.live {
+                if !self.live {
+                    self.message = Some("a replay has no board to type to".into());
+                } else if !self.repl {
+                    self.message = Some(NO_REPL.into());
+                } else {
                     self.view = View::Console;
                     self.input = Some(String::new());
-                } else {
-                    self.message = Some("a replay has no board to type to".into());
                 }
             }
         }
