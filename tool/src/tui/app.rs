@@ -494,8 +494,8 @@ impl App {
         }
         self.recorded_dump = wanted;
         let Some(i) = wanted else {
+            // The view says there is none yet, and when the first comes.
             self.objects = None;
-            self.message = Some(format!("no heap dump at or before this moment; the first is at {:.1} s", self.history.dumps[0].0 as f64 / 1e6));
             return;
         };
         match self.history.read_dump(i) {
