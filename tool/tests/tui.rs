@@ -312,6 +312,25 @@ fn zooming_in_at_the_closest_says_why_nothing_changed() {
 }
 
 #[test]
+fn a_message_goes_with_the_next_key_or_click() {
+    let closest = |events: Vec<Event>| run(replay_app(), 80, 24, std::iter::repeat_n(key('+'), 10).chain(events).collect());
+    let (app, text) = closest(vec![key('-')]);
+    assert_eq!(app.regions.map_scale.pixels_per_block, 8);
+    assert!(!text.contains("closest") && app.message.is_none(), "zoomed out, no longer at the closest: {text}");
+    let (app, _) = closest(vec![key('z')]);
+    assert!(app.message.is_some(), "a key that does nothing leaves it");
+    let (app, _) = closest(vec![click(40, 8)]);
+    assert!(app.message.is_none());
+    // A failure reached, then a step on.
+    let mut app = replay_app();
+    app.play();
+    app.tick(std::time::Instant::now() + Duration::from_secs(3600));
+    assert!(app.message.as_deref().unwrap_or("").contains("MemoryError"));
+    let (app, text) = run(app, 80, 24, vec![key(']')]);
+    assert!(!text.contains("MemoryError:") && app.message.is_none(), "{text}");
+}
+
+#[test]
 fn the_header_keeps_its_figures_behind_a_long_name() {
     let long = format!("/home/someone/{}/micropython (demo)", "very-long-directory-name/".repeat(6));
     for (w, wanted) in [(80, "frag"), (120, "largest"), (120, "frag")] {

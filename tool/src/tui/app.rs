@@ -341,6 +341,10 @@ impl App {
     }
 
     pub fn act(&mut self, a: Action) {
+        // A message answers the key before; the next one moves on (its own may replace it).
+        if a != Action::Quit {
+            self.message = None;
+        }
         match a {
             Action::Quit => self.quit = true,
             Action::Help => self.show_help = true,
@@ -364,15 +368,9 @@ impl App {
             }
             Action::Freeze if !self.live => match self.playback.take() {
                 Some(_) => self.message = Some("paused (space plays on)".into()),
-                None => {
-                    self.message = None;
-                    self.play();
-                }
+                None => self.play(),
             },
-            Action::Freeze => {
-                self.cursor = if self.cursor.is_some() { None } else { self.current() };
-                self.message = None;
-            }
+            Action::Freeze => self.cursor = if self.cursor.is_some() { None } else { self.current() },
             Action::PrevSnapshot => self.step(-1),
             Action::NextSnapshot => self.step(1),
             Action::FirstSnapshot => {
@@ -558,6 +556,7 @@ impl App {
     }
 
     fn click(&mut self, x: u16, y: u16) {
+        self.message = None;
         let r = self.regions;
         if r.tabs.height > 0 && y == r.tabs.y {
             let mut at = r.tabs.x;
