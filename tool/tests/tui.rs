@@ -505,3 +505,24 @@ fn a_live_session_without_a_repl_offers_neither_typing_nor_dumps() {
         assert!(text.contains("this session has no REPL to type to or take a heap dump through"), "{k}: {text}");
     }
 }
+
+#[test]
+fn figures_have_thousands_separators_and_one_is_singular() {
+    use heapscope_protocol::model::BlockKind;
+    let app = replay_app();
+    let s = app.snapshot().unwrap();
+    let area = &s.areas[0];
+    let last = area.blocks() - 1;
+    assert_eq!(area.kinds().get(last), BlockKind::Free, "the first snapshot ends in a big hole");
+    let one = area.allocations().find(|a| a.blocks == 1).expect("a one-block allocation").start;
+    let mut at_hole = replay_app();
+    at_hole.block = (0, last);
+    let (_, text) = run(at_hole, 100, 30, vec![]);
+    assert!(text.contains("free: a hole of 1,"), "{text}");
+    let mut at_one = replay_app();
+    at_one.block = (0, one);
+    let (_, text) = run(at_one, 100, 30, vec![]);
+    assert!(text.contains(": 1 block (32 B) from block"), "{text}");
+    let (_, text) = run(replay_app(), 100, 30, [code(KeyCode::Home), key('5')].into_iter().chain(std::iter::repeat_n(key(']'), 15)).collect());
+    assert!(text.contains("net +4,224 B"), "{text}");
+}

@@ -9,7 +9,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
 use ratatui::Frame;
 
-use crate::human::thousands;
+use crate::human::{count, thousands};
 use crate::tui::app::{App, Zoom};
 use crate::tui::palette;
 
@@ -97,7 +97,7 @@ impl Scale {
         match (self.blocks_per_pixel, self.pixels_per_block) {
             (1, 1) => "1 block/pixel".into(),
             (1, p) => format!("{p} pixels/block"),
-            (b, _) => format!("{b} blocks/pixel"),
+            (b, _) => format!("{} blocks/pixel", thousands(b as u64)),
         }
     }
 }
@@ -197,7 +197,7 @@ pub fn draw_map(
         match *row {
             Row::Header { area } => {
                 let a = &s.areas[area];
-                let label = format!("── area {} at {:#x}: {} blocks ", area + 1, a.pool_start(), thousands(a.blocks() as u64));
+                let label = format!("── area {} at {:#x}: {} ", area + 1, a.pool_start(), count(a.blocks(), "block"));
                 buf.set_stringn(rect.x, y, format!("{label:─<w$}", w = rect.width as usize), rect.width as usize, ruler_style);
             }
             Row::Blocks { area, first } => {
@@ -313,10 +313,10 @@ fn cursor_line(app: &App, s: &Snapshot, scale: Scale) -> Line<'static> {
             while start > 0 && area.kinds().get(start - 1) == BlockKind::Free {
                 start -= 1;
             }
-            format!("free: a hole of {} blocks ({} B)", end - start, thousands((end - start) as u64 * bs))
+            format!("free: a hole of {} ({} B)", count(end - start, "block"), thousands((end - start) as u64 * bs))
         }
         _ => match area.allocation_at(bi) {
-            Some(a) => format!("{}: {} blocks ({} B) from block {}", a.obj_type, a.blocks, thousands(a.blocks as u64 * bs), thousands(a.start as u64)),
+            Some(a) => format!("{}: {} ({} B) from block {}", a.obj_type, count(a.blocks, "block"), thousands(a.blocks as u64 * bs), thousands(a.start as u64)),
             None => "tail with no head (torn read)".into(),
         },
     };
