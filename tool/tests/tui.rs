@@ -526,3 +526,28 @@ fn figures_have_thousands_separators_and_one_is_singular() {
     let (_, text) = run(replay_app(), 100, 30, [code(KeyCode::Home), key('5')].into_iter().chain(std::iter::repeat_n(key(']'), 15)).collect());
     assert!(text.contains("net +4,224 B"), "{text}");
 }
+
+#[test]
+fn without_colour_the_legends_show_the_letters_the_map_draws() {
+    use heapscope::tui::palette::ColorMode;
+    let text_of = |view: char, changes: bool| {
+        let mut app = at_the_failure();
+        app.color_mode = ColorMode::None;
+        app.highlight_changes = changes;
+        let buf = run_cells(app, 120, 30, vec![key(view)]);
+        buf.content.chunks(120).map(|row| row.iter().map(|c| c.symbol()).collect::<String>()).collect::<Vec<_>>().join("\n")
+    };
+    let map = text_of('1', true);
+    for sample in [". free ", "H other ", "T tuple ", "L list ", "S str ", "* changed "] {
+        assert!(map.contains(sample), "{sample:?} in {map}");
+    }
+    let diff = text_of('5', false);
+    for sample in ["+ allocated ", "- freed ", "= kept "] {
+        assert!(diff.contains(sample), "{sample:?} in {diff}");
+    }
+    let types = text_of('6', false);
+    assert!(types.contains("H other "), "{types}");
+    for text in [map, diff, types] {
+        assert!(!text.contains('█'), "a block only colour tells apart: {text}");
+    }
+}

@@ -284,7 +284,7 @@ pub fn draw(f: &mut Frame, rect: Rect, app: &mut App) {
     };
     let scale = draw_map(f.buffer_mut(), map_rect, app, &s, &color);
     f.render_widget(Paragraph::new(cursor_line(app, &s, scale)), info_rect);
-    f.render_widget(Paragraph::new(legend(&codes, app.highlight_changes)), legend_rect);
+    f.render_widget(Paragraph::new(legend(&codes, app.highlight_changes, app.color_mode)), legend_rect);
 }
 
 /// Whether each block's kind differs from the snapshot before (all, for a new area).
@@ -327,7 +327,7 @@ fn cursor_line(app: &App, s: &Snapshot, scale: Scale) -> Line<'static> {
     ])
 }
 
-fn legend(codes: &BlockCodes, changes: bool) -> Line<'static> {
+fn legend(codes: &BlockCodes, changes: bool, mode: palette::ColorMode) -> Line<'static> {
     let mut present = [false; 16];
     for area in codes {
         for &c in area {
@@ -336,13 +336,13 @@ fn legend(codes: &BlockCodes, changes: bool) -> Line<'static> {
             }
         }
     }
-    let mut spans = vec![Span::from(" "), Span::from("█").fg(palette::FREE), Span::from(" free ")];
+    let mut spans = vec![Span::from(" "), palette::swatch(palette::FREE, mode), Span::from(" free ")];
     for t in ObjType::ALL.iter().filter(|t| present[t.code() as usize]) {
-        spans.push(Span::from("█").fg(palette::of(*t)));
+        spans.push(palette::swatch(palette::of(*t), mode));
         spans.push(Span::from(format!(" {} ", t.name())));
     }
     if changes {
-        spans.push(Span::from("█").fg(palette::CHANGED));
+        spans.push(palette::swatch(palette::CHANGED, mode));
         spans.push(Span::from(" changed "));
     }
     Line::from(spans)
