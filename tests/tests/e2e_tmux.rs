@@ -262,3 +262,25 @@ fn the_header_shows_the_cable_out_as_it_happens() {
     t.keys("q");
     t.wait_for("heapscope exited");
 }
+
+#[test]
+fn a_terminal_resized_too_small_says_so_and_back_shows_the_map() {
+    let file = std::env::temp_dir().join(format!("heapscope-tmux-small-{}.hsr", std::process::id()));
+    std::fs::write(&file, heapscope::cmd::demo::BUNDLED_RECORDING).unwrap();
+    let bin = heapscope_tests::heapscope_binary();
+    let t = Tmux::start(&format!("{} replay {}", bin.display(), file.display()));
+    t.wait_for("Heap map");
+    t.keys("5");
+    t.wait_for("┌ Diff");
+    // Down to 8 columns (the Map and Diff views once crashed under 11), and back.
+    t.run(&["resize-window", "-t", "hs", "-x", "8", "-y", "6"]);
+    t.wait_for("small");
+    t.run(&["resize-window", "-t", "hs", "-x", "120", "-y", "40"]);
+    t.wait_for("┌ Diff");
+    t.run(&["resize-window", "-t", "hs", "-x", "50", "-y", "20"]);
+    t.wait_for("terminal too small: 50×20");
+    t.keys("q");
+    let after = t.wait_for("heapscope exited");
+    assert!(after.contains("heapscope exited 0"), "{after}");
+    let _ = std::fs::remove_file(&file);
+}

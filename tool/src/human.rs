@@ -19,6 +19,11 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
+/// A change, signed: `+2,560`, `-1,024`, `+0`.
+pub fn signed(n: i64) -> String {
+    format!("{}{}", if n < 0 { '-' } else { '+' }, thousands(n.unsigned_abs()))
+}
+
 /// `1 segment`, `2 segments`, `1,024 blocks`: a count with its noun, singular for one.
 pub fn count(n: impl TryInto<u64>, noun: &str) -> String {
     let n = n.try_into().unwrap_or(u64::MAX);
@@ -135,5 +140,19 @@ mod tests {
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1000), "1,000");
         assert_eq!(thousands(2072832), "2,072,832");
+    }
+
+    #[test]
+    fn signed_changes() {
+        assert_eq!(signed(2560), "+2,560");
+        assert_eq!(signed(-1024), "-1,024");
+        assert_eq!(signed(0), "+0");
+        assert_eq!(signed(i64::MIN), "-9,223,372,036,854,775,808");
+    }
+
+    #[test]
+    fn counts_are_singular_for_one() {
+        assert_eq!(count(1, "block"), "1 block");
+        assert_eq!(count(1402, "block"), "1,402 blocks");
     }
 }

@@ -312,6 +312,25 @@ fn zooming_in_at_the_closest_says_why_nothing_changed() {
 }
 
 #[test]
+fn a_message_goes_with_the_next_key_or_click() {
+    let closest = |events: Vec<Event>| run(replay_app(), 80, 24, std::iter::repeat_n(key('+'), 10).chain(events).collect());
+    let (app, text) = closest(vec![key('-')]);
+    assert_eq!(app.regions.map_scale.pixels_per_block, 8);
+    assert!(!text.contains("closest") && app.message.is_none(), "zoomed out, no longer at the closest: {text}");
+    let (app, _) = closest(vec![key('z')]);
+    assert!(app.message.is_some(), "a key that does nothing leaves it");
+    let (app, _) = closest(vec![click(40, 8)]);
+    assert!(app.message.is_none());
+    // A failure reached, then a step on.
+    let mut app = replay_app();
+    app.play();
+    app.tick(std::time::Instant::now() + Duration::from_secs(3600));
+    assert!(app.message.as_deref().unwrap_or("").contains("MemoryError"));
+    let (app, text) = run(app, 80, 24, vec![key(']')]);
+    assert!(!text.contains("MemoryError:") && app.message.is_none(), "{text}");
+}
+
+#[test]
 fn the_header_keeps_its_figures_behind_a_long_name() {
     let long = format!("/home/someone/{}/micropython (demo)", "very-long-directory-name/".repeat(6));
     for (w, wanted) in [(80, "frag"), (120, "largest"), (120, "frag")] {
@@ -378,5 +397,157 @@ fn a_256_colour_terminal_gets_256_colours() {
         let buf = run_cells(app, 100, 30, vec![key(view)]);
         assert!(!buf.content.iter().any(|c| matches!(c.fg, Color::Rgb(..)) || matches!(c.bg, Color::Rgb(..))), "view {view}");
         assert!(buf.content.iter().any(|c| c.fg != Color::Reset), "view {view} still has colour");
+    }
+}
+
+/// Every view, with and without `?` over it, at every size from 1x1 to 30x10: none panics (a
+/// panic here is a crash in the user's terminal, at start-up or on a resize). Whole frames at
+/// these sizes say the terminal is too small, so each view's panel and the help are also drawn
+/// straight into the tiny area.
+#[test]
+fn no_view_panics_at_any_tiny_size() {
+    let mut crashes = Vec::new();
+    for (i, view) in View::ALL.into_iter().enumerate() {
+        let number = char::from_digit(i as u32 + 1, 10).unwrap();
+        for help in [false, true] {
+            let mut app = replay_app();
+            app.cursor = Some(15);
+            for w in 1..=30 {
+                for h in 1..=10 {
+                    let events = if help { vec![key(number), key('?'), key('?')] } else { vec![key(number)] };
+                    app.quit = false;
+                    let drawn = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        let (mut app, _) = run(app, w, h, events);
+                        let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+                        terminal
+                            .draw(|f| {
+                                heapscope::tui::render::view(f, f.area(), &mut app);
+                                if help {
+                                    heapscope::tui::render::help::draw(f, f.area());
+                                }
+                            })
+                            .unwrap();
+                        app
+                    }));
+                    match drawn {
+                        Ok(back) => app = back,
+                        Err(_) => {
+                            crashes.push(format!("{view:?}{} at {w}x{h}", if help { " with help" } else { "" }));
+                            app = replay_app();
+                            app.cursor = Some(15);
+                        }
+                    }
+                }
+            }
+            assert_eq!(app.view, view);
+        }
+    }
+    assert!(crashes.is_empty(), "{} crashes, the first: {:?}", crashes.len(), &crashes[..crashes.len().min(10)]);
+}
+
+#[test]
+fn a_terminal_too_small_is_told_so_and_q_still_quits() {
+    use heapscope::tui::render::{MIN_HEIGHT, MIN_WIDTH};
+    for (w, h) in [(MIN_WIDTH - 1, 24), (80, MIN_HEIGHT - 1), (40, 12)] {
+        let (app, text) = run(replay_app(), w, h, vec![key('5')]);
+        assert!(app.quit, "the q the script ends with quits");
+        assert_eq!(app.view, View::Diff, "keys still work");
+        let wanted = format!("terminal too small: {w}×{h}, heapscope needs at least {MIN_WIDTH}×{MIN_HEIGHT}");
+        assert!(text.split_whitespace().collect::<Vec<_>>().join(" ").contains(&wanted), "{text}");
+        assert!(!text.contains("Diff"), "no cropped panel: {text}");
+    }
+    let (_, text) = run(replay_app(), MIN_WIDTH, MIN_HEIGHT, vec![]);
+    assert!(!text.contains("too small") && text.contains("Heap map"), "{text}");
+}
+
+#[test]
+fn page_keys_do_what_the_help_says() {
+    let (_, help) = run(replay_app(), 80, 24, vec![key('?')]);
+    let line = help.lines().find(|l| l.contains("PgUp / PgDn")).unwrap_or_else(|| panic!("{help}"));
+    assert!(line.contains("map, console, objects: a page; other views: 10 snapshots"), "{line}");
+    // In time: 10 snapshots.
+    for view in ['2', '3', '4', '5', '6'] {
+        let (app, _) = run(replay_app(), 80, 24, vec![code(KeyCode::Home), key(view), code(KeyCode::PageDown)]);
+        assert_eq!(app.current(), Some(10), "view {view}");
+        let (app, _) = run(replay_app(), 80, 24, vec![code(KeyCode::Home), key(view), code(KeyCode::PageDown), code(KeyCode::PageDown), code(KeyCode::PageUp)]);
+        assert_eq!(app.current(), Some(10), "view {view}");
+    }
+    // The map: the cursor, a page of rows on; time stays.
+    let (app, _) = run(replay_app(), 80, 24, vec![code(KeyCode::Home), code(KeyCode::PageDown)]);
+    assert_eq!(app.current(), Some(0));
+    assert!(app.block.1 > 0);
+    // The console: a page back.
+    let (app, _) = run(replay_app(), 80, 24, vec![code(KeyCode::End), key('7'), code(KeyCode::PageUp)]);
+    let last = app.history.len() - 1;
+    assert_eq!((app.current(), app.console_scroll > 0), (Some(last), true));
+}
+
+#[test]
+fn a_live_session_without_a_repl_offers_neither_typing_nor_dumps() {
+    use heapscope::entry::{Entry, Source};
+    let rec = bundled().unwrap();
+    let live = |repl: bool| {
+        let mut app = App::new(History::new(), "demo", true);
+        app.repl = repl;
+        app.ingest(Entry::Snapshot { at: 0, device_ms: None, source: Source::Passive, snapshot: Box::new(rec.snapshot(0).unwrap()) });
+        app
+    };
+    // As the demo runs it: `micropython -c`, no REPL.
+    for (view, wanted) in [('1', "d dump"), ('7', "i type to the REPL")] {
+        let (_, text) = run(live(false), 200, 24, vec![key(view)]);
+        assert!(!text.contains(wanted), "{text}");
+        let (_, text) = run(live(true), 200, 24, vec![key(view)]);
+        assert!(text.contains(wanted), "attached to a board, {wanted:?} stays: {text}");
+    }
+    for k in ['d', 'i'] {
+        let (app, text) = run(live(false), 200, 24, vec![key(k)]);
+        assert!(app.pending_dump.is_none() && app.input.is_none(), "{k}");
+        assert!(text.contains("this session has no REPL to type to or take a heap dump through"), "{k}: {text}");
+    }
+}
+
+#[test]
+fn figures_have_thousands_separators_and_one_is_singular() {
+    use heapscope_protocol::model::BlockKind;
+    let app = replay_app();
+    let s = app.snapshot().unwrap();
+    let area = &s.areas[0];
+    let last = area.blocks() - 1;
+    assert_eq!(area.kinds().get(last), BlockKind::Free, "the first snapshot ends in a big hole");
+    let one = area.allocations().find(|a| a.blocks == 1).expect("a one-block allocation").start;
+    let mut at_hole = replay_app();
+    at_hole.block = (0, last);
+    let (_, text) = run(at_hole, 100, 30, vec![]);
+    assert!(text.contains("free: a hole of 1,"), "{text}");
+    let mut at_one = replay_app();
+    at_one.block = (0, one);
+    let (_, text) = run(at_one, 100, 30, vec![]);
+    assert!(text.contains(": 1 block (32 B) from block"), "{text}");
+    let (_, text) = run(replay_app(), 100, 30, [code(KeyCode::Home), key('5')].into_iter().chain(std::iter::repeat_n(key(']'), 15)).collect());
+    assert!(text.contains("net +4,224 B"), "{text}");
+}
+
+#[test]
+fn without_colour_the_legends_show_the_letters_the_map_draws() {
+    use heapscope::tui::palette::ColorMode;
+    let text_of = |view: char, changes: bool| {
+        let mut app = at_the_failure();
+        app.color_mode = ColorMode::None;
+        app.highlight_changes = changes;
+        let buf = run_cells(app, 120, 30, vec![key(view)]);
+        buf.content.chunks(120).map(|row| row.iter().map(|c| c.symbol()).collect::<String>()).collect::<Vec<_>>().join("\n")
+    };
+    let map = text_of('1', true);
+    for sample in [". free ", "H other ", "T tuple ", "L list ", "S str ", "* changed "] {
+        assert!(map.contains(sample), "{sample:?} in {map}");
+    }
+    let diff = text_of('5', false);
+    for sample in ["+ allocated ", "- freed ", "= kept "] {
+        assert!(diff.contains(sample), "{sample:?} in {diff}");
+    }
+    let types = text_of('6', false);
+    assert!(types.contains("H other "), "{types}");
+    for text in [map, diff, types] {
+        assert!(!text.contains('█'), "a block only colour tells apart: {text}");
     }
 }

@@ -83,3 +83,31 @@ fn without_a_dump_the_view_says_how_to_get_one_and_a_replay_cannot_take_one() {
     assert!(app.message.as_deref().unwrap().contains("a replay has no board to dump"), "{:?}", app.message);
     assert!(app.pending_dump.is_none() && app.outgoing.is_empty());
 }
+
+#[test]
+fn a_replay_before_its_first_dump_says_when_the_first_comes() {
+    use heapscope::entry::{Entry, Source};
+    use heapscope::recording::{Recording, RecordingWriter};
+    let path = std::env::temp_dir().join(format!("heapscope-tui-first-dump-{}.hsr", std::process::id()));
+    let mut w = RecordingWriter::create(&path, "{}").unwrap();
+    let heap = heapscope_protocol::synth::snapshot(2, 16, 1, 2048);
+    for i in 0..4u64 {
+        w.append(&Entry::Snapshot { at: i * 1_000_000, device_ms: None, source: Source::Poll, snapshot: Box::new(heap.clone()) }).unwrap();
+        if i == 2 {
+            w.append_dump(2_500_000, &synth::example()).unwrap();
+        }
+    }
+    w.finish(4_000_000).unwrap();
+    let replay = || App::new(heapscope::tui::history::History::from_recording(Recording::open(&path).unwrap()), "dumps.hsr", false);
+    let before = "no heap dump at or before this moment; the first is at 2.5 s";
+    // The first visit, at the first snapshot.
+    let (app, text) = run(replay(), 100, 24, vec![key(KeyCode::Char('8'))]);
+    assert_eq!(app.current(), Some(0));
+    assert!(text.contains(before), "{text}");
+    // Past the dump and back.
+    let (_, text) = run(replay(), 100, 24, vec![key(KeyCode::Char('8')), key(KeyCode::End)]);
+    assert!(text.contains("app.readings"), "the dump, once past it: {text}");
+    let (_, text) = run(replay(), 100, 24, vec![key(KeyCode::Char('8')), key(KeyCode::End), key(KeyCode::Home)]);
+    assert!(text.contains(before), "{text}");
+    let _ = std::fs::remove_file(&path);
+}

@@ -83,7 +83,9 @@ fn live(interpreter: &Path, args: &DemoArgs) -> Result<(), CliError> {
     let meta = super::record::meta(&name, "passive");
     if !args.headless {
         let (mut feed, history) = super::view::live_feed(capture, args.output.as_deref(), &meta)?;
-        let app = crate::tui::app::App::new(history, name, true);
+        let mut app = crate::tui::app::App::new(history, name, true);
+        // `micropython -c` runs the workload with no REPL to type to or dump through.
+        app.repl = false;
         let result = crate::tui::run_in_terminal(app, Some(&mut feed));
         let finished = super::view::finish(feed);
         let _ = child.kill();

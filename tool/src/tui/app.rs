@@ -79,6 +79,9 @@ pub struct App {
     pub history: History,
     pub title: String,
     pub live: bool,
+    /// The session has a REPL to type to and take dumps through: live, unless the program runs
+    /// without one (the demo's `micropython -c`).
+    pub repl: bool,
     pub view: View,
     /// The snapshot on screen; `None` follows the newest.
     pub cursor: Option<usize>,
@@ -123,6 +126,9 @@ pub struct App {
     failures_shown: usize,
 }
 
+/// Why `d` and `i` do nothing in a live session without a REPL.
+const NO_REPL: &str = "this session has no REPL to type to or take a heap dump through";
+
 /// A replay playing at the recorded pace: snapshot time `from` was on screen at `started`.
 #[derive(Clone, Copy, Debug)]
 pub struct Playback {
@@ -138,6 +144,7 @@ impl App {
             history,
             title: title.into(),
             live,
+            repl: live,
             view: View::Map,
             cursor,
             zoom: Zoom::Fit,
@@ -334,6 +341,10 @@ impl App {
     }
 
     pub fn act(&mut self, a: Action) {
+        // A message answers the key before; the next one moves on (its own may replace it).
+        if a != Action::Quit {
+            self.message = None;
+        }
         match a {
             Action::Quit => self.quit = true,
             Action::Help => self.show_help = true,
@@ -357,15 +368,9 @@ impl App {
             }
             Action::Freeze if !self.live => match self.playback.take() {
                 Some(_) => self.message = Some("paused (space plays on)".into()),
-                None => {
-                    self.message = None;
-                    self.play();
-                }
+                None => self.play(),
             },
-            Action::Freeze => {
-                self.cursor = if self.cursor.is_some() { None } else { self.current() };
-                self.message = None;
-            }
+            Action::Freeze => self.cursor = if self.cursor.is_some() { None } else { self.current() },
             Action::PrevSnapshot => self.step(-1),
             Action::NextSnapshot => self.step(1),
             Action::FirstSnapshot => {
@@ -400,6 +405,8 @@ impl App {
             Action::TakeDump => {
                 if !self.live {
                     self.message = Some("a replay has no board to dump: the Objects view shows the recording's dumps".into());
+                } else if !self.repl {
+                    self.message = Some(NO_REPL.into());
                 } else if self.pending_dump.is_none() {
                     let (reply, answer) = std::sync::mpsc::channel();
                     self.outgoing.push(Command::Dump(reply));
@@ -408,11 +415,13 @@ impl App {
                 }
             }
             Action::Input => {
-                if self.live {
+                if !self.live {
+                    self.message = Some("a replay has no board to type to".into());
+                } else if !self.repl {
+                    self.message = Some(NO_REPL.into());
+                } else {
                     self.view = View::Console;
                     self.input = Some(String::new());
-                } else {
-                    self.message = Some("a replay has no board to type to".into());
                 }
             }
         }
@@ -483,8 +492,8 @@ impl App {
         }
         self.recorded_dump = wanted;
         let Some(i) = wanted else {
+            // The view says there is none yet, and when the first comes.
             self.objects = None;
-            self.message = Some(format!("no heap dump at or before this moment; the first is at {:.1} s", self.history.dumps[0].0 as f64 / 1e6));
             return;
         };
         match self.history.read_dump(i) {
@@ -547,6 +556,7 @@ impl App {
     }
 
     fn click(&mut self, x: u16, y: u16) {
+        self.message = None;
         let r = self.regions;
         if r.tabs.height > 0 && y == r.tabs.y {
             let mut at = r.tabs.x;

@@ -44,8 +44,8 @@ pub enum Shown {
     Everywhere,
     /// In the footer of these views.
     In(&'static [View]),
-    /// In the footer of these views, in a live view only.
-    LiveIn(&'static [View]),
+    /// In the footer of these views, when the session has a REPL (live, and not the demo).
+    ReplIn(&'static [View]),
 }
 
 pub struct Binding {
@@ -117,7 +117,7 @@ pub const BINDINGS: &[Binding] = &[
     },
     Binding {
         keys: "PgUp / PgDn",
-        what: "scroll a page",
+        what: "map, console, objects: a page; other views: 10 snapshots",
         short: "↑↓ PgUp PgDn scroll",
         shown: Shown::In(&[View::Console]),
         map: &[(KeyCode::PageUp, NONE, Action::PageUp), (KeyCode::PageDown, NONE, Action::PageDown)],
@@ -185,7 +185,7 @@ pub const BINDINGS: &[Binding] = &[
         keys: "i",
         what: "console: type to the REPL (Enter sends, Esc leaves)",
         short: "i type to the REPL",
-        shown: Shown::LiveIn(&[View::Console]),
+        shown: Shown::ReplIn(&[View::Console]),
         map: &[(KeyCode::Char('i'), NONE, Action::Input)],
     },
     Binding {
@@ -206,7 +206,7 @@ pub const BINDINGS: &[Binding] = &[
         keys: "d",
         what: "live: take a heap dump into Objects (stops the program)",
         short: "d dump",
-        shown: Shown::LiveIn(&[View::Map, View::Objects]),
+        shown: Shown::ReplIn(&[View::Map, View::Objects]),
         map: &[(KeyCode::Char('d'), NONE, Action::TakeDump)],
     },
 ];
@@ -221,14 +221,14 @@ pub fn action(key: KeyEvent) -> Option<Action> {
 }
 
 /// The footer's short forms for `view`, in table order.
-pub fn footer(view: View, live: bool) -> Vec<&'static str> {
+pub fn footer(view: View, repl: bool) -> Vec<&'static str> {
     BINDINGS
         .iter()
         .filter(|b| match b.shown {
             Shown::HelpOnly => false,
             Shown::Everywhere => true,
             Shown::In(views) => views.contains(&view),
-            Shown::LiveIn(views) => live && views.contains(&view),
+            Shown::ReplIn(views) => repl && views.contains(&view),
         })
         .map(|b| b.short)
         .collect()
@@ -252,8 +252,8 @@ mod tests {
     #[test]
     fn every_footer_key_is_bound() {
         for view in View::ALL {
-            for live in [true, false] {
-                for short in footer(view, live) {
+            for repl in [true, false] {
+                for short in footer(view, repl) {
                     let key = short.split(' ').next().unwrap();
                     assert!(BINDINGS.iter().any(|b| b.short == short), "{short}");
                     assert!(!key.is_empty(), "{view:?}: {short}");
@@ -262,5 +262,7 @@ mod tests {
         }
         assert!(footer(View::Console, true).contains(&"i type to the REPL"));
         assert!(!footer(View::Console, false).contains(&"i type to the REPL"));
+        assert!(footer(View::Map, true).contains(&"d dump"));
+        assert!(!footer(View::Map, false).contains(&"d dump"));
     }
 }

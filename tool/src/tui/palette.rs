@@ -134,6 +134,15 @@ pub fn letter(c: Color) -> char {
     ' '
 }
 
+/// A legend's sample of a map colour: a block of it, or without colour the letter the map
+/// draws for it.
+pub fn swatch(c: Color, mode: ColorMode) -> ratatui::text::Span<'static> {
+    match mode {
+        ColorMode::None => ratatui::text::Span::from(letter(c).to_string()),
+        _ => ratatui::text::Span::styled("█", ratatui::style::Style::default().fg(c)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,7 +21,7 @@ pub fn draw(f: &mut Frame, rect: Rect, app: &mut App) {
     let end = lines.len() - app.console_scroll;
     let start = end.saturating_sub(height);
     let title = if app.console_scroll > 0 {
-        format!(" Console ({} lines up) ", app.console_scroll)
+        format!(" Console ({} up) ", crate::human::count(app.console_scroll, "line"))
     } else {
         " Console ".to_string()
     };

@@ -8,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
 use ratatui::Frame;
 
-use crate::human::thousands;
+use crate::human::{signed, thousands};
 use crate::tui::app::App;
 use crate::tui::palette;
 use crate::tui::render::heapmap;
@@ -56,13 +56,14 @@ pub fn draw(f: &mut Frame, rect: Rect, app: &mut App) {
     let count = |k: u8| cmp.iter().flatten().filter(|&&c| c == k).count() as u64 * bs;
     let totals = vec![
         Line::from(vec![
-            Span::from(" █ ").fg(palette::ALLOCATED),
-            Span::from(format!("allocated {} B   ", thousands(count(1)))),
-            Span::from("█ ").fg(palette::FREED),
-            Span::from(format!("freed {} B   ", thousands(count(2)))),
-            Span::from("█ ").fg(palette::KEPT),
-            Span::from(format!("kept {} B   ", thousands(count(3)))),
-            Span::from(format!("net {:+} B", count(1) as i64 - count(2) as i64)).bold(),
+            Span::from(" "),
+            palette::swatch(palette::ALLOCATED, app.color_mode),
+            Span::from(format!(" allocated {} B   ", thousands(count(1)))),
+            palette::swatch(palette::FREED, app.color_mode),
+            Span::from(format!(" freed {} B   ", thousands(count(2)))),
+            palette::swatch(palette::KEPT, app.color_mode),
+            Span::from(format!(" kept {} B   ", thousands(count(3)))),
+            Span::from(format!("net {} B", signed(count(1) as i64 - count(2) as i64))).bold(),
         ]),
         Line::from(format!(" {:.1} s apart", (app.history.snapshots[cur].at as f64 - app.history.snapshots[anchor].at as f64) / 1e6)).dark_gray(),
     ];

@@ -20,6 +20,6 @@ pub fn draw(f: &mut Frame, rect: Rect, app: &App) {
     if let Some(m) = &app.message {
         spans.push(Span::from(format!(" {m}   ")).yellow());
     }
-    spans.push(Span::from(format!(" {}", keys::footer(app.view, app.live).join(" · "))).dark_gray());
+    spans.push(Span::from(format!(" {}", keys::footer(app.view, app.repl).join(" · "))).dark_gray());
     f.render_widget(Paragraph::new(Line::from(spans)), rect);
 }

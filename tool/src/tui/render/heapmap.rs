@@ -9,7 +9,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
 use ratatui::Frame;
 
-use crate::human::thousands;
+use crate::human::{count, thousands};
 use crate::tui::app::{App, Zoom};
 use crate::tui::palette;
 
@@ -97,7 +97,7 @@ impl Scale {
         match (self.blocks_per_pixel, self.pixels_per_block) {
             (1, 1) => "1 block/pixel".into(),
             (1, p) => format!("{p} pixels/block"),
-            (b, _) => format!("{b} blocks/pixel"),
+            (b, _) => format!("{} blocks/pixel", thousands(b as u64)),
         }
     }
 }
@@ -168,7 +168,8 @@ pub fn draw_map(
     s: &Snapshot,
     color: &dyn Fn(usize, usize, usize) -> Color,
 ) -> Scale {
-    let ruler = ruler_width(s).min(rect.width.saturating_sub(8));
+    // The address ruler, when it leaves the map 8 columns; a cut address would mislead.
+    let ruler = Some(ruler_width(s)).filter(|&r| r.saturating_add(8) <= rect.width).unwrap_or(0);
     let map = Rect { x: rect.x + ruler, y: rect.y, width: rect.width - ruler, height: rect.height };
     let width = map.width as usize;
     let scale = scale(s, width, map.height as usize, app.zoom);
@@ -196,12 +197,14 @@ pub fn draw_map(
         match *row {
             Row::Header { area } => {
                 let a = &s.areas[area];
-                let label = format!("── area {} at {:#x}: {} blocks ", area + 1, a.pool_start(), thousands(a.blocks() as u64));
+                let label = format!("── area {} at {:#x}: {} ", area + 1, a.pool_start(), count(a.blocks(), "block"));
                 buf.set_stringn(rect.x, y, format!("{label:─<w$}", w = rect.width as usize), rect.width as usize, ruler_style);
             }
             Row::Blocks { area, first } => {
                 let a = &s.areas[area];
-                buf.set_stringn(rect.x, y, format!("{:>w$x} ", a.address_of(first), w = ruler as usize - 1), ruler as usize, ruler_style);
+                if ruler > 0 {
+                    buf.set_stringn(rect.x, y, format!("{:>w$x} ", a.address_of(first), w = ruler as usize - 1), ruler as usize, ruler_style);
+                }
                 for col in 0..width {
                     let px = |line: usize| {
                         let (offset, n) = scale.pixel(col, width)?;
@@ -281,7 +284,7 @@ pub fn draw(f: &mut Frame, rect: Rect, app: &mut App) {
     };
     let scale = draw_map(f.buffer_mut(), map_rect, app, &s, &color);
     f.render_widget(Paragraph::new(cursor_line(app, &s, scale)), info_rect);
-    f.render_widget(Paragraph::new(legend(&codes, app.highlight_changes)), legend_rect);
+    f.render_widget(Paragraph::new(legend(&codes, app.highlight_changes, app.color_mode)), legend_rect);
 }
 
 /// Whether each block's kind differs from the snapshot before (all, for a new area).
@@ -310,10 +313,10 @@ fn cursor_line(app: &App, s: &Snapshot, scale: Scale) -> Line<'static> {
             while start > 0 && area.kinds().get(start - 1) == BlockKind::Free {
                 start -= 1;
             }
-            format!("free: a hole of {} blocks ({} B)", end - start, thousands((end - start) as u64 * bs))
+            format!("free: a hole of {} ({} B)", count(end - start, "block"), thousands((end - start) as u64 * bs))
         }
         _ => match area.allocation_at(bi) {
-            Some(a) => format!("{}: {} blocks ({} B) from block {}", a.obj_type, a.blocks, thousands(a.blocks as u64 * bs), thousands(a.start as u64)),
+            Some(a) => format!("{}: {} ({} B) from block {}", a.obj_type, count(a.blocks, "block"), thousands(a.blocks as u64 * bs), thousands(a.start as u64)),
             None => "tail with no head (torn read)".into(),
         },
     };
@@ -324,7 +327,7 @@ fn cursor_line(app: &App, s: &Snapshot, scale: Scale) -> Line<'static> {
     ])
 }
 
-fn legend(codes: &BlockCodes, changes: bool) -> Line<'static> {
+fn legend(codes: &BlockCodes, changes: bool, mode: palette::ColorMode) -> Line<'static> {
     let mut present = [false; 16];
     for area in codes {
         for &c in area {
@@ -333,13 +336,13 @@ fn legend(codes: &BlockCodes, changes: bool) -> Line<'static> {
             }
         }
     }
-    let mut spans = vec![Span::from(" "), Span::from("█").fg(palette::FREE), Span::from(" free ")];
+    let mut spans = vec![Span::from(" "), palette::swatch(palette::FREE, mode), Span::from(" free ")];
     for t in ObjType::ALL.iter().filter(|t| present[t.code() as usize]) {
-        spans.push(Span::from("█").fg(palette::of(*t)));
+        spans.push(palette::swatch(palette::of(*t), mode));
         spans.push(Span::from(format!(" {} ", t.name())));
     }
     if changes {
-        spans.push(Span::from("█").fg(palette::CHANGED));
+        spans.push(palette::swatch(palette::CHANGED, mode));
         spans.push(Span::from(" changed "));
     }
     Line::from(spans)

@@ -30,7 +30,7 @@ pub fn draw(f: &mut Frame, rect: Rect, app: &App) {
         .map(|t| {
             let share = t.bytes as f64 / used as f64;
             Row::new(vec![
-                Cell::from("█").style(Style::default().fg(palette::of(t.obj_type))),
+                Cell::from(palette::swatch(palette::of(t.obj_type), app.color_mode)),
                 Cell::from(t.obj_type.name()),
                 Cell::from(thousands(t.bytes)),
                 Cell::from(thousands(t.allocations as u64)),
