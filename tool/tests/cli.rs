@@ -284,6 +284,10 @@ fn completions_and_a_man_page_from_the_one_definition() {
     }
     assert!(man.contains("\\-\\-dry\\-run") && man.contains("\\-\\-baud"), "options are listed");
     assert!(!man.contains(".SH \"HEAPSCOPE HELP\""));
+    // Subcommands live in this page: no references to pages that do not exist.
+    assert!(!man.contains("heapscope\\-record(1)"), "no heapscope-record(1) page to point to");
+    assert!(man.contains("\\fBheapscope record\\fR"), "subcommands listed by name");
+    assert!(man.contains(".SH ENVIRONMENT") && man.contains("HEAPSCOPE_PORT") && man.contains("NO_COLOR"), "environment described");
 }
 
 #[test]

@@ -18,11 +18,35 @@ pub fn completions(shell: clap_complete::Shell) -> Result<(), CliError> {
     stdout_result(std::io::stdout().write_all(&out))
 }
 
-/// The manual page: the command, then a section per subcommand with its options.
+/// The environment variables heapscope reads, for the manual page.
+const ENVIRONMENT: &[(&str, &str)] = &[
+    (crate::port::PORT_ENV, "The port to use when --port is not given (any form --port takes)."),
+    ("NO_COLOR", "When set (to anything), the full-screen view draws without colour: the map in mem_info's letters."),
+    ("COLORTERM", "truecolor or 24bit: 24-bit colour; otherwise the 256-colour palette."),
+];
+
+/// The manual page: the command, its subcommands (each a section of this one page, as there are
+/// no pages of their own), then a section per subcommand with its options.
 pub fn man() -> Result<(), CliError> {
     let command = Cli::command();
     let mut out = Vec::new();
-    clap_mangen::Man::new(command.clone()).render(&mut out).map_err(render_error)?;
+    let page = clap_mangen::Man::new(command.clone());
+    page.render_title(&mut out).map_err(render_error)?;
+    page.render_name_section(&mut out).map_err(render_error)?;
+    page.render_synopsis_section(&mut out).map_err(render_error)?;
+    page.render_description_section(&mut out).map_err(render_error)?;
+    page.render_options_section(&mut out).map_err(render_error)?;
+    let _ = writeln!(out, ".SH SUBCOMMANDS\nEach has a section of its own below.");
+    for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
+        let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+        let _ = writeln!(out, ".TP\n\\fBheapscope {}\\fR\n{}", sub.get_name(), roff_text(&about));
+    }
+    let _ = writeln!(out, ".SH ENVIRONMENT");
+    for (name, what) in ENVIRONMENT {
+        let _ = writeln!(out, ".TP\n\\fB{name}\\fR\n{}", roff_text(what));
+    }
+    page.render_extra_section(&mut out).map_err(render_error)?;
+    page.render_version_section(&mut out).map_err(render_error)?;
     for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
         let _ = writeln!(out, ".SH \"HEAPSCOPE {}\"", sub.get_name().to_uppercase());
         let page = clap_mangen::Man::new(sub.clone().bin_name(format!("heapscope {}", sub.get_name())));
@@ -34,4 +58,14 @@ pub fn man() -> Result<(), CliError> {
         out.extend_from_slice(String::from_utf8_lossy(&section).replace(".SH ", ".SS ").as_bytes());
     }
     stdout_result(std::io::stdout().write_all(&out))
+}
+
+/// Text for a roff line: a leading `.` or `'` would read as a request, `\` and `-` as escapes.
+fn roff_text(text: &str) -> String {
+    let escaped = text.replace('\\', "\\e").replace('-', "\\-");
+    if escaped.starts_with(['.', '\'']) {
+        format!("\\&{escaped}")
+    } else {
+        escaped
+    }
 }
