@@ -456,3 +456,20 @@ fn a_demo_interpreter_that_exits_at_once_is_reported_with_its_status() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn imports_refuses_bad_names_and_scripts_before_touching_a_port() {
+    // The port does not exist: a refusal that names the input comes first, with exit 2.
+    let out = heapscope(&["imports", "--port", "/nonexistent/tty", "json; import os"], None);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not a module name") && !err.contains("raw REPL"), "{err}");
+
+    let script = std::env::temp_dir().join(format!("heapscope-latin1-{}.py", std::process::id()));
+    std::fs::write(&script, b"import json\n# caf\xe9\nimport os\n").unwrap();
+    let out = heapscope(&["imports", "--port", "/nonexistent/tty", "--from", script.to_str().unwrap()], None);
+    let _ = std::fs::remove_file(&script);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(":2: not UTF-8 text (byte offset 17)"), "{err}");
+}

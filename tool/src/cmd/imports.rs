@@ -160,11 +160,17 @@ fn valid_module_name(name: &str) -> bool {
     !name.is_empty() && name.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c == '_' || c.is_alphanumeric()))
 }
 
+/// Every name must be a dotted module name: anything else would be run on the board as code.
+fn check_module_names(modules: &[String]) -> Result<(), CliError> {
+    match modules.iter().find(|m| !valid_module_name(m)) {
+        Some(bad) => Err(CliError::BadInput(format!("{bad:?} is not a module name"))),
+        None => Ok(()),
+    }
+}
+
 /// Measures the imports over a link to a board at its REPL.
 pub fn measure(link: &mut dyn Link, port: &str, modules: &[String], soft_reset: bool) -> Result<ImportsReport, CliError> {
-    if let Some(bad) = modules.iter().find(|m| !valid_module_name(m)) {
-        return Err(CliError::BadInput(format!("{bad:?} is not a module name")));
-    }
+    check_module_names(modules)?;
     let mut demux = Demux::new();
     let mut repl = RawRepl::new(link, &mut demux);
     repl.enter()?;
@@ -278,13 +284,20 @@ pub fn tree_from_events(entries: &[Entry]) -> Vec<ImportCost> {
 pub fn run(args: &ImportsArgs) -> Result<(), CliError> {
     let mut modules = args.modules.clone();
     if let Some(path) = &args.from {
-        let source = std::fs::read_to_string(path).map_err(|e| file_error(path, e))?;
-        let found = modules_from_script(&source);
+        let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
+        let source = std::str::from_utf8(&bytes).map_err(|e| {
+            let at = e.valid_up_to();
+            let line = 1 + bytes[..at].iter().filter(|&&b| b == b'\n').count();
+            CliError::BadInput(format!("{}:{line}: not UTF-8 text (byte offset {at}); MicroPython reads scripts as UTF-8", path.display()))
+        })?;
+        let found = modules_from_script(source);
         if found.is_empty() {
             return Err(CliError::BadInput(format!("{}: no imports at the top of the script", path.display())));
         }
         modules.extend(found);
     }
+    // Before the board is touched: a bad name is the user's typo, not a reason to stop the board.
+    check_module_names(&modules)?;
     let path = port::resolve(&args.device.port)?;
     let mut opener = PathOpener { path: path.clone(), options: OpenOptions { baud: args.device.baud, reset: args.device.reset } };
     let mut link = opener.open()?;
