@@ -71,6 +71,15 @@ fn record_on_a_port_with_no_repl_explains_and_fails() {
     let err = stderr(&out);
     assert!(err.contains("not a MicroPython REPL"), "{err}");
     assert!(err.contains("nothing was captured"), "{err}");
+    assert!(err.contains("the port said nothing"), "what the port said is told: {err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+
+    // A device that talks, but not MicroPython: its last line is quoted.
+    let board = PtyBoard::start_on(Path::new("sh"), &["-c", "while :; do echo AT+READY; sleep 1; done"], CableSpec::DIRECT);
+    let file = board.dir().join("talker.hsr");
+    let out = run(&["record", "--port", &board.port(), "-o", file.to_str().unwrap(), "--duration", "8s"]);
+    let err = stderr(&out);
+    assert!(err.contains("the port's last line: \"AT+READY\""), "{err}");
     assert_eq!(out.status.code(), Some(1), "{err}");
 }
 

@@ -278,8 +278,12 @@ pub fn run(args: &RecordArgs) -> Result<(), CliError> {
         );
     }
     if t.snapshots == 0 {
+        let said = match t.last_console_line() {
+            Some(line) => format!("the port's last line: {line:?}"),
+            None => "the port said nothing".to_string(),
+        };
         return Err(CliError::Io(format!(
-            "nothing was captured from {port}: no snapshot in {:.1} s (see the notes above; the recording {} holds what the port said)",
+            "nothing was captured from {port}: no snapshot in {:.1} s ({said}; the recording {} holds all it said)",
             out.elapsed.as_secs_f64(),
             args.output.display()
         )));
