@@ -240,6 +240,8 @@ fn counts_of_one_are_singular() {
     assert!(text.contains("1 segment (0 resets)"), "{text}");
     assert!(!text.contains("1 segments") && !text.contains("1 areas"), "{text}");
     assert!(text.contains("1 area, "), "{text}");
+    // The list under the counts is the timeline without snapshots, not only the events counted.
+    assert!(text.contains("3 events,") && text.contains("timeline without its snapshots (--all lists them):"), "{text}");
     assert_eq!(heapscope::human::count(1usize, "area"), "1 area");
     assert_eq!(heapscope::human::count(2048u64, "block"), "2,048 blocks");
     assert_eq!(heapscope::human::count(0u64, "gap"), "0 gaps");

@@ -112,7 +112,7 @@ fn print_recording(
         writeln!(out, "  not closed cleanly (no index): every record was read")?;
     }
     if !rows.is_empty() {
-        writeln!(out, "  {}:", if all { "timeline" } else { "events" })?;
+        writeln!(out, "  {}:", if all { "timeline" } else { "timeline without its snapshots (--all lists them)" })?;
     }
     for r in rows {
         if r.kind == "snapshot" {
