@@ -475,3 +475,14 @@ fn imports_refuses_bad_names_and_scripts_before_touching_a_port() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(":2: not UTF-8 text (byte offset 17)"), "{err}");
 }
+
+#[test]
+fn a_recording_cut_inside_its_header_is_named_as_one() {
+    let demo = std::fs::read(format!("{}/assets/demo.hsr", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    for cut in 1..8 {
+        let out = heapscope(&["inspect", "-"], Some(&demo[..cut]));
+        assert_eq!(out.status.code(), Some(2), "cut at {cut}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("a heapscope recording cut off after"), "cut at {cut}: {err}");
+    }
+}

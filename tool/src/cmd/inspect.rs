@@ -33,6 +33,13 @@ pub fn run(args: &InspectArgs) -> Result<(), CliError> {
     };
     let mut first = Vec::with_capacity(READ_CHUNK);
     (&mut input).take(READ_CHUNK as u64).read_to_end(&mut first).map_err(read_error)?;
+    if !first.is_empty() && first.len() < recording::HEADER_LEN && recording::MAGIC.starts_with(&first[..first.len().min(recording::MAGIC.len())]) {
+        return Err(CliError::BadInput(format!(
+            "{name}: a heapscope recording cut off after {}: its header alone is {} bytes",
+            human::count(first.len(), "byte"),
+            recording::HEADER_LEN
+        )));
+    }
     if recording::is_recording(&first) {
         // A recording file is read where needed, never loaded whole; standard input is read in.
         if name != "-" {
