@@ -3,11 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use heapscope::capture::{Capture, Mode, Options};
+use heapscope::capture::{Capture, Command, Mode, Options};
 use heapscope::entry::{Entry, SegmentReason, Source};
 use heapscope::link::PathOpener;
 use heapscope::port::{OpenOptions, DEFAULT_BAUD};
 use heapscope::recording::{Recording, RecordingWriter, Stored};
+use heapscope_protocol::wire::Event;
 use heapscope_protocol::{metrics, text};
 use heapscope_tests::board::PtyBoard;
 
@@ -141,6 +142,7 @@ for i in range(600):
     let mut seen_reattach = false;
     let start = Instant::now();
     let mut unplugged_at = None;
+    let mut dump_while_away = None;
     while start.elapsed() < Duration::from_secs(30) {
         if let Ok(e) = c.entries.recv_timeout(Duration::from_millis(50)) {
             writer.append(&e).unwrap();
@@ -155,6 +157,13 @@ for i in range(600):
         if before_gap.len() == 5 && unplugged_at.is_none() {
             board.unplug();
             unplugged_at = Some(Instant::now());
+        }
+        if seen_gap && !seen_reattach && dump_while_away.is_none() {
+            // While the board is away: a dump is refused saying why, a mark is kept.
+            let (tx, rx) = std::sync::mpsc::channel();
+            c.send(Command::Dump(tx));
+            c.send(Command::Mark("while unplugged".into()));
+            dump_while_away = Some(rx.recv_timeout(Duration::from_secs(5)).map(|r| r.err()));
         }
         if unplugged_at.is_some_and(|t| t.elapsed() > Duration::from_millis(700)) && !seen_reattach && seen_gap {
             board.plug();
@@ -171,7 +180,14 @@ for i in range(600):
     let rec = Recording::open(&path).unwrap();
     assert!(rec.truncated.is_none());
     let gap_at = rec.entries.iter().position(|e| matches!(e, Stored::Entry(Entry::Gap { .. }))).expect("a gap marker");
-    assert!(matches!(rec.entries[gap_at + 1], Stored::Entry(Entry::Segment { reason: SegmentReason::Reattach, .. })));
+    let why = dump_while_away.expect("a dump was asked for while unplugged").expect("an answer came").expect("a refusal");
+    assert!(why.contains("is unplugged: waiting for it to come back"), "{why}");
+    assert!(
+        matches!(&rec.entries[gap_at + 1], Stored::Entry(Entry::Event { event: Event::Mark { label }, .. }) if label == "while unplugged"),
+        "the mark made while unplugged is kept after the gap: {:?}",
+        rec.entries.get(gap_at + 1).map(|e| e.at())
+    );
+    assert!(matches!(rec.entries[gap_at + 2], Stored::Entry(Entry::Segment { reason: SegmentReason::Reattach, .. })));
     let recorded_before: Vec<_> = rec.entries[..gap_at]
         .iter()
         .filter_map(|e| if let Stored::Snapshot { ordinal, .. } = e { rec.snapshot(*ordinal) } else { None })

@@ -731,7 +731,20 @@ impl Worker {
         loop {
             match self.commands.recv_timeout(Duration::from_millis(200)) {
                 Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => return Flow::Stop,
-                Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+                // Marks are the host's: the timeline goes on while the board is away.
+                Ok(Command::Mark(label)) => {
+                    let at = self.now();
+                    self.emit(vec![Entry::Event { at, device_ms: None, event: Event::Mark { label } }]);
+                }
+                Ok(Command::Dump(reply)) => {
+                    let _ = reply.send(Err(format!("{} is unplugged: waiting for it to come back", self.opener.name())));
+                }
+                Ok(Command::Input(_)) => {
+                    let at = self.now();
+                    let text = format!("typed while {} is unplugged: not sent", self.opener.name());
+                    self.emit(vec![Entry::Notice { at, text }]);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
             }
             if let Ok(link) = self.opener.open() {
                 self.link = link;
