@@ -8,6 +8,12 @@ use heapscope_protocol::Snapshot;
 /// Microseconds since the capture started, on the host's clock.
 pub type HostMicros = u64;
 
+/// A moment as the seconds since the capture started: the one time base the UI shows and
+/// `inspect` and `export` print.
+pub fn seconds(at: HostMicros) -> f64 {
+    at as f64 / 1e6
+}
+
 /// How a snapshot was taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]

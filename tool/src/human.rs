@@ -24,6 +24,11 @@ pub fn signed(n: i64) -> String {
     format!("{}{}", if n < 0 { '-' } else { '+' }, thousands(n.unsigned_abs()))
 }
 
+/// A moment of a recording as a person reads it: `8.6 s` since the capture started.
+pub fn moment(at: crate::entry::HostMicros) -> String {
+    format!("{:.1} s", crate::entry::seconds(at))
+}
+
 /// `1 segment`, `2 segments`, `1,024 blocks`: a count with its noun, singular for one.
 pub fn count(n: impl TryInto<u64>, noun: &str) -> String {
     let n = n.try_into().unwrap_or(u64::MAX);

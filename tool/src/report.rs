@@ -353,7 +353,7 @@ pub fn event_json(event: &Event) -> serde_json::Value {
 pub fn timeline(rec: &Recording) -> impl Iterator<Item = Row> + '_ {
     let mut console_line = Vec::new();
     rec.entries.iter().flat_map(move |e| {
-        let time_s = e.at() as f64 / 1e6;
+        let time_s = crate::entry::seconds(e.at());
         let row = |kind, device_ms, detail: String| Row {
             time_s,
             device_ms,

@@ -330,6 +330,26 @@ fn a_message_goes_with_the_next_key_or_click() {
     assert!(!text.contains("MemoryError:") && app.message.is_none(), "{text}");
 }
 
+/// A live session whose first snapshot came 3 s after the capture started.
+fn live_from_3_s() -> App {
+    use heapscope::entry::{Entry, Source};
+    let rec = bundled().unwrap();
+    let mut app = App::new(History::new(), "live", true);
+    for (i, at) in [3_000_000u64, 20_000_000, 50_800_000].into_iter().enumerate() {
+        app.ingest(Entry::Snapshot { at, device_ms: None, source: Source::Passive, snapshot: Box::new(rec.snapshot(i as u32 * 5).unwrap()) });
+    }
+    let mark = heapscope_protocol::wire::Event::Mark { label: "here".into() };
+    app.ingest(Entry::Event { at: 50_800_000, device_ms: None, event: mark });
+    app
+}
+
+#[test]
+fn the_header_and_the_timeline_tell_the_same_time() {
+    let (_, text) = run(live_from_3_s(), 100, 30, vec![key('3')]);
+    assert!(text.lines().next().unwrap().contains("3/3 at 50.8 s"), "{text}");
+    assert!(text.contains("m 50.8 s  here"), "the timeline counts from the capture's start too:\n{text}");
+}
+
 #[test]
 fn the_header_keeps_its_figures_behind_a_long_name() {
     let long = format!("/home/someone/{}/micropython (demo)", "very-long-directory-name/".repeat(6));

@@ -499,7 +499,7 @@ impl App {
         match self.history.read_dump(i) {
             Ok(dump) => {
                 let analysis = heapscope_objects::Analysis::new(&dump);
-                self.message = Some(format!("heap dump {} of {}, taken at {:.1} s", i + 1, self.history.dumps.len(), self.history.dumps[i].0 as f64 / 1e6));
+                self.message = Some(format!("heap dump {} of {}, taken at {}", i + 1, self.history.dumps.len(), crate::human::moment(self.history.dumps[i].0)));
                 self.objects = Some(super::render::objects::ObjectsState::new(Arc::new(analysis)));
             }
             Err(e) => {

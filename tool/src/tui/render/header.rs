@@ -6,7 +6,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
-use crate::human::thousands;
+use crate::human::{moment, thousands};
 use crate::tui::app::App;
 
 pub fn draw(f: &mut Frame, rect: Rect, app: &App) {
@@ -29,7 +29,7 @@ pub fn draw(f: &mut Frame, rect: Rect, app: &App) {
     let mut parts: Vec<(u8, Span)> = vec![(3, Span::from(" heapscope ").bold()), (9, state)];
     if let Some(i) = app.current() {
         let s = app.history.snapshots[i];
-        parts.push((5, Span::from(format!("│ {}/{} at {:.1} s ", i + 1, app.history.len(), s.at as f64 / 1e6))));
+        parts.push((5, Span::from(format!("│ {}/{} at {} ", i + 1, app.history.len(), moment(s.at)))));
         parts.push((4, Span::from(format!("│ used {} ", thousands(s.summary.used)))));
         parts.push((6, Span::from(format!("free {} ", thousands(s.summary.free)))));
         parts.push((8, Span::styled(format!("largest {} ", thousands(s.summary.largest_free)), Style::default().fg(Color::Cyan))));

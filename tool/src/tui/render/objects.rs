@@ -93,7 +93,7 @@ pub fn draw(f: &mut Frame, rect: Rect, app: &mut App) {
     let Some(state) = app.objects.as_mut() else {
         let text = match app.history.dumps.first() {
             // A replay of a recording with dumps, before the first.
-            Some(&(first, _)) if !app.live => format!("no heap dump at or before this moment; the first is at {:.1} s", first as f64 / 1e6),
+            Some(&(first, _)) if !app.live => format!("no heap dump at or before this moment; the first is at {}", crate::human::moment(first)),
             _ => "no heap dump: press d in a live session, or open one with `heapscope objects FILE --tui` (take it with `heapscope dump -o FILE`)".into(),
         };
         f.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }).block(block), rect);

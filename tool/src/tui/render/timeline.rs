@@ -7,7 +7,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Block, Borders, Chart, Dataset, GraphType, Paragraph, Sparkline};
 use ratatui::Frame;
 
-use crate::human::thousands;
+use crate::entry::seconds;
+use crate::human::{moment, thousands};
 use crate::tui::app::App;
 use crate::tui::history::MarkerKind;
 
@@ -22,18 +23,17 @@ pub fn draw(f: &mut Frame, rect: Rect, app: &mut App) {
     }
     let [chart_rect, frag_rect, marks_rect, list_rect] =
         Layout::vertical([Constraint::Min(5), Constraint::Length(2), Constraint::Length(1), Constraint::Length(3)]).areas(inner);
-    let t0 = h.snapshots[0].at;
-    let secs = |at: u64| (at.saturating_sub(t0)) as f64 / 1e6;
-    let t_end = secs(h.snapshots[h.len() - 1].at).max(0.001);
+    // The axis starts when the capture did: the header, `inspect` and `export` count from there.
+    let t_end = seconds(h.snapshots[h.len() - 1].at).max(0.001);
     let series = |f: fn(&crate::recording::Summary) -> u64| -> Vec<(f64, f64)> {
-        h.snapshots.iter().map(|s| (secs(s.at), f(&s.summary) as f64)).collect()
+        h.snapshots.iter().map(|s| (seconds(s.at), f(&s.summary) as f64)).collect()
     };
     let used = series(|s| s.used);
     let free = series(|s| s.free);
     let largest = series(|s| s.largest_free);
     let y_max = h.snapshots.iter().map(|s| s.summary.used + s.summary.free).max().unwrap_or(1).max(1) as f64;
     let cur = app.current().unwrap_or(0);
-    let x_cur = secs(h.snapshots[cur].at);
+    let x_cur = seconds(h.snapshots[cur].at);
     let cursor = vec![(x_cur, 0.0), (x_cur, y_max)];
     let datasets = vec![
         Dataset::default().name("used").marker(Dot::Braille).graph_type(GraphType::Line).style(Style::default().fg(Color::Yellow)).data(&used),
@@ -57,7 +57,7 @@ pub fn draw(f: &mut Frame, rect: Rect, app: &mut App) {
     let mut frag = vec![0u64; columns];
     let mut cursor_col = 0;
     for (i, s) in h.snapshots.iter().enumerate() {
-        let x = ((secs(s.at) / t_end) * (columns.saturating_sub(1)) as f64) as usize;
+        let x = ((seconds(s.at) / t_end) * (columns.saturating_sub(1)) as f64) as usize;
         if let Some(v) = frag.get_mut(x) {
             *v = (*v).max((s.summary.fragmentation * 1000.0) as u64);
         }
@@ -75,7 +75,7 @@ pub fn draw(f: &mut Frame, rect: Rect, app: &mut App) {
     // Markers along the same time axis.
     let mut row = vec![' '; plot.width as usize];
     for m in &h.markers {
-        let x = ((secs(m.at) / t_end) * f64::from(plot.width.saturating_sub(1))) as usize;
+        let x = ((seconds(m.at) / t_end) * f64::from(plot.width.saturating_sub(1))) as usize;
         if let Some(c) = row.get_mut(x) {
             *c = m.kind.symbol();
         }
@@ -98,7 +98,7 @@ pub fn draw(f: &mut Frame, rect: Rect, app: &mut App) {
         ms.sort_by_key(|m| m.at.abs_diff(h.snapshots[cur].at));
         ms.into_iter()
             .take(2)
-            .map(|m| Line::from(format!(" {} {:.1} s  {}", m.kind.symbol(), secs(m.at), m.label)).dark_gray())
+            .map(|m| Line::from(format!(" {} {}  {}", m.kind.symbol(), moment(m.at), m.label)).dark_gray())
             .collect()
     };
     let mut lines = vec![Line::from(vec![
