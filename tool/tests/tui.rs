@@ -365,6 +365,21 @@ fn the_header_keeps_its_figures_behind_a_long_name() {
 }
 
 #[test]
+fn the_name_gives_way_before_the_moment_and_the_figures() {
+    for w in [60, 70, 80, 90, 100, 110, 120] {
+        let (_, text) = run(at_the_failure(), w, 24, vec![]);
+        let header = text.lines().next().unwrap();
+        assert!(header.contains("MemoryError 1,088 B") && header.contains("largest 1,024"), "{w} columns: {header}");
+        if w >= 80 {
+            assert!(header.contains("17/47") && header.contains("8.6 s"), "{w} columns: {header}");
+        }
+        if header.contains("demo.hsr") {
+            assert!(header.contains("at 8.6 s") && header.contains("used"), "the name took the room of a figure at {w} columns: {header}");
+        }
+    }
+}
+
+#[test]
 fn the_help_box_stays_inside_the_border_at_80x24() {
     let (_, text) = run(replay_app(), 80, 24, vec![key('?')]);
     let lines: Vec<Vec<char>> = text.lines().map(|l| l.chars().collect()).collect();

@@ -25,34 +25,107 @@ pub fn draw(f: &mut Frame, rect: Rect, app: &App) {
         Span::from(" LIVE ").black().on_green()
     };
     // Parts in the order shown, each with its rank: when the line is too narrow the
-    // lowest-ranked go first, so the figures that tell the story stay.
-    let mut parts: Vec<(u8, Span)> = vec![(3, Span::from(" heapscope ").bold()), (9, state)];
+    // lowest-ranked give way first (shortened where they can be, else dropped), so the figures
+    // that tell the story stay. The port's or file's name ranks lowest of all: it only takes
+    // the room nothing else can use.
+    let mut parts = vec![Part::new(3, Group::State, Span::from(" heapscope ").bold()), Part::new(9, Group::State, state)];
     if let Some(i) = app.current() {
         let s = app.history.snapshots[i];
-        parts.push((5, Span::from(format!("│ {}/{} at {} ", i + 1, app.history.len(), moment(s.at)))));
-        parts.push((4, Span::from(format!("│ used {} ", thousands(s.summary.used)))));
-        parts.push((6, Span::from(format!("free {} ", thousands(s.summary.free)))));
-        parts.push((8, Span::styled(format!("largest {} ", thousands(s.summary.largest_free)), Style::default().fg(Color::Cyan))));
-        parts.push((7, Span::from(format!("frag {:.0}% ", 100.0 * s.summary.fragmentation))));
+        let (n, of, at) = (i + 1, app.history.len(), moment(s.at));
+        parts.push(Part::new(5, Group::Moment, Span::from(format!("{n}/{of} at {at}"))).or_shorter(format!("{n}/{of} {at}")));
+        parts.push(Part::new(4, Group::Figures, Span::from(format!("used {}", thousands(s.summary.used)))));
+        parts.push(Part::new(6, Group::Figures, Span::from(format!("free {}", thousands(s.summary.free)))));
+        parts.push(Part::new(8, Group::Figures, Span::styled(format!("largest {}", thousands(s.summary.largest_free)), Style::default().fg(Color::Cyan))));
+        parts.push(Part::new(7, Group::Figures, Span::from(format!("frag {:.0}%", 100.0 * s.summary.fragmentation))));
         if let Some(failure) = app.history.failure_at(i) {
-            parts.push((8, Span::from(format!("│ MemoryError {} B ", thousands(failure.bytes))).red().bold()));
+            parts.push(Part::new(8, Group::Failure, Span::from(format!("MemoryError {} B", thousands(failure.bytes))).red().bold()));
         }
     } else {
-        parts.push((8, Span::from("│ no snapshot yet ")));
+        parts.push(Part::new(8, Group::Moment, Span::from("no snapshot yet")));
     }
     let width = rect.width as usize;
-    let total = |parts: &[(u8, Span)]| parts.iter().map(|(_, s)| s.width()).sum::<usize>();
-    while total(&parts) > width {
-        let Some(lowest) = parts.iter().enumerate().min_by_key(|(_, (rank, _))| *rank).map(|(i, _)| i) else { break };
-        parts.remove(lowest);
+    let mut shown = vec![true; parts.len()];
+    while line_width(&parts, &shown) > width {
+        let Some(lowest) = (0..parts.len()).filter(|&i| shown[i]).min_by_key(|&i| parts[i].rank) else { break };
+        if let Some(short) = parts[lowest].shorter.take() {
+            parts[lowest].span.content = short.into();
+        } else {
+            shown[lowest] = false;
+        }
     }
-    // The port's or file's name takes what room is left.
-    let left = width.saturating_sub(total(&parts));
-    let mut spans: Vec<Span> = parts.into_iter().map(|(_, s)| s).collect();
-    if left > 12 {
-        spans.push(Span::from(format!("│ {}", fit(&app.title, left - 2))).dark_gray());
+    // Dropping the lowest may have freed more than was needed: what was dropped comes back where
+    // it fits, most important first.
+    let mut dropped: Vec<usize> = (0..parts.len()).filter(|&i| !shown[i]).collect();
+    dropped.sort_by_key(|&i| std::cmp::Reverse(parts[i].rank));
+    for i in dropped {
+        shown[i] = true;
+        if line_width(&parts, &shown) > width {
+            shown[i] = false;
+        }
     }
-    f.render_widget(Paragraph::new(Line::from(spans)), rect);
+    let room = width.saturating_sub(line_width(&parts, &shown) + " │ ".chars().count());
+    if room >= 10 {
+        parts.push(Part::new(0, Group::Title, Span::from(fit(&app.title, room)).dark_gray()));
+        shown.push(true);
+    }
+    f.render_widget(Paragraph::new(Line::from(line(&parts, &shown))), rect);
+}
+
+/// Where a part belongs: a `│` stands between groups.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Group {
+    State,
+    Moment,
+    Figures,
+    Failure,
+    Title,
+}
+
+struct Part<'a> {
+    rank: u8,
+    group: Group,
+    span: Span<'a>,
+    /// A shorter text to fall back to before the part is dropped.
+    shorter: Option<String>,
+}
+
+impl<'a> Part<'a> {
+    fn new(rank: u8, group: Group, span: Span<'a>) -> Part<'a> {
+        Part { rank, group, span, shorter: None }
+    }
+
+    fn or_shorter(self, shorter: String) -> Part<'a> {
+        Part { shorter: Some(shorter), ..self }
+    }
+}
+
+/// What stands before a part after `prev`: the state is padded by its own background.
+fn separator(prev: Group, next: Group) -> &'static str {
+    match (prev, next) {
+        (_, Group::State) => "",
+        (Group::State, _) => "│ ",
+        (a, b) if a == b => " ",
+        _ => " │ ",
+    }
+}
+
+fn line_width(parts: &[Part], shown: &[bool]) -> usize {
+    line(parts, shown).iter().map(Span::width).sum()
+}
+
+/// The parts shown, with their separators; the title's separator is as dim as the title.
+fn line<'a>(parts: &[Part<'a>], shown: &[bool]) -> Vec<Span<'a>> {
+    let mut spans = Vec::new();
+    let mut prev = None;
+    for (p, _) in parts.iter().zip(shown).filter(|(_, shown)| **shown) {
+        if let Some(prev) = prev {
+            let sep = Span::from(separator(prev, p.group));
+            spans.push(if p.group == Group::Title { sep.dark_gray() } else { sep });
+        }
+        prev = Some(p.group);
+        spans.push(p.span.clone());
+    }
+    spans
 }
 
 /// `text` in at most `width` characters: the end is kept (a port's or file's name ends in what
