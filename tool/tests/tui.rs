@@ -156,6 +156,26 @@ fn zoom_changes_blocks_per_pixel() {
     assert!(out.regions.map_bpp >= fit.regions.map_bpp * 2);
 }
 
+fn wheel(kind: MouseEventKind) -> Event {
+    Event::Mouse(MouseEvent { kind, column: 40, row: 10, modifiers: KeyModifiers::NONE })
+}
+
+#[test]
+fn the_wheel_scrolls_a_zoomed_map_and_a_key_brings_the_cursor_back() {
+    let is_map_row = |l: &&str| l.strip_prefix("│").and_then(|r| r.split(' ').next()).is_some_and(|a| a.len() >= 6 && a.chars().all(|c| c.is_ascii_hexdigit()));
+    // The address of the first map row on screen.
+    let first_row = |text: &str| text.lines().find(is_map_row).and_then(|l| l.split(' ').next()).unwrap_or_else(|| panic!("{text}")).to_string();
+    let zoomed = vec![key('+'), key('+')];
+    let (_, at_top) = run(replay_app(), 80, 24, zoomed.clone());
+    let down = wheel(MouseEventKind::ScrollDown);
+    let (_, scrolled) = run(replay_app(), 80, 24, [zoomed.clone(), vec![down.clone(), down.clone()]].concat());
+    assert_ne!(first_row(&at_top), first_row(&scrolled), "the wheel scrolls:\n{scrolled}");
+    let (_, back) = run(replay_app(), 80, 24, [zoomed.clone(), vec![down.clone(), down.clone(), wheel(MouseEventKind::ScrollUp), down]].concat());
+    assert_eq!(first_row(&scrolled), first_row(&back), "up undoes down");
+    let (_, followed) = run(replay_app(), 80, 24, [zoomed, vec![wheel(MouseEventKind::ScrollDown), code(KeyCode::Right)]].concat());
+    assert_eq!(first_row(&at_top), first_row(&followed), "moving the cursor brings its row back on screen");
+}
+
 #[test]
 fn the_ui_never_waits_on_the_port() {
     // If the UI waited for the port, this would never finish: the watchdog turns a hang into

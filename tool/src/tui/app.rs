@@ -90,6 +90,9 @@ pub struct App {
     pub block: (usize, usize),
     /// First cell row of the map on screen.
     pub map_scroll: usize,
+    /// The cursor and its row when the map last scrolled to it: the map follows the cursor
+    /// only when it moves, so the wheel can scroll in between.
+    pub map_followed: Option<((usize, usize), usize)>,
     pub highlight_changes: bool,
     pub diff_anchor: Option<usize>,
     pub imports_by_bytes: bool,
@@ -150,6 +153,7 @@ impl App {
             zoom: Zoom::Fit,
             block: (0, 0),
             map_scroll: 0,
+            map_followed: None,
             highlight_changes: false,
             diff_anchor: None,
             imports_by_bytes: true,

@@ -175,16 +175,19 @@ pub fn draw_map(
     let scale = scale(s, width, map.height as usize, app.zoom);
     let per_line = scale.blocks_per_line(width);
     let all = rows(s, width, scale);
-    // Keep the cursor's row on screen.
+    // Bring the cursor's row on screen when the cursor moved (or the zoom moved its row).
     let cursor_row = all
         .iter()
         .position(|r| matches!(r, Row::Blocks { area, first } if *area == app.block.0 && app.block.1 >= *first && app.block.1 < first + per_line * 2))
         .unwrap_or(0);
     let height = map.height as usize;
-    if cursor_row < app.map_scroll {
-        app.map_scroll = cursor_row;
-    } else if cursor_row >= app.map_scroll + height {
-        app.map_scroll = cursor_row + 1 - height;
+    if app.map_followed != Some((app.block, cursor_row)) {
+        app.map_followed = Some((app.block, cursor_row));
+        if cursor_row < app.map_scroll {
+            app.map_scroll = cursor_row;
+        } else if cursor_row >= app.map_scroll + height {
+            app.map_scroll = cursor_row + 1 - height;
+        }
     }
     app.map_scroll = app.map_scroll.min(all.len().saturating_sub(height));
     app.regions.map = map;
