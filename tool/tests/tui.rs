@@ -371,6 +371,18 @@ fn the_header_and_the_timeline_tell_the_same_time() {
 }
 
 #[test]
+fn a_gap_after_the_last_snapshot_is_on_the_timeline() {
+    use heapscope::entry::Entry;
+    let mut app = live_from_3_s();
+    app.ingest(Entry::Gap { at: 60_000_000, reason: "Broken pipe".into() });
+    let (_, text) = run(app, 100, 30, vec![key('3')]);
+    // The marks row: marker symbols and spaces only.
+    let marks = text.lines().find(|l| l.contains('m') && l.trim_matches('│').chars().all(|c| "!imRG+s ".contains(c))).unwrap_or("");
+    assert!(marks.contains('G'), "the gap is in the marks row:\n{text}");
+    assert!(text.contains("60 s"), "the axis reaches the gap:\n{text}");
+}
+
+#[test]
 fn the_header_keeps_its_figures_behind_a_long_name() {
     let long = format!("/home/someone/{}/micropython (demo)", "very-long-directory-name/".repeat(6));
     for (w, wanted) in [(80, "frag"), (120, "largest"), (120, "frag")] {

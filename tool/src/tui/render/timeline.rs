@@ -24,7 +24,9 @@ pub fn draw(f: &mut Frame, rect: Rect, app: &mut App) {
     let [chart_rect, frag_rect, marks_rect, list_rect] =
         Layout::vertical([Constraint::Min(5), Constraint::Length(2), Constraint::Length(1), Constraint::Length(3)]).areas(inner);
     // The axis starts when the capture did: the header, `inspect` and `export` count from there.
-    let t_end = seconds(h.snapshots[h.len() - 1].at).max(0.001);
+    // ... and reaches the latest event: a gap or a mark after the last snapshot is drawn too.
+    let last = h.snapshots.iter().map(|s| s.at).chain(h.markers.iter().map(|m| m.at)).max().unwrap_or(0);
+    let t_end = seconds(last).max(0.001);
     let series = |f: fn(&crate::recording::Summary) -> u64| -> Vec<(f64, f64)> {
         h.snapshots.iter().map(|s| (seconds(s.at), f(&s.summary) as f64)).collect()
     };
@@ -51,15 +53,16 @@ pub fn draw(f: &mut Frame, rect: Rect, app: &mut App) {
     let label_w = thousands(y_max as u64).len() as u16 + 1;
     app.regions.timeline = Rect { x: chart_rect.x + label_w, width: chart_rect.width.saturating_sub(label_w), ..chart_rect };
 
-    // Fragmentation along the same time axis: one column per moment, the cursor's marked.
+    // Fragmentation along the same time axis: one column per moment, the cursor's marked, and
+    // nothing where no snapshot was taken (not a 0%).
     let plot = app.regions.timeline;
     let columns = plot.width as usize;
-    let mut frag = vec![0u64; columns];
+    let mut frag: Vec<Option<u64>> = vec![None; columns];
     let mut cursor_col = 0;
     for (i, s) in h.snapshots.iter().enumerate() {
         let x = ((seconds(s.at) / t_end) * (columns.saturating_sub(1)) as f64) as usize;
         if let Some(v) = frag.get_mut(x) {
-            *v = (*v).max((s.summary.fragmentation * 1000.0) as u64);
+            *v = Some(v.unwrap_or(0).max((s.summary.fragmentation * 1000.0) as u64));
         }
         if i == cur {
             cursor_col = x;
