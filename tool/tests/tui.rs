@@ -313,6 +313,18 @@ fn the_histogram_is_labelled_in_bytes_and_no_label_is_cut() {
 }
 
 #[test]
+fn a_narrow_histogram_keeps_the_largest_holes_in_its_last_bar() {
+    // At the start the largest hole, 57,632 B, is in the 32K bucket.
+    let (_, wide) = run(replay_app(), 160, 48, vec![key('2')]);
+    assert!(wide.lines().any(|l| l.contains("32B") && l.contains(" 32K")), "{wide}");
+    let (_, narrow) = run(replay_app(), 60, 24, vec![key('2')]);
+    let labels = narrow.lines().find(|l| l.contains("32B")).unwrap_or_else(|| panic!("{narrow}"));
+    let last = labels.trim_end_matches(['│', ' ']).rsplit(' ').next().unwrap_or("");
+    let from: u64 = last.strip_prefix('≥').and_then(|l| l.strip_suffix('K')).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{labels}"));
+    assert!(from <= 32, "the last bar holds the 32K bucket: {labels}");
+}
+
+#[test]
 fn a_small_heap_fills_the_map_panel() {
     let (app, text) = run(replay_app(), 160, 48, vec![]);
     // Map rows start with the address of their first block.

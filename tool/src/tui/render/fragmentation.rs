@@ -68,15 +68,16 @@ pub fn draw(f: &mut Frame, rect: Rect, app: &App) {
     }
 
     let block_size = u64::from(s.block_size().unwrap_or(16));
-    let bars: Vec<Bar> = m
-        .histogram
-        .buckets
-        .iter()
-        .map(|b| {
-            let label = compact_bytes(b.min_blocks as u64 * block_size);
-            Bar::default().value(b.runs as u64).label(Line::from(label)).text_value(b.runs.to_string())
-        })
-        .collect();
+    let bar = |label: String, runs: usize| Bar::default().value(runs as u64).label(Line::from(label)).text_value(runs.to_string());
+    let buckets = &m.histogram.buckets;
+    // Bars of 5 with a gap of 1. When not all fit, the last bar holds every bucket from its size
+    // up: the largest holes are what this view is for, so they are never cut off.
+    let fit = ((chart_rect.width as usize + 1) / 6).max(1);
+    let (each, merged) = if buckets.len() > fit { buckets.split_at(fit - 1) } else { (&buckets[..], &[][..]) };
+    let mut bars: Vec<Bar> = each.iter().map(|b| bar(compact_bytes(b.min_blocks as u64 * block_size), b.runs)).collect();
+    if let Some(first) = merged.first() {
+        bars.push(bar(format!("≥{}", compact_bytes(first.min_blocks as u64 * block_size)), merged.iter().map(|b| b.runs).sum()));
+    }
     let chart = BarChart::default()
         .block(Block::default().title(format!(" free holes by size, from the size shown up to the next (a block is {block_size} B): how many ")))
         .data(BarGroup::default().bars(&bars))
