@@ -583,6 +583,11 @@ fn a_live_session_without_a_repl_offers_neither_typing_nor_dumps() {
         assert!(app.pending_dump.is_none() && app.input.is_none(), "{k}");
         assert!(text.contains("this session has no REPL to type to or take a heap dump through"), "{k}: {text}");
     }
+    // The Objects view with no dump says what can be done in this session.
+    let (_, text) = run(live(false), 200, 24, vec![key('8')]);
+    assert!(text.contains("this session has no REPL to take one through") && !text.contains("press d"), "{text}");
+    let (_, text) = run(live(true), 200, 24, vec![key('8')]);
+    assert!(text.contains("press d to take one"), "{text}");
 }
 
 #[test]

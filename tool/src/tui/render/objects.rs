@@ -94,6 +94,9 @@ pub fn draw(f: &mut Frame, rect: Rect, app: &mut App) {
         let text = match app.history.dumps.first() {
             // A replay of a recording with dumps, before the first.
             Some(&(first, _)) if !app.live => format!("no heap dump at or before this moment; the first is at {}", crate::human::moment(first)),
+            // What can be done here: d only where a REPL can take the dump.
+            _ if app.repl => "no heap dump yet: press d to take one through the REPL".into(),
+            _ if app.live => "no heap dump: this session has no REPL to take one through; open one with `heapscope objects FILE --tui` (take it from a board with `heapscope dump -o FILE`)".into(),
             _ => "no heap dump: press d in a live session, or open one with `heapscope objects FILE --tui` (take it with `heapscope dump -o FILE`)".into(),
         };
         f.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }).block(block), rect);
