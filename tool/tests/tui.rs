@@ -395,6 +395,36 @@ fn a_gap_after_the_last_snapshot_is_on_the_timeline() {
 }
 
 #[test]
+fn the_imports_view_shows_the_imports_up_to_the_cursor() {
+    use heapscope::entry::{Entry, Source};
+    use heapscope_protocol::wire::Event as Wire;
+    let rec = bundled().unwrap();
+    let second = 1_000_000u64;
+    // `first` imported from 0 s, `second` from 2 s; as the firmware module does, a snapshot
+    // follows each begin and end.
+    let app = || {
+        let mut app = App::new(History::new(), "live", true);
+        let snapshot = |at: u64, i: u32| Entry::Snapshot { at, device_ms: None, source: Source::Passive, snapshot: Box::new(rec.snapshot(i).unwrap()) };
+        for (i, name) in ["first", "second"].into_iter().enumerate() {
+            let t = 2 * i as u64 * second;
+            app.ingest(snapshot(t, 3 * i as u32));
+            app.ingest(Entry::Event { at: t + second / 4, device_ms: None, event: Wire::ImportBegin { depth: 0, name: name.into() } });
+            app.ingest(snapshot(t + second / 2, 3 * i as u32 + 1));
+            app.ingest(Entry::Event { at: t + 3 * second / 4, device_ms: None, event: Wire::ImportEnd { depth: 0, name: name.into(), ok: true, elapsed_us: 1000 } });
+            app.ingest(snapshot(t + second, 3 * i as u32 + 2));
+        }
+        app
+    };
+    let (_, newest) = run(app(), 100, 30, vec![key('4')]);
+    assert!(newest.contains("first") && newest.contains("second"), "{newest}");
+    // At 2 s, before `second` began.
+    let mut at_2_s = app();
+    at_2_s.cursor = Some(3);
+    let (_, text) = run(at_2_s, 100, 30, vec![key('4')]);
+    assert!(text.contains("first") && !text.contains("second"), "the import to come is not shown yet:\n{text}");
+}
+
+#[test]
 fn the_header_keeps_its_figures_behind_a_long_name() {
     let long = format!("/home/someone/{}/micropython (demo)", "very-long-directory-name/".repeat(6));
     for (w, wanted) in [(80, "frag"), (120, "largest"), (120, "frag")] {

@@ -12,7 +12,10 @@ use crate::tui::app::App;
 pub fn draw(f: &mut Frame, rect: Rect, app: &App) {
     let title = if app.imports_by_bytes { " Imports, by bytes kept (s: in order) " } else { " Imports, in order (s: by bytes kept) " };
     let block = Block::default().borders(Borders::ALL).title(title);
-    let mut rows = tree_from_events(&app.history.entries_for_imports);
+    // Like every view, the imports up to the cursor's moment.
+    let events = &app.history.entries_for_imports;
+    let until = app.current().map_or(u64::MAX, |i| app.history.snapshots[i].at);
+    let mut rows = tree_from_events(&events[..events.partition_point(|e| e.at() <= until)]);
     if rows.is_empty() {
         let text = "No import events here. With the heapscope firmware module, call heapscope.trace_imports(True) \
                     before your imports; on stock firmware, `heapscope imports MODULE...` measures them through the REPL.";
