@@ -253,8 +253,9 @@ fn board_commands_end_quietly_when_the_reader_of_their_output_goes_away() {
     let file = board.dir().join("reader-gone.hsd");
     let port = board.port();
     let commands: &[&[&str]] = &[
+        // The second writes over the first's file, as asked.
         &["dump", "--port", &port, "-o", file.to_str().unwrap()],
-        &["dump", "--port", &port, "-o", file.to_str().unwrap(), "--json"],
+        &["dump", "--port", &port, "-o", file.to_str().unwrap(), "--json", "--force"],
         &["imports", "--port", &port, "json"],
         &["imports", "--port", &port, "--json", "json"],
     ];
@@ -281,7 +282,7 @@ fn record_console_with_json_keeps_stdout_pure_json() {
     assert!(summary["console_bytes"].as_u64().unwrap() > 0, "{summary}");
     assert!(stderr(&out).contains("tick "), "{}", stderr(&out));
     // Without --json the console goes to stdout as before.
-    let out = run(&["record", "--port", &board.port(), "-o", file.to_str().unwrap(), "--mode", "passive", "--duration", "1s", "--console"]);
+    let out = run(&["record", "--port", &board.port(), "-o", file.to_str().unwrap(), "--force", "--mode", "passive", "--duration", "1s", "--console"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("tick "), "{}", String::from_utf8_lossy(&out.stdout));
 }
