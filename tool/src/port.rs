@@ -272,6 +272,9 @@ pub(crate) fn classify_open_error(path: &str, e: serialport::Error) -> PortError
     }
 }
 
+/// Times a busy port is tried again, 100 ms apart, before it is reported busy.
+const BUSY_RETRIES: u32 = 5;
+
 /// Opens a port without resetting the board (unless asked).
 ///
 /// Opening a tty raises DTR and RTS together. On ESP32 boards those drive EN and IO0 through
@@ -281,10 +284,21 @@ pub fn open(path: &str, options: OpenOptions) -> Result<Box<dyn SerialPort>, Por
     if !Path::new(path).exists() {
         return Err(PortError::NotFound { path: path.to_string() });
     }
-    let mut port = serialport::new(path, options.baud)
-        .timeout(Duration::from_millis(50))
-        .open()
-        .map_err(|e| classify_open_error(path, e))?;
+    // A port just closed can still read as busy for a moment: its lock lives until every copy
+    // of the descriptor is closed, and a process forked meanwhile holds one until it execs.
+    let mut tries = 0;
+    let mut port = loop {
+        match serialport::new(path, options.baud).timeout(Duration::from_millis(50)).open() {
+            Ok(port) => break port,
+            Err(e) => match classify_open_error(path, e) {
+                PortError::Busy { .. } if tries < BUSY_RETRIES => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                e => return Err(e),
+            },
+        }
+    };
     // Pseudo-terminals and some adapters have no modem lines: best effort.
     let _ = port.write_request_to_send(false);
     let _ = port.write_data_terminal_ready(false);
