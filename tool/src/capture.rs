@@ -539,10 +539,7 @@ impl Worker {
                         }
                     }
                 }
-                Ok(Command::Mark(label)) => {
-                    let at = self.now();
-                    self.emit(vec![Entry::Event { at, device_ms: None, event: Event::Mark { label } }]);
-                }
+                Ok(Command::Mark(label)) => self.mark(label),
                 Ok(Command::Dump(reply)) => {
                     let _ = reply.send(self.take_dump());
                 }
@@ -718,6 +715,12 @@ impl Worker {
         Ok(DumpTaken { at, dump, analysis })
     }
 
+    /// A mark on the timeline, made on the host now.
+    fn mark(&mut self, label: String) {
+        let at = self.now();
+        self.emit(vec![Entry::Event { at, device_ms: None, event: Event::Mark { label } }]);
+    }
+
     /// The port went away: mark a gap and wait for it to return (or stop).
     fn lost(&mut self, gone: Gone) -> Flow {
         // Close the dead port now, not at the reattach: holding it keeps its name taken.
@@ -732,10 +735,7 @@ impl Worker {
             match self.commands.recv_timeout(Duration::from_millis(200)) {
                 Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => return Flow::Stop,
                 // Marks are the host's: the timeline goes on while the board is away.
-                Ok(Command::Mark(label)) => {
-                    let at = self.now();
-                    self.emit(vec![Entry::Event { at, device_ms: None, event: Event::Mark { label } }]);
-                }
+                Ok(Command::Mark(label)) => self.mark(label),
                 Ok(Command::Dump(reply)) => {
                     let _ = reply.send(Err(format!("{} is unplugged: waiting for it to come back", self.opener.name())));
                 }

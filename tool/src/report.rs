@@ -266,7 +266,7 @@ impl RecordingReport {
             file: file.to_string(),
             closed: rec.closed,
             truncated: rec.truncated.as_ref().map(|t| FileSpot { offset: t.offset, reason: t.reason.clone() }),
-            seconds: rec.duration as f64 / 1e6,
+            seconds: crate::entry::seconds(rec.duration),
             segments: 0,
             resets: 0,
             gaps: 0,
